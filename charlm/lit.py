@@ -1,0 +1,190 @@
+"""The LightningModule: stateful truncated BPTT, bits per byte, AdamW with warmup and cosine decay."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerStatus
+from lightning.pytorch.utilities import rank_zero_warn
+
+from charlm.metrics import BitsPerByte
+from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device
+from datamodules.streams import IGNORE
+from datamodules.vocab import Vocabulary
+
+LN2 = math.log(2)
+
+
+class CharLM(L.LightningModule):
+    def __init__(
+        self,
+        vocab: Sequence[int],
+        cell: Cell = "lstm",
+        num_layers: int = 2,
+        hidden_size: int = 256,
+        embedding_dim: int = 64,
+        dropout: float = 0.0,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.99),
+        warmup_steps: int = 100,
+        lr_schedule: Literal["cosine", "constant"] = "cosine",
+        min_lr_ratio: float = 0.1,
+        grad_clip: float = 1.0,
+    ) -> None:
+        """
+        Args:
+            vocab: the byte values the model predicts (set from the data module by the CLI).
+            cell: recurrent cell: rnn (tanh), gru or lstm.
+            num_layers: stacked recurrent layers.
+            hidden_size: units per recurrent layer.
+            embedding_dim: size of the learned byte embedding fed to the first layer.
+            dropout: dropout between stacked layers and before the output head, in [0, 1).
+            lr: peak learning rate of AdamW.
+            weight_decay: AdamW decoupled weight decay, applied to weight matrices only.
+            betas: AdamW's moment coefficients.
+            warmup_steps: optimizer steps of linear warmup from 0 to ``lr``.
+            lr_schedule: after warmup, cosine decay to ``min_lr_ratio * lr`` by the last step, or constant.
+            min_lr_ratio: the final learning rate as a fraction of ``lr`` (cosine schedule).
+            grad_clip: clip the global gradient norm to this value before each step; 0 disables.
+        """
+        super().__init__()
+        checks = [
+            (lr > 0, "lr", lr, "a positive number"),
+            (weight_decay >= 0, "weight_decay", weight_decay, "non-negative"),
+            (all(0 <= b < 1 for b in betas), "betas", betas, "two numbers in [0, 1)"),
+            (warmup_steps >= 0, "warmup_steps", warmup_steps, "non-negative"),
+            (0 <= min_lr_ratio <= 1, "min_lr_ratio", min_lr_ratio, "in [0, 1]"),
+            (grad_clip >= 0, "grad_clip", grad_clip, "non-negative (0 disables clipping)"),
+        ]
+        for ok, name, value, expected in checks:
+            if not ok:
+                raise ValueError(f"--model.{name} must be {expected}, got {value!r}")
+        self.save_hyperparameters()
+        self.vocab = Vocabulary(tuple(vocab))
+        try:
+            self.model = CharRNN(len(self.vocab), cell, num_layers, hidden_size, embedding_dim, dropout)
+        except ValueError as err:
+            raise ValueError(f"--model.{err}") from None
+        self.train_bpc, self.val_bpc, self.test_bpc = BitsPerByte(), BitsPerByte(), BitsPerByte()
+        self._train_hidden: Hidden | None = None  # carried across consecutive training batches
+        self._eval_hidden: Hidden | None = None  # validation/test have their own
+        self._restored_rng: dict[str, Any] | None = None  # applied at the first batch after a resume
+        self._total_steps_cache: int | None = None
+
+    def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+        return self.model(tokens, hidden)
+
+    # --- training -------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self._restored_rng is not None:  # resume: dropout masks continue as if never stopped
+            torch.set_rng_state(self._restored_rng["cpu"])
+            if torch.cuda.is_available() and self._restored_rng.get("cuda") is not None:
+                torch.cuda.set_rng_state(self._restored_rng["cuda"])
+            self._restored_rng = None
+        x, y = batch  # (B, T) each
+        hidden = self._train_hidden
+        if batch_idx == 0 or hidden is None or hidden_batch_size(hidden) != x.shape[0]:
+            hidden = None  # a new epoch starts every stream from the beginning of the corpus
+        elif hidden_device(hidden) != x.device:  # restored from a checkpoint onto another device
+            hidden = tuple(h.to(x.device) for h in hidden) if isinstance(hidden, tuple) else hidden.to(x.device)
+        logits, hidden = self.model(x, hidden)  # (B, T, V)
+        self._train_hidden = detach_hidden(hidden)  # BPTT stops at the window edge
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # mean nats per byte
+        self.train_bpc.update(loss.detach() * y.numel(), y.numel())
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bpc", loss / LN2)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/bpc_epoch", self.train_bpc)
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, metric: BitsPerByte, stage: str) -> None:
+        x, y = batch
+        hidden = None if batch_idx == 0 else self._eval_hidden
+        logits, self._eval_hidden = self.model(x, hidden)
+        nats = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum", ignore_index=IGNORE)
+        metric.update(nats, (y != IGNORE).sum())
+        self.log(f"{stage}/bpc", metric, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, self.val_bpc, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, self.test_bpc, "test")
+
+    # --- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        matrices = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
+        others = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and not n.startswith("embed"))]
+        groups = [{"params": matrices, "weight_decay": hp.weight_decay}, {"params": others, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, hp.warmup_steps, self._total_steps, hp.lr_schedule, hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        # asked only once warmup is over: calling estimated_stepping_batches inside
+        # configure_optimizers would build the training loader before a resumed run restores its
+        # position in the epoch
+        if self._total_steps_cache is None:
+            self._total_steps_cache = max(1, int(self.trainer.estimated_stepping_batches))
+        return self._total_steps_cache
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning calls this after unscaling AMP gradients; --trainer.gradient_clip_val still wins if set
+        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
+
+    # --- checkpoints carry the vocabulary, the carried hidden state and the dropout RNG -------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hidden = self._train_hidden
+        if hidden is not None and self.trainer.world_size > 1:
+            if self.trainer.state.status == TrainerStatus.INTERRUPTED:
+                hidden = None  # Ctrl-C: ranks may not all be here, so no collective; resume starts fresh
+            else:
+                hidden = detach_hidden(self.all_gather(hidden))  # (world, layers, B, H) each
+        checkpoint["charlm"] = {
+            "train_hidden": hidden,
+            "world_size": self.trainer.world_size,
+            "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        theirs = list(checkpoint.get("hyper_parameters", {}).get("vocab", []))
+        if theirs != list(self.vocab.symbols):
+            raise ValueError(
+                f"The checkpoint was trained on a different vocabulary ({len(theirs)} symbols) than this data "
+                f"module's ({len(self.vocab)} symbols), so its token ids mean other bytes. Use the corpus it was "
+                f"trained on, or train a new model."
+            )
+        state = checkpoint.get("charlm", {})
+        hidden, world = state.get("train_hidden"), state.get("world_size", 1)
+        rank, my_world = (self._trainer.global_rank, self._trainer.world_size) if self._trainer else (0, 1)
+        if hidden is not None and world != my_world:
+            rank_zero_warn("Resuming on a different number of processes: the carried hidden state restarts.")
+            hidden = None
+        elif hidden is not None and world > 1:
+            hidden = tuple(h[rank] for h in hidden) if isinstance(hidden, tuple) else hidden[rank]
+        self._train_hidden = hidden
+        self._restored_rng = state.get("rng")
+
+
+def lr_factor(step: int, warmup: int, total_steps: Callable[[], int], schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    total = total_steps()
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

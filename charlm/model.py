@@ -1,0 +1,73 @@
+"""The network alone: byte embedding -> stacked RNN / GRU / LSTM -> linear head over the vocabulary.
+
+No Lightning here; the loss lives in the LightningModule, so sampling and inspection reuse
+``forward``. The ``rnn`` cell is the seed's ``h_t = tanh(W_xh x_t + W_hh h_{t-1} + b)`` (torch's
+``nn.RNN`` keeps two bias vectors whose sum is ``b``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import torch
+from torch import nn
+
+Cell = Literal["rnn", "gru", "lstm"]
+Hidden = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # (layers, B, H), or (h, c) for LSTM
+
+_RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class CharRNN(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: Cell = "lstm",
+        num_layers: int = 2,
+        hidden_size: int = 256,
+        embedding_dim: int = 64,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in _RNNS:
+            raise ValueError(f"cell must be one of {sorted(_RNNS)}, got {cell!r}")
+        for name, value in (("vocab_size", vocab_size), ("num_layers", num_layers),
+                            ("hidden_size", hidden_size), ("embedding_dim", embedding_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
+        self.embed = nn.Embedding(vocab_size, embedding_dim)
+        # dropout between stacked layers (cuDNN applies it), and once more before the head
+        self.rnn = _RNNS[cell](embedding_dim, hidden_size, num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+        """tokens (B, T) int64 -> logits (B, T, V) and the hidden state after the last step."""
+        x = self.embed(tokens)  # (B, T, E)
+        out, hidden = self.rnn(x, hidden)  # (B, T, H)
+        return self.head(self.drop(out)), hidden
+
+    def initial_hidden(self, batch_size: int, device: torch.device | str = "cpu") -> Hidden:
+        zeros = torch.zeros(self.num_layers, batch_size, self.hidden_size, device=device)
+        return (zeros, zeros.clone()) if self.cell == "lstm" else zeros
+
+
+def detach_hidden(hidden: Hidden) -> Hidden:
+    """Cut the graph at the window edge: truncated BPTT carries the values, not the gradients."""
+    return tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
+
+
+def hidden_batch_size(hidden: Hidden) -> int:
+    return _first(hidden).shape[1]
+
+
+def hidden_device(hidden: Hidden) -> torch.device:
+    return _first(hidden).device
+
+
+def _first(hidden: Hidden) -> torch.Tensor:
+    return hidden[0] if isinstance(hidden, tuple) else hidden

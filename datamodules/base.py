@@ -1,0 +1,148 @@
+"""The shared base of every corpus: caching, splitting, memory-mapping and stream batching.
+
+A corpus module only says how to obtain its bytes (``_corpus``) and what its cache folder is
+called; this class turns them into a prepared token file once, memory-maps it, cuts contiguous
+train/val/test splits (in that order), and serves stream batches per rank.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
+from datamodules.streams import EvalStreams, TrainStreams
+from datamodules.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus ready to be prepared: how to stream it, and what names it."""
+
+    chunks: ChunkSource  # streams the raw bytes, again on every call
+    source: str  # a path or URL, for messages
+    size: int | None  # raw size in bytes, for progress bars
+    key: str  # the prepared folder's name; changes whenever the content does
+
+
+def default_cache_dir() -> Path:
+    """``$CHARLM_CACHE`` if set, else ``~/.cache/charlm``."""
+    return Path(os.environ.get("CHARLM_CACHE") or Path.home() / ".cache" / "charlm")
+
+
+def split_sizes(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """Sizes of the contiguous (train, val, test) splits; val and test are rounded to whole bytes."""
+    val, test = round(num_tokens * val_fraction), round(num_tokens * test_fraction)
+    return num_tokens - val - test, val, test
+
+
+class CharDataModule(L.LightningDataModule):
+    """A byte-level corpus served as contiguous streams for truncated BPTT."""
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        seq_len: int = 128,
+        eval_batch_size: int = 16,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        cache_dir: str | None = None,
+    ) -> None:
+        """
+        Args:
+            batch_size: parallel streams per process (B); each row continues across batches.
+            seq_len: steps per batch (T), the truncated-BPTT window.
+            eval_batch_size: streams the validation and test splits are cut into, whatever the
+                number of processes (so bpc does not depend on it); must be >= the process count.
+            val_fraction: share of the corpus, after the training part, used for validation.
+            test_fraction: share of the corpus, at its very end, used for testing.
+            cache_dir: where downloads and prepared token files are kept
+                (default: $CHARLM_CACHE, else ~/.cache/charlm).
+        """
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"--data.{name} must be a positive integer, got {value}.")
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 < value < 0.5:
+                raise ValueError(f"--data.{name} must lie strictly between 0 and 0.5, got {value}.")
+        self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self._vocab: Vocabulary | None = None
+        self._corpus_cache: Corpus | None = None
+        self.splits: dict[str, torch.Tensor] = {}
+
+    # --- what a corpus module provides -------------------------------------------------------
+    @abstractmethod
+    def _corpus(self) -> Corpus:
+        """Obtain the corpus (download it, or find the local copy) and describe it."""
+
+    # --- caching --------------------------------------------------------------------------------
+    @property
+    def corpus(self) -> Corpus:
+        if self._corpus_cache is None:
+            self._corpus_cache = self._corpus()
+        return self._corpus_cache
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.cache_dir / "prepared" / self.corpus.key
+
+    def prepare_data(self) -> None:
+        """Fetch and prepare the corpus once; later runs find it in the cache."""
+        if not is_prepared(self.prepared_dir):
+            prepare(self.prepared_dir, self.corpus.chunks, self.corpus.source, self.corpus.size)
+
+    @property
+    def vocab(self) -> Vocabulary:
+        """The corpus vocabulary (prepares the corpus on first use, so the CLI can size the model)."""
+        if self._vocab is None:
+            self.prepare_data()
+            self._vocab = Vocabulary.load(self.prepared_dir / "vocab.json")
+        return self._vocab
+
+    @property
+    def vocab_symbols(self) -> list[int]:
+        """The vocabulary as the list of byte values the model's hyperparameters store."""
+        return list(self.vocab.symbols)
+
+    # --- splits and batches ---------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        tokens_np, self._vocab = load_tokens(self.prepared_dir)
+        tokens = torch.from_numpy(tokens_np)  # (N,) uint8, memory-mapped
+        n_train, n_val, n_test = split_sizes(len(tokens), self.val_fraction, self.test_fraction)
+        self.splits = {
+            "train": tokens[:n_train],
+            "val": tokens[n_train : n_train + n_val],
+            "test": tokens[n_train + n_val :],
+        }
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> TrainStreams:
+        rank, world = self._rank_and_world()
+        loader = TrainStreams(self.splits["train"], self.batch_size, self.seq_len, rank, world)
+        trainer = self.trainer
+        if trainer is not None and trainer.fit_loop.restarting:
+            # resuming mid-epoch: continue with the first batch the checkpoint had not trained on
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            loader.skip_next = done if done < len(loader) else 0
+        return loader
+
+    def _eval_loader(self, split: str) -> EvalStreams:
+        rank, world = self._rank_and_world()
+        return EvalStreams(self.splits[split], self.eval_batch_size, self.seq_len, rank, world)
+
+    def val_dataloader(self) -> EvalStreams:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> EvalStreams:
+        return self._eval_loader("test")

@@ -1,0 +1,94 @@
+"""Batches of parallel contiguous streams, for truncated backpropagation through time.
+
+Training (as in char-rnn and torch-rnn): the split is cut into ``world_size * B`` equal streams,
+rank ``r`` owns streams ``r*B .. r*B+B-1``, and batch ``k`` holds steps ``k*T .. k*T+T-1`` of each.
+Row ``b`` of batch ``k+1`` therefore continues row ``b`` of batch ``k``, so the model can carry its
+hidden state across batches. Every rank has the same number of batches, so DDP never waits on a
+rank that ran out.
+
+Evaluation: the split is cut into a fixed number of streams that does not depend on the number of
+processes, covering every prediction exactly once (stream lengths differ by at most one; targets
+past a stream's end are ``IGNORE``). Streams are dealt round-robin to ranks, so the summed loss over
+all ranks, and hence bpc, is the same on 1 process as on many.
+
+These are plain iterables, not DataLoaders: Lightning injects no DistributedSampler into them, and
+a batch is a zero-copy slice of the memory-mapped corpus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+IGNORE = -100  # cross_entropy's default ignore_index: a target position with no byte behind it
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T) int64, targets (B, T) int64
+
+
+class TrainStreams:
+    """This rank's training batches: ``B`` contiguous streams advanced ``T`` steps per batch."""
+
+    def __init__(self, tokens: torch.Tensor, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1) -> None:
+        num_streams = batch_size * world_size
+        stream_len = len(tokens) // num_streams
+        if stream_len < seq_len + 1:
+            raise ValueError(
+                f"The training split ({len(tokens):,} bytes) is too short for one batch of {num_streams} streams "
+                f"x {seq_len + 1} bytes (batch_size={batch_size} x {world_size} processes, seq_len={seq_len}). "
+                f"Lower --data.batch_size or --data.seq_len, or use a bigger corpus."
+            )
+        start = rank * batch_size * stream_len
+        self.streams = tokens[start : start + batch_size * stream_len].view(batch_size, stream_len)  # (B, L)
+        self.seq_len = seq_len
+        self.num_batches = (stream_len - 1) // seq_len
+        self.skip_next = 0  # batches to skip once, when resuming mid-epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        start, self.skip_next = self.skip_next, 0
+        T = self.seq_len
+        for k in range(start, self.num_batches):
+            window = self.streams[:, k * T : k * T + T + 1].long()  # (B, T+1)
+            yield window[:, :-1], window[:, 1:]
+
+
+class EvalStreams:
+    """This rank's share of a fixed set of evaluation streams covering a split exactly once."""
+
+    def __init__(self, tokens: torch.Tensor, num_streams: int, seq_len: int, rank: int = 0, world_size: int = 1) -> None:
+        predictions = len(tokens) - 1
+        if predictions < num_streams:
+            raise ValueError(
+                f"The evaluation split ({len(tokens):,} bytes) is shorter than its {num_streams} streams; "
+                f"lower --data.eval_batch_size or use a bigger corpus."
+            )
+        if num_streams < world_size:
+            raise ValueError(
+                f"--data.eval_batch_size ({num_streams}) must be at least the number of processes ({world_size}), "
+                f"so that every process evaluates at least one stream."
+            )
+        base, extra = divmod(predictions, num_streams)  # the first `extra` streams are one step longer
+        longest = base + (extra > 0)
+        self.num_batches = math.ceil(longest / seq_len)
+        width = self.num_batches * seq_len
+        mine = range(rank, num_streams, world_size)
+        inputs = torch.zeros(len(mine), width, dtype=torch.uint8)
+        targets = torch.full((len(mine), width), IGNORE, dtype=torch.int16)
+        for row, s in enumerate(mine):
+            begin, length = s * base + min(s, extra), base + (s < extra)
+            inputs[row, :length] = tokens[begin : begin + length]
+            targets[row, :length] = tokens[begin + 1 : begin + length + 1].to(torch.int16)
+        self.inputs, self.targets, self.seq_len = inputs, targets, seq_len  # (B_rank, num_batches * T)
+        self.num_predictions = int((targets != IGNORE).sum())
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        T = self.seq_len
+        for k in range(self.num_batches):
+            yield self.inputs[:, k * T : (k + 1) * T].long(), self.targets[:, k * T : (k + 1) * T].long()

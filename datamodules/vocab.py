@@ -1,0 +1,92 @@
+"""Byte-level vocabulary: the bytes that occur in a corpus, numbered in ascending byte order.
+
+Token id ``i`` stands for byte ``symbols[i]``. Tiny Shakespeare has 65 symbols, enwik8 205. Every
+id fits in a uint8, so prepared corpora are one byte per token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The byte values of a corpus; token id = index into ``symbols``."""
+
+    symbols: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        symbols = tuple(int(s) for s in self.symbols)
+        if not symbols:
+            raise ValueError("A vocabulary needs at least one symbol; the corpus is empty.")
+        if any(not 0 <= s <= 255 for s in symbols) or list(symbols) != sorted(set(symbols)):
+            raise ValueError(f"Vocabulary symbols must be distinct byte values 0..255 in ascending order, got {symbols}")
+        object.__setattr__(self, "symbols", symbols)
+
+    @classmethod
+    def from_byte_counts(cls, counts: np.ndarray) -> Vocabulary:
+        """The vocabulary of the bytes whose count is non-zero; ``counts`` has shape (256,)."""
+        return cls(tuple(int(b) for b in np.flatnonzero(counts)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Vocabulary:
+        return cls.from_byte_counts(np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def byte_to_id(self) -> np.ndarray:
+        """Lookup table of shape (256,): token id of each byte, -1 for bytes outside the vocabulary."""
+        table = np.full(256, -1, dtype=np.int16)
+        table[list(self.symbols)] = np.arange(len(self.symbols), dtype=np.int16)
+        return table
+
+    def missing_bytes(self, data: bytes) -> list[int]:
+        """The distinct byte values of ``data`` that this vocabulary lacks, ascending."""
+        present = np.flatnonzero(np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256))
+        return [int(b) for b in present if self.byte_to_id[b] < 0]
+
+    def encode(self, data: bytes) -> np.ndarray:
+        """Bytes -> uint8 token ids of shape (len(data),). Raises ValueError naming unknown bytes."""
+        ids = self.byte_to_id[np.frombuffer(data, dtype=np.uint8)]
+        if len(ids) and ids.min() < 0:
+            missing = ", ".join(describe_byte(b) for b in self.missing_bytes(data))
+            raise ValueError(f"Text contains bytes outside the model's vocabulary: {missing}. Known symbols: {self.printable()}")
+        return ids.astype(np.uint8)
+
+    def decode(self, ids: Iterable[int]) -> bytes:
+        """Token ids -> the bytes they stand for."""
+        return bytes(self.symbols[int(i)] for i in ids)
+
+    def printable(self) -> str:
+        """All symbols as one readable string (control bytes escaped), for error messages."""
+        return "".join(describe_byte(s) if s < 32 or s > 126 else chr(s) for s in self.symbols)
+
+    def to_json(self) -> str:
+        return json.dumps({"symbols": list(self.symbols)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        return cls(tuple(json.loads(text)["symbols"]))
+
+    def save(self, path: Path) -> None:
+        """Write ``vocab.json`` atomically (temp file, then rename)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        return cls.from_json(Path(path).read_text())
+
+
+def describe_byte(b: int) -> str:
+    """A byte as a reader wants it named: ``'a' (0x61)`` if printable ASCII, else ``0x0a``."""
+    return f"{chr(b)!r} (0x{b:02x})" if 32 <= b <= 126 else f"0x{b:02x}"
