@@ -114,6 +114,7 @@ class CharDataModule(L.LightningDataModule):
 
     # --- splits and batches ---------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()  # a no-op once prepared; covers use outside a Trainer
         tokens_np, self._vocab = load_tokens(self.prepared_dir)
         tokens = torch.from_numpy(tokens_np)  # (N,) uint8, memory-mapped
         n_train, n_val, n_test = split_sizes(len(tokens), self.val_fraction, self.test_fraction)

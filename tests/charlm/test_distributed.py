@@ -1,0 +1,83 @@
+"""Real multi-process runs: DDP with 2 CPU processes (gloo), and a real Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules import ShakespeareDataModule
+from datamodules.streams import TrainStreams
+from tests.charlm.test_train import small_run, with_callback
+from tests.conftest import REPO
+from tests.helpers import read_metrics
+
+
+def run_cli(args: list[str], cache: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    # Lightning relaunches `python -m charlm` for the other ranks, so tests/ must be importable there
+    env = {**os.environ, "CHARLM_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "charlm", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isolated_cache):
+    metrics, batches = tmp_path / "ddp.jsonl", tmp_path / "batches"
+    run_cli(small_run(tmp_path / "ddp", shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                      "--trainer.strategy", "ddp", "--trainer.max_steps", "30", "--trainer.val_check_interval", "30",
+                      *with_callback("tests.helpers.RecordBatches", folder=batches, count=3),
+                      *with_callback("tests.helpers.DumpMetrics", path=metrics)), isolated_cache)
+
+    # each rank trained on its own contiguous streams, exactly those the batching scheme assigns it
+    dm = ShakespeareDataModule(path=str(shakespeare_path))
+    dm.setup("fit")
+    seen = []
+    for rank in range(2):
+        got = torch.load(batches / f"rank{rank}.pt")
+        expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=2)][:3]
+        assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected))
+        seen.append({tuple(row) for batch in got for row in batch.tolist()})
+    assert seen[0].isdisjoint(seen[1])
+
+    # the 2-process validation bpc equals a 1-process validation of the same weights
+    ddp_bpc = read_metrics(metrics)[-1]["val/bpc"]
+    last = next((tmp_path / "ddp").rglob("last.ckpt"))
+    single = tmp_path / "single.jsonl"
+    run_cli(small_run(tmp_path / "single", shakespeare_path, "--ckpt_path", str(last),
+                      *with_callback("tests.helpers.DumpMetrics", path=single), cmd="validate"), isolated_cache)
+    assert read_metrics(single)[-1]["val/bpc"] == pytest.approx(ddp_bpc, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_a_checkpoint_that_resumes(tmp_path, shakespeare_path, isolated_cache):
+    started = tmp_path / "started"
+    args = small_run(tmp_path / "run", shakespeare_path, "--trainer.max_steps", "100000",
+                     *with_callback("tests.helpers.TouchAt", step=15, path=started))
+    env = {**os.environ, "CHARLM_CACHE": str(isolated_cache), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "charlm", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "resume with --ckpt_path" in output, output[-3000:]
+    ckpt = next((tmp_path / "run").rglob("interrupted.ckpt"))
+    step = torch.load(ckpt, weights_only=True)["global_step"]
+    assert step >= 15
+    resumed = run_cli(small_run(tmp_path / "run", shakespeare_path, "--ckpt_path", str(ckpt),
+                                "--trainer.max_steps", str(step + 10),
+                                *with_callback("tests.helpers.DumpMetrics", path=tmp_path / "m.jsonl")), isolated_cache)
+    assert read_metrics(tmp_path / "m.jsonl")[-1]["step"] == step + 10, resumed.stderr[-2000:]

@@ -1,0 +1,80 @@
+"""Shared fixtures: the real Tiny Shakespeare, an isolated cache, and a loopback HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE", REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def shakespeare_path() -> Path:
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"the real Tiny Shakespeare is not at {SHAKESPEARE} (set CHARLM_SHAKESPEARE)")
+    return SHAKESPEARE
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own CHARLM_CACHE, so nothing touches ~/.cache/charlm."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CHARLM_CACHE", str(cache))
+    return cache
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _TruncatingHandler(_QuietHandler):
+    """Announces the full Content-Length, then sends only half the body and hangs up."""
+
+    def do_GET(self) -> None:
+        data = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+
+
+def _serve(folder: Path, handler: type) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """(folder, base URL) of a real HTTP server on 127.0.0.1 serving that folder."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    yield from ((folder, url) for url in _serve(folder, _QuietHandler))
+
+
+@pytest.fixture
+def truncating_http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    folder = tmp_path / "www-truncating"
+    folder.mkdir()
+    yield from ((folder, url) for url in _serve(folder, _TruncatingHandler))

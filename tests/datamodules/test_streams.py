@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from datamodules.streams import IGNORE, EvalStreams, TrainStreams
+
+
+def corpus(n: int) -> torch.Tensor:
+    return (torch.arange(n) % 251).to(torch.uint8)
+
+
+def test_row_b_of_batch_k_plus_1_continues_row_b_of_batch_k():
+    tokens = torch.randint(0, 50, (10_000,), dtype=torch.uint8)
+    batches = list(TrainStreams(tokens, batch_size=4, seq_len=16))
+    assert len(batches) > 3
+    for (x0, y0), (x1, _) in zip(batches, batches[1:]):
+        assert torch.equal(x0[:, 1:], y0[:, :-1])  # targets are inputs shifted by one
+        assert torch.equal(x1[:, 0], y0[:, -1])  # the next window starts where this one stopped
+    # each row is one contiguous stretch of the corpus
+    rows = torch.cat([x for x, _ in batches], dim=1)
+    L = len(tokens) // 4
+    for b in range(4):
+        assert torch.equal(rows[b], tokens[b * L : b * L + rows.shape[1]].long())
+
+
+def test_ranks_get_disjoint_streams_and_equal_batch_counts():
+    tokens = torch.arange(9_999, dtype=torch.int64)  # every value says where it came from
+    per_rank = [TrainStreams(tokens, 3, 10, rank=r, world_size=2) for r in range(2)]
+    assert len(per_rank[0]) == len(per_rank[1]) > 0
+    seen = [set(torch.cat([x.flatten() for x, _ in loader]).tolist()) for loader in per_rank]
+    assert seen[0].isdisjoint(seen[1])
+    # two ranks of 3 streams serve exactly what one process with 6 streams would
+    single = TrainStreams(tokens, 6, 10)
+    for (x0, y0), (x1, y1), (x, y) in zip(*per_rank, single):
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+
+
+def test_skip_next_resumes_mid_epoch_once():
+    tokens = corpus(5_000)
+    loader = TrainStreams(tokens, 2, 8)
+    full = list(loader)
+    loader.skip_next = 3
+    assert [torch.equal(a[0], b[0]) for a, b in zip(list(loader), full[3:])] == [True] * (len(full) - 3)
+    assert len(list(loader)) == len(full)  # the next epoch starts from the beginning again
+
+
+def test_too_short_for_one_batch_names_the_arguments():
+    with pytest.raises(ValueError, match="batch_size.*seq_len"):
+        TrainStreams(corpus(100), batch_size=8, seq_len=32)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_eval_covers_every_prediction_exactly_once(world):
+    tokens = corpus(1_003)
+    pairs = []
+    for rank in range(world):
+        for x, y in EvalStreams(tokens, num_streams=6, seq_len=16, rank=rank, world_size=world):
+            keep = y != IGNORE
+            pairs += list(zip(x[keep].tolist(), y[keep].tolist()))
+    expected = list(zip(tokens[:-1].tolist(), tokens[1:].tolist()))
+    assert sorted(pairs) == sorted(expected)
+    counts = {len(EvalStreams(tokens, 6, 16, r, world)) for r in range(world)}
+    assert len(counts) == 1  # equal batch counts on every rank
+
+
+def test_eval_needs_a_stream_per_process():
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        EvalStreams(corpus(1000), num_streams=2, seq_len=8, rank=0, world_size=4)

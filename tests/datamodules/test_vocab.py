@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from datamodules.vocab import Vocabulary
+
+
+def test_round_trip_of_utf8_text(tmp_path):
+    text = "ROMEO: ¿Qué? naïve — 東京\n".encode()
+    vocab = Vocabulary.from_bytes(text)
+    ids = vocab.encode(text)
+    assert ids.dtype == np.uint8 and ids.max() == len(vocab) - 1
+    assert vocab.decode(ids) == text
+    vocab.save(tmp_path / "vocab.json")
+    assert Vocabulary.load(tmp_path / "vocab.json") == vocab
+
+
+def test_symbols_are_sorted_bytes_that_occur():
+    vocab = Vocabulary.from_bytes(b"cabbage")
+    assert vocab.symbols == tuple(sorted(set(b"cabbage")))
+    assert len(vocab) == 5  # a b c e g
+
+
+def test_unknown_bytes_are_named():
+    vocab = Vocabulary.from_bytes(b"abc")
+    with pytest.raises(ValueError, match=r"'z' \(0x7a\)"):
+        vocab.encode(b"abz")
+    assert vocab.missing_bytes(b"a\nz") == [0x0A, 0x7A]
+
+
+def test_invalid_symbols_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        Vocabulary(())
+    with pytest.raises(ValueError, match="ascending"):
+        Vocabulary((3, 1))

@@ -1,0 +1,70 @@
+"""Callbacks that let tests see inside a training run, including one in other processes (DDP)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class RecordBatches(L.Callback):
+    """Save the first ``count`` training input batches of each rank to ``<folder>/rank<r>.pt``."""
+
+    def __init__(self, folder: str, count: int = 3) -> None:
+        self.folder, self.count, self.batches = Path(folder), count, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if len(self.batches) < self.count:
+            self.batches.append(batch[0].detach().cpu().clone())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.batches, self.folder / f"rank{trainer.global_rank}.pt")
+
+
+class DumpMetrics(L.Callback):
+    """Append ``trainer.callback_metrics`` after every validation/test run to a JSON-lines file (rank 0)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _dump(self, trainer) -> None:
+        if trainer.global_rank == 0 and not trainer.sanity_checking:
+            row = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            row["step"] = trainer.global_step
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._dump(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._dump(trainer)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+class InterruptAt(L.Callback):
+    """Raise KeyboardInterrupt (as Ctrl-C would) just before optimizer step ``step + 1`` begins."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+class TouchAt(L.Callback):
+    """Create the file ``path`` once training reaches ``step``, so a test knows when to act."""
+
+    def __init__(self, step: int, path: str) -> None:
+        self.step, self.path = step, Path(path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step and not self.path.exists():
+            self.path.touch()
