@@ -25,7 +25,8 @@ class RecordBatches(L.Callback):
 
 
 class DumpMetrics(L.Callback):
-    """Append ``trainer.callback_metrics`` after every validation/test run to a JSON-lines file (rank 0)."""
+    """Append ``trainer.callback_metrics`` after every validation/test run and at the end of
+    training to a JSON-lines file (rank 0)."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -41,6 +42,9 @@ class DumpMetrics(L.Callback):
         self._dump(trainer)
 
     def on_test_end(self, trainer, pl_module) -> None:
+        self._dump(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
         self._dump(trainer)
 
 

@@ -54,3 +54,9 @@ def test_nonsense_hyperparameters_name_the_flag(flag, value, message, shakespear
     assert message in out.stderr, out.stderr[-2000:]
     if value == "transformer":
         assert "lstm" in out.stderr  # the valid choices are listed
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "charlm")
+    out = subprocess.run([script, "validate", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--ckpt_path" in out.stdout

@@ -35,16 +35,16 @@ def with_callback(class_path: str, **init_args) -> list[str]:
 @pytest.mark.slow
 def test_fit_drops_val_bpc_and_saves_best_and_last(tmp_path, shakespeare_path):
     metrics = tmp_path / "metrics.jsonl"
-    cli = main(small_run(tmp_path, shakespeare_path, "--trainer.max_steps", "300", "--trainer.val_check_interval", "150",
+    cli = main(small_run(tmp_path, shakespeare_path, "--trainer.max_steps", "600", "--trainer.val_check_interval", "300",
                          "--trainer.limit_val_batches", "20", "--model.lr", "0.005",
                          *with_callback("tests.helpers.DumpMetrics", path=metrics)))
     rows = read_metrics(metrics)
-    assert [r["step"] for r in rows] == [150, 300]
+    assert [r["step"] for r in rows] == [300, 600, 600]  # two validations, then the end of training
     assert rows[-1]["val/bpc"] < 3.3 < 6.02  # uniform over 65 symbols is log2(65) = 6.02 bits
     assert rows[-1]["val/bpc"] < rows[0]["val/bpc"]
     ckpt_dir = Path(cli.trainer.checkpoint_callback.dirpath)
     names = sorted(p.name for p in ckpt_dir.glob("*.ckpt"))
-    assert "last.ckpt" in names and any(n.startswith("best-step300-bpc") for n in names), names
+    assert "last.ckpt" in names and any(n.startswith("best-step600-bpc") for n in names), names
 
     # the checkpoint is self-contained: vocabulary and hyperparameters inside, loads with weights_only
     ckpt = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
@@ -98,3 +98,13 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, shakespeare_path)
     torch.save(ckpt, tmp_path / "no_hidden.ckpt")
     forgetful = main(small_run(tmp_path / "cut2", shakespeare_path, *common, "--ckpt_path", str(tmp_path / "no_hidden.ckpt")))
     assert not torch.equal(forgetful.model.model.head.weight, expected["model.head.weight"])
+
+
+def test_checkpoint_from_another_vocabulary_is_refused(tmp_path, shakespeare_path):
+    other = tmp_path / "digits.txt"
+    other.write_bytes(b"0123456789 +-*/=\n" * 3000)  # 17 symbols, none of them letters
+    cli = main(small_run(tmp_path / "other", other, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                         "--data.eval_batch_size", "2"))
+    ckpt = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    with pytest.raises(ValueError, match="different vocabulary .17 symbols. than this data module's .65 symbols"):
+        main(small_run(tmp_path / "shakespeare", shakespeare_path, "--ckpt_path", str(ckpt), cmd="validate"))
