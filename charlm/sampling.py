@@ -1,0 +1,138 @@
+"""Sampling: pure functions of logits, and a loop that feeds one byte at a time carrying the state.
+
+``temperature`` 0 means argmax (greedy). ``top_k`` keeps the k most likely bytes; ``top_p`` keeps
+the smallest set of most likely bytes whose probability reaches p (nucleus sampling). Both are
+applied before sampling, to the temperature-scaled distribution.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+
+import torch
+
+from charlm.model import CharRNN, Hidden
+
+
+def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top_k must be a positive integer, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"--top_p must lie in (0, 1], got {top_p}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Set every logit outside the top-k / top-p support to -inf. logits: (N, V) -> (N, V)."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a byte once the bytes before it already reach top_p (the most likely one always stays)
+        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one token per row. logits: (N, V) -> token ids (N,)."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate(
+    model: CharRNN,
+    prompt: torch.Tensor,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield ``length`` tokens (N,) for the N prompts in ``prompt`` (N, P), one step at a time.
+
+    The prompt is read in one pass; after that each step feeds the sampled byte and the carried
+    hidden state back in, so a step costs one cell update per layer.
+    """
+    step = make_step(model, prompt.shape[0], prompt.device)
+    logits, hidden = model(prompt)  # (N, P, V)
+    last = logits[:, -1]
+    for _ in range(length):
+        token = sample_next(last, temperature, top_k, top_p, generator)
+        yield token
+        last, hidden = step(token, hidden)
+
+
+def make_step(model: CharRNN, batch: int, device: torch.device):
+    """A function (token (N,), hidden) -> (logits (N, V), hidden) for one step of ``model``.
+
+    On CUDA the step is captured once in a CUDA graph and replayed: one byte is far too little work
+    to hide the launch of each kernel (measured on an H100 for a 3x512 LSTM: 3.2k chars/s eager,
+    19k with a graph). Elsewhere it is the plain eager call.
+    """
+    if device.type == "cuda":
+        return _GraphStep(model, batch, device)
+
+    def eager(token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        logits, hidden = model(token[:, None], hidden)
+        return logits[:, -1], hidden
+
+    return eager
+
+
+class _GraphStep:
+    """One model step captured in a CUDA graph; inputs are copied into static buffers."""
+
+    def __init__(self, model: CharRNN, batch: int, device: torch.device) -> None:
+        self.token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.hidden = model.initial_hidden(batch, device)
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):  # warm up cuDNN outside the capture
+            for _ in range(2):
+                model(self.token, self.hidden)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            logits, self.out_hidden = model(self.token, self.hidden)
+            self.logits = logits[:, -1]
+
+    def __call__(self, token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        self.token.copy_(token[:, None])
+        if isinstance(self.hidden, tuple):
+            for static, value in zip(self.hidden, hidden):
+                static.copy_(value)
+        else:
+            self.hidden.copy_(hidden)
+        self.graph.replay()
+        out = self.out_hidden
+        # clones: the next replay overwrites the static outputs
+        return self.logits.clone(), tuple(h.clone() for h in out) if isinstance(out, tuple) else out.clone()
+
+
+class Utf8Stream:
+    """Bytes in, text out, never splitting a multi-byte UTF-8 character (invalid bytes become U+FFFD)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+    def finish(self) -> str:
+        return self._decoder.decode(b"", final=True)
