@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,11 @@ class StopAt:
         return out
 
 
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` typed on a command line -> newline, tab, backslash."""
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), text)
+
+
 def sample(
     ckpt_path: str,
     prompt: str = "\n",
@@ -50,7 +56,7 @@ def sample(
     top_p: float | None = None,
     num_samples: int = 1,
     seed: int | None = None,
-    stop: list[str] | None = None,
+    stop: str | list[str] | None = None,
     echo_prompt: bool = True,
     device: str = "auto",
 ) -> list[str]:
@@ -66,7 +72,8 @@ def sample(
         top_p: sample only among the most likely bytes whose probabilities add up to p, in (0, 1].
         num_samples: independent samples, generated together as one batch.
         seed: random seed; the same seed gives the same text (on the same device).
-        stop: end a sample when it writes one of these strings (not printed), e.g. --stop "\\n\\n".
+        stop: end a sample when it writes this string (or any string of a list; not printed).
+            ``\\n`` and ``\\t`` mean newline and tab: --stop "\\n\\n" ends at a blank line.
         echo_prompt: print the prompt before the generated text.
         device: cpu, cuda, cuda:1, ... or auto (a GPU if there is one).
     """
@@ -96,7 +103,8 @@ def sample(
     generator.manual_seed(seed if seed is not None else int(time.time_ns() % 2**63))
 
     streams = [Utf8Stream() for _ in range(num_samples)]
-    stops = [StopAt(stop or []) for _ in range(num_samples)]
+    stop_strings = [unescape(s) for s in ([stop] if isinstance(stop, str) else stop or [])]
+    stops = [StopAt(stop_strings) for _ in range(num_samples)]
     out: TextIO = sys.stdout
     live = num_samples == 1  # one sample streams as it is written; several print when done
     if live and echo_prompt:

@@ -53,12 +53,27 @@ class Vocabulary:
         present = np.flatnonzero(np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256))
         return [int(b) for b in present if self.byte_to_id[b] < 0]
 
+    def describe_missing(self, data: bytes) -> str:
+        """Name what ``data`` holds outside the vocabulary: characters if it is UTF-8, else bytes."""
+        missing = set(self.missing_bytes(data))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "the bytes " + ", ".join(describe_byte(b) for b in sorted(missing))
+        chars = dict.fromkeys(c for c in text if missing.intersection(c.encode()))
+        return "the characters " + ", ".join(
+            f"{c!r} (U+{ord(c):04X}, bytes {c.encode().hex(' ')})" if ord(c) > 127 else describe_byte(ord(c))
+            for c in chars
+        )
+
     def encode(self, data: bytes) -> np.ndarray:
         """Bytes -> uint8 token ids of shape (len(data),). Raises ValueError naming unknown bytes."""
         ids = self.byte_to_id[np.frombuffer(data, dtype=np.uint8)]
         if len(ids) and ids.min() < 0:
-            missing = ", ".join(describe_byte(b) for b in self.missing_bytes(data))
-            raise ValueError(f"Text contains bytes outside the model's vocabulary: {missing}. Known symbols: {self.printable()}")
+            raise ValueError(
+                f"The text contains {self.describe_missing(data)}, which the model's vocabulary lacks "
+                f"(it never saw them in training). Known symbols: {self.printable()}"
+            )
         return ids.astype(np.uint8)
 
     def decode(self, ids: Iterable[int]) -> bytes:

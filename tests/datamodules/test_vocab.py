@@ -22,8 +22,12 @@ def test_symbols_are_sorted_bytes_that_occur():
 
 def test_unknown_bytes_are_named():
     vocab = Vocabulary.from_bytes(b"abc")
-    with pytest.raises(ValueError, match=r"'z' \(0x7a\)"):
+    with pytest.raises(ValueError, match=r"characters 'z' \(0x7a\), which"):
         vocab.encode(b"abz")
+    with pytest.raises(ValueError, match=r"'€' \(U\+20AC, bytes e2 82 ac\)"):
+        vocab.encode("ab€".encode())
+    with pytest.raises(ValueError, match=r"bytes 0xff"):
+        vocab.encode(b"ab\xff")
     assert vocab.missing_bytes(b"a\nz") == [0x0A, 0x7A]
 
 

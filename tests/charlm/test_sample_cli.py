@@ -1,0 +1,64 @@
+"""`charlm sample` as a user runs it, against a checkpoint trained in the test session."""
+
+import torch
+
+from charlm.checkpoint import load_checkpoint
+from tests.charlm.test_cli import charlm
+
+
+def test_streams_a_seeded_sample_that_continues_the_prompt(tiny_checkpoint):
+    args = ["sample", "--ckpt_path", str(tiny_checkpoint), "--prompt", "ROMEO:", "--length", "300", "--seed", "7"]
+    first, second = charlm(*args), charlm(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout  # same seed, same text
+    assert first.stdout.startswith("ROMEO:") and len(first.stdout) >= 300
+    other = charlm(*args[:-1], "8")
+    assert other.stdout != first.stdout
+
+
+def test_greedy_top_k_top_p_batch_and_stop(tiny_checkpoint, tmp_path):
+    base = ["sample", "--ckpt_path", str(tiny_checkpoint), "--length", "200"]
+    greedy = [charlm(*base, "--temperature", "0", "--seed", s).stdout for s in ("1", "2")]
+    assert greedy[0] == greedy[1]  # argmax ignores the seed
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("KING HENRY VI:\nWhat")
+    batch = charlm(*base, "--prompt_file", str(prompt), "--num_samples", "3", "--top_k", "5", "--top_p", "0.9",
+                   "--seed", "3", "--stop", r"\n\n")  # as typed in a shell: backslash, n
+    assert batch.returncode == 0, batch.stderr
+    samples = batch.stdout.split("===== sample ")[1:]
+    assert len(samples) == 3 and all("KING HENRY VI:\nWhat" in s for s in samples)
+    assert all("\n\n" not in s.rstrip("\n") for s in samples)  # each ends before its stop string
+
+
+def test_bad_inputs_are_named(tiny_checkpoint, tmp_path):
+    base = ["sample", "--ckpt_path", str(tiny_checkpoint)]
+    cases = {
+        ("--prompt", "ROMEO€"): "'€' (U+20AC, bytes e2 82 ac)",
+        ("--temperature", "-1"): "--temperature must be >= 0",
+        ("--top_p", "1.5"): "--top_p must lie in (0, 1]",
+        ("--length", "-1"): "--length must be >= 0",
+    }
+    for extra, message in cases.items():
+        out = charlm(*base, *extra)
+        assert out.returncode == 2 and message in out.stderr, (extra, out.stderr)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    not_charlm = tmp_path / "weights.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, not_charlm)
+    for path, message in [(tmp_path / "missing.ckpt", "does not exist"), (truncated, "truncated or corrupted"),
+                          (not_charlm, "not a charlm checkpoint")]:
+        out = charlm("sample", "--ckpt_path", str(path))
+        assert out.returncode == 2 and f"--ckpt_path: {path}" in out.stderr and message in out.stderr, out.stderr
+
+
+def test_checkpoint_loads_on_cpu_with_its_vocabulary(tiny_checkpoint):
+    loaded = load_checkpoint(tiny_checkpoint, "cpu")
+    assert len(loaded.vocab) == 65 and not loaded.model.training
+    assert next(loaded.model.parameters()).device.type == "cpu"
+
+
+def test_help_documents_every_option():
+    out = charlm("sample", "--help")
+    for flag in ["--ckpt_path", "--temperature", "--top_k", "--top_p", "--num_samples", "--seed", "--stop", "--prompt_file"]:
+        assert flag in out.stdout
+    assert "always the most likely byte" in out.stdout
