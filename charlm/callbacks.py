@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -29,3 +30,46 @@ class InterruptCheckpoint(L.Callback):
         path = Path(folder or trainer.default_root_dir) / f"{self.filename}.ckpt"
         trainer.save_checkpoint(path)  # Lightning writes to a temp file and renames
         rank_zero_info(f"Saved a checkpoint at step {trainer.global_step}; resume with --ckpt_path {path}")
+
+
+class TokensPerSecond(L.Callback):
+    """Log training throughput, ``train/tokens_per_sec`` (all processes) and ``..._per_device``.
+
+    Measured over ``every_n_steps`` optimizer steps of wall time, with no device sync of its own.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        """
+        Args:
+            every_n_steps: steps between measurements.
+        """
+        self.every_n_steps = every_n_steps
+        self._start: float | None = None
+        self._tokens = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._start is None:  # the first batch includes warm-up: start the clock after it
+            self._start, self._tokens = now, 0
+            return
+        self._tokens += batch[0].numel()
+        if trainer.global_step % self.every_n_steps == 0 and now > self._start:
+            per_device = self._tokens / (now - self._start)
+            pl_module.log("train/tokens_per_sec_per_device", per_device)
+            pl_module.log("train/tokens_per_sec", per_device * trainer.world_size)
+            self._start, self._tokens = now, 0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = None  # evaluation time is not training time
+
+
+def run_log_dir(trainer: L.Trainer) -> Path | None:
+    """The run's own log folder (e.g. runs/shakespeare/version_3), for code that runs on rank 0 only.
+
+    ``trainer.log_dir`` would broadcast from rank 0 and so hang a rank-0-only caller under DDP.
+    """
+    for logger in trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if log_dir:
+            return Path(log_dir)
+    return None

@@ -7,12 +7,19 @@ needs only a checkpoint (no corpus, no Trainer), so it has its own small parser.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import lightning as L
+import yaml
 from jsonargparse import CLI
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
+import charlm.sample_callback  # noqa: F401
+import charlm.wandb_logger  # noqa: F401
 import datamodules  # noqa: F401  (registers every corpus data module by class name)
+from charlm.callbacks import run_log_dir
 from charlm.lit import CharLM
 from charlm.sample import sample
 from datamodules.base import CharDataModule
@@ -22,6 +29,23 @@ EXTRA_COMMANDS = {"sample": sample}
 DESCRIPTION = """Character-level RNN / GRU / LSTM language models.
 
 Also: `charlm sample --help` (generate text from a checkpoint)."""
+
+
+class RunConfig(SaveConfigCallback):
+    """Record the resolved configuration with the run: ``config.yaml`` in the run's own log folder
+    (never a folder shared by several runs) and, for W&B, in the run's config and files."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        log_dir = run_log_dir(trainer)  # rank 0 only here: trainer.log_dir would hang under DDP
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / self.config_filename).write_text(text)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update(yaml.safe_load(text), allow_val_change=True)
+                # not config.yaml: W&B keeps its own run config under that name in the same folder
+                (Path(logger.experiment.dir) / "charlm-config.yaml").write_text(text)
 
 
 class CharLMCLI(LightningCLI):
@@ -38,7 +62,8 @@ def main(args: list[str] | None = None) -> CharLMCLI | object:
         CharLM,
         CharDataModule,
         subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=RunConfig,
+        save_config_kwargs={"save_to_log_dir": False},
         parser_kwargs={"description": DESCRIPTION},
         args=args,
     )

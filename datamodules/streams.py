@@ -48,6 +48,15 @@ class TrainStreams:
     def __len__(self) -> int:
         return self.num_batches
 
+    # Lightning saves these in checkpoints and warns about loaders without them. The position to
+    # resume from is the trainer's own count of finished batches (see CharDataModule.train_dataloader),
+    # which, unlike a count kept here, is not thrown off by Lightning fetching a batch ahead.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def __iter__(self) -> Iterator[Batch]:
         start, self.skip_next = self.skip_next, 0
         T = self.seq_len

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# W&B runs made by tests stay on this machine, even where credentials exist
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE", REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))
 

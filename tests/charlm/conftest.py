@@ -2,8 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from charlm.cli import main
-from tests.charlm.test_train import small_run
+from tests.charlm.test_train import checkpoint_dir, run_in, small_run
 from tests.conftest import SHAKESPEARE
 
 
@@ -13,6 +12,6 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     if not SHAKESPEARE.is_file():
         pytest.skip(f"the real Tiny Shakespeare is not at {SHAKESPEARE}")
     tmp = tmp_path_factory.mktemp("tiny")
-    cli = main(small_run(tmp, SHAKESPEARE, "--trainer.max_steps", "300", "--trainer.limit_val_batches", "5",
-                         "--model.lr", "0.005", "--data.cache_dir", str(tmp / "cache")))
-    return Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    cli = run_in(tmp, small_run(SHAKESPEARE, "--trainer.max_steps", "300", "--trainer.limit_val_batches", "5",
+                                "--model.lr", "0.005", "--data.cache_dir", str(tmp / "cache")))
+    return checkpoint_dir(tmp, cli) / "last.ckpt"

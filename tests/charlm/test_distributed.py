@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,10 +20,12 @@ from tests.conftest import REPO
 from tests.helpers import read_metrics
 
 
-def run_cli(args: list[str], cache: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(folder: Path, args: list[str], cache: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``python -m charlm ARGS`` in ``folder`` as a separate process."""
     # Lightning relaunches `python -m charlm` for the other ranks, so tests/ must be importable there
     env = {**os.environ, "CHARLM_CACHE": str(cache), "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "charlm", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    folder.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([sys.executable, "-m", "charlm", *args], cwd=folder, env=env, capture_output=True, text=True,
                          timeout=timeout)
     assert out.returncode == 0, out.stderr[-4000:]
     return out
@@ -31,7 +34,7 @@ def run_cli(args: list[str], cache: Path, timeout: float = 600) -> subprocess.Co
 @pytest.mark.slow
 def test_ddp_two_processes_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isolated_cache):
     metrics, batches = tmp_path / "ddp.jsonl", tmp_path / "batches"
-    run_cli(small_run(tmp_path / "ddp", shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+    run_cli(tmp_path / "ddp", small_run(shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                       "--trainer.strategy", "ddp", "--trainer.max_steps", "30", "--trainer.val_check_interval", "30",
                       *with_callback("tests.helpers.RecordBatches", folder=batches, count=3),
                       *with_callback("tests.helpers.DumpMetrics", path=metrics)), isolated_cache)
@@ -47,11 +50,16 @@ def test_ddp_two_processes_disjoint_streams_and_exact_val_bpc(tmp_path, shakespe
         seen.append({tuple(row) for batch in got for row in batch.tolist()})
     assert seen[0].isdisjoint(seen[1])
 
+    # only rank 0 sampled and logged: one validation, so one row per temperature, in one W&B run
+    samples = [json.loads(line) for line in next((tmp_path / "ddp").rglob("samples.jsonl")).read_text().splitlines()]
+    assert sorted(row["temperature"] for row in samples) == [0.5, 0.8, 1.0]
+    assert len(list((tmp_path / "ddp").glob("runs/wandb/offline-run-*"))) == 1
+
     # the 2-process validation bpc equals a 1-process validation of the same weights
     ddp_bpc = read_metrics(metrics)[-1]["val/bpc"]
     last = next((tmp_path / "ddp").rglob("last.ckpt"))
     single = tmp_path / "single.jsonl"
-    run_cli(small_run(tmp_path / "single", shakespeare_path, "--ckpt_path", str(last),
+    run_cli(tmp_path / "single", small_run(shakespeare_path, "--ckpt_path", str(last),
                       *with_callback("tests.helpers.DumpMetrics", path=single), cmd="validate"), isolated_cache)
     assert read_metrics(single)[-1]["val/bpc"] == pytest.approx(ddp_bpc, rel=1e-5)
 
@@ -59,10 +67,11 @@ def test_ddp_two_processes_disjoint_streams_and_exact_val_bpc(tmp_path, shakespe
 @pytest.mark.slow
 def test_ctrl_c_leaves_a_checkpoint_that_resumes(tmp_path, shakespeare_path, isolated_cache):
     started = tmp_path / "started"
-    args = small_run(tmp_path / "run", shakespeare_path, "--trainer.max_steps", "100000",
+    args = small_run(shakespeare_path, "--trainer.max_steps", "100000",
                      *with_callback("tests.helpers.TouchAt", step=15, path=started))
     env = {**os.environ, "CHARLM_CACHE": str(isolated_cache), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "charlm", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    (tmp_path / "run").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "charlm", *args], cwd=tmp_path / "run", env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -77,7 +86,7 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes(tmp_path, shakespeare_path, iso
     ckpt = next((tmp_path / "run").rglob("interrupted.ckpt"))
     step = torch.load(ckpt, weights_only=True)["global_step"]
     assert step >= 15
-    resumed = run_cli(small_run(tmp_path / "run", shakespeare_path, "--ckpt_path", str(ckpt),
+    resumed = run_cli(tmp_path / "run", small_run(shakespeare_path, "--ckpt_path", str(ckpt),
                                 "--trainer.max_steps", str(step + 10),
                                 *with_callback("tests.helpers.DumpMetrics", path=tmp_path / "m.jsonl")), isolated_cache)
     assert read_metrics(tmp_path / "m.jsonl")[-1]["step"] == step + 10, resumed.stderr[-2000:]

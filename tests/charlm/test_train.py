@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import pytest
 import torch
+import wandb
 
 from charlm.cli import main
 from tests.conftest import REPO
 from tests.helpers import read_metrics
 
 
-def small_run(tmp_path: Path, corpus: Path, *extra: str, cmd: str = "fit") -> list[str]:
-    """Arguments for a small, quick run of the shipped cli.yaml, writing under tmp_path."""
-    runs = str(tmp_path / "runs")
+def small_run(corpus: Path, *extra: str, cmd: str = "fit") -> list[str]:
+    """Arguments for a small, quick run of the shipped cli.yaml (it writes to ./runs)."""
     return [
         cmd, "--config", str(REPO / "cli.yaml"), "--data.path", str(corpus),
-        "--trainer.default_root_dir", runs, "--trainer.logger.init_args.save_dir", runs,
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--model.num_layers", "1", "--model.hidden_size", "64", "--model.embedding_dim", "16",
         "--data.batch_size", "16", "--data.seq_len", "32", *extra,
     ]
+
+
+def run_in(folder: Path, args: list[str]):
+    """Run the CLI in-process with ``folder`` as the working directory; returns the LightningCLI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return main(args)
+    finally:
+        os.chdir(cwd)
+        wandb.finish()  # WandbLogger would otherwise reuse this run in the next test
+
+
+def checkpoint_dir(folder: Path, cli) -> Path:
+    return folder / cli.trainer.checkpoint_callback.dirpath  # dirpath is relative to the run's folder
 
 
 def with_callback(class_path: str, **init_args) -> list[str]:
@@ -35,14 +51,14 @@ def with_callback(class_path: str, **init_args) -> list[str]:
 @pytest.mark.slow
 def test_fit_drops_val_bpc_and_saves_best_and_last(tmp_path, shakespeare_path):
     metrics = tmp_path / "metrics.jsonl"
-    cli = main(small_run(tmp_path, shakespeare_path, "--trainer.max_steps", "600", "--trainer.val_check_interval", "300",
+    cli = run_in(tmp_path, small_run(shakespeare_path, "--trainer.max_steps", "600", "--trainer.val_check_interval", "300",
                          "--trainer.limit_val_batches", "20", "--model.lr", "0.005",
                          *with_callback("tests.helpers.DumpMetrics", path=metrics)))
     rows = read_metrics(metrics)
     assert [r["step"] for r in rows] == [300, 600, 600]  # two validations, then the end of training
     assert rows[-1]["val/bpc"] < 3.3 < 6.02  # uniform over 65 symbols is log2(65) = 6.02 bits
     assert rows[-1]["val/bpc"] < rows[0]["val/bpc"]
-    ckpt_dir = Path(cli.trainer.checkpoint_callback.dirpath)
+    ckpt_dir = checkpoint_dir(tmp_path, cli)
     names = sorted(p.name for p in ckpt_dir.glob("*.ckpt"))
     assert "last.ckpt" in names and any(n.startswith("best-step600-bpc") for n in names), names
 
@@ -52,7 +68,7 @@ def test_fit_drops_val_bpc_and_saves_best_and_last(tmp_path, shakespeare_path):
 
     # validate and test on the saved checkpoint report bpc on their splits
     for cmd in ("validate", "test"):
-        evaluated = main(small_run(tmp_path, shakespeare_path, "--ckpt_path", str(ckpt_dir / "last.ckpt"), cmd=cmd))
+        evaluated = run_in(tmp_path, small_run(shakespeare_path, "--ckpt_path", str(ckpt_dir / "last.ckpt"), cmd=cmd))
         bpc = float(evaluated.trainer.callback_metrics[f"{'val' if cmd == 'validate' else 'test'}/bpc"])
         assert 1.0 < bpc < 3.5
     assert bpc != pytest.approx(rows[-1]["val/bpc"])  # the test split is not the validation split
@@ -61,7 +77,7 @@ def test_fit_drops_val_bpc_and_saves_best_and_last(tmp_path, shakespeare_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
 def test_other_cells_train(tmp_path, shakespeare_path, cell):
-    cli = main(small_run(tmp_path, shakespeare_path, "--model.cell", cell, "--model.num_layers", "2",
+    cli = run_in(tmp_path, small_run(shakespeare_path, "--model.cell", cell, "--model.num_layers", "2",
                          "--trainer.max_steps", "60", "--trainer.limit_val_batches", "5", "--trainer.val_check_interval", "60"))
     assert cli.model.model.cell == cell and cli.model.model.num_layers == 2
     assert float(cli.trainer.callback_metrics["val/bpc"]) < 5.0
@@ -72,20 +88,20 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, shakespeare_path)
     """Stop at step 25 (Ctrl-C), resume from the checkpoint left behind: same final weights."""
     common = ["--trainer.max_steps", "50", "--trainer.val_check_interval", "20", "--trainer.limit_val_batches", "3",
               "--model.dropout", "0.3", "--model.num_layers", "2", "--model.warmup_steps", "10"]
-    full = main(small_run(tmp_path / "full", shakespeare_path, *common))
+    full = run_in(tmp_path / "full", small_run(shakespeare_path, *common))
     expected = {k: v.clone() for k, v in full.model.state_dict().items()}
 
     sigint = signal.getsignal(signal.SIGINT)
     try:
         with pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
-            main(small_run(tmp_path / "cut", shakespeare_path, *common, *with_callback("tests.helpers.InterruptAt", step=25)))
+            run_in(tmp_path / "cut", small_run(shakespeare_path, *common, *with_callback("tests.helpers.InterruptAt", step=25)))
     finally:
         signal.signal(signal.SIGINT, sigint)
     saved = list((tmp_path / "cut").rglob("interrupted.ckpt"))
     assert len(saved) == 1
     assert torch.load(saved[0], weights_only=True)["global_step"] == 25
 
-    resumed = main(small_run(tmp_path / "cut", shakespeare_path, *common, "--ckpt_path", str(saved[0])))
+    resumed = run_in(tmp_path / "cut", small_run(shakespeare_path, *common, "--ckpt_path", str(saved[0])))
     assert resumed.trainer.global_step == 50
     got = resumed.model.state_dict()
     assert got.keys() == expected.keys()
@@ -96,15 +112,15 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, shakespeare_path)
     ckpt = torch.load(saved[0], weights_only=True)
     ckpt["charlm"]["train_hidden"] = None
     torch.save(ckpt, tmp_path / "no_hidden.ckpt")
-    forgetful = main(small_run(tmp_path / "cut2", shakespeare_path, *common, "--ckpt_path", str(tmp_path / "no_hidden.ckpt")))
+    forgetful = run_in(tmp_path / "cut2", small_run(shakespeare_path, *common, "--ckpt_path", str(tmp_path / "no_hidden.ckpt")))
     assert not torch.equal(forgetful.model.model.head.weight, expected["model.head.weight"])
 
 
 def test_checkpoint_from_another_vocabulary_is_refused(tmp_path, shakespeare_path):
     other = tmp_path / "digits.txt"
     other.write_bytes(b"0123456789 +-*/=\n" * 3000)  # 17 symbols, none of them letters
-    cli = main(small_run(tmp_path / "other", other, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+    cli = run_in(tmp_path / "other", small_run(other, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
                          "--data.eval_batch_size", "2"))
-    ckpt = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    ckpt = checkpoint_dir(tmp_path / "other", cli) / "last.ckpt"
     with pytest.raises(ValueError, match="different vocabulary .17 symbols. than this data module's .65 symbols"):
-        main(small_run(tmp_path / "shakespeare", shakespeare_path, "--ckpt_path", str(ckpt), cmd="validate"))
+        run_in(tmp_path / "shakespeare", small_run(shakespeare_path, "--ckpt_path", str(ckpt), cmd="validate"))

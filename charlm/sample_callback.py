@@ -1,0 +1,141 @@
+"""Watch samples evolve while training: print them, and log them to one growing W&B table.
+
+Sampling never changes training: it uses its own random generator (not the global one dropout
+draws from), its own hidden state, runs in eval mode without autocast, and restores the mode it
+found. Under DDP only rank 0 samples; the other ranks go on and meet it at the next all-reduce.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+from charlm.callbacks import run_log_dir
+from charlm.sampling import Utf8Stream, check_sampling_args, generate
+
+COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]
+
+
+class SampleText(L.Callback):
+    """Sample at several temperatures every N steps and/or after each validation."""
+
+    def __init__(
+        self,
+        prompts: list[str] | None = None,
+        temperatures: list[float] | None = None,
+        length: int = 300,
+        every_n_steps: int | None = None,
+        on_validation: bool = True,
+        seed: int = 0,
+        table_key: str = "samples",
+        print_samples: bool = True,
+    ) -> None:
+        """
+        Args:
+            prompts: texts each sample starts from (default: one newline).
+            temperatures: one sample per prompt per temperature (default: 0.5, 0.8, 1.0).
+            length: bytes per sample.
+            every_n_steps: also sample every N optimizer steps (None: only after validation).
+            on_validation: sample after each validation run.
+            seed: seed of the sampler's own generator (combined with the step number).
+            table_key: name of the W&B table.
+            print_samples: print samples to the console too.
+        """
+        self.prompts = prompts if prompts is not None else ["\n"]
+        self.temperatures = temperatures if temperatures is not None else [0.5, 0.8, 1.0]
+        for t in self.temperatures:
+            check_sampling_args(t, None, None)
+        if length < 1:
+            raise ValueError(f"SampleText length must be a positive integer, got {length}")
+        self.length, self.every_n_steps, self.on_validation = length, every_n_steps, on_validation
+        self.seed, self.table_key, self.print_samples = seed, table_key, print_samples
+        self._tables: dict[int, object] = {}  # one incremental wandb.Table per W&B logger
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for prompt in self.prompts:  # fail now, not after the first hour of training
+            try:
+                pl_module.vocab.encode(prompt.encode())
+            except ValueError as err:
+                raise ValueError(f"SampleText prompt {prompt!r}: {err}") from None
+
+    # --- when ---------------------------------------------------------------------------------
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.sample_and_log(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.on_validation and not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.sample_and_log(trainer, pl_module)
+
+    # --- what ---------------------------------------------------------------------------------
+    def sample_and_log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[list]:
+        if not trainer.is_global_zero:
+            return []
+        val_bpc = trainer.callback_metrics.get("val/bpc")
+        val_bpc = None if val_bpc is None else round(float(val_bpc), 4)
+        rows = [
+            [trainer.global_step, trainer.current_epoch, val_bpc, t, prompt, text]
+            for prompt, texts in zip(self.prompts, self._generate(pl_module, trainer.global_step))
+            for t, text in zip(self.temperatures, texts)
+        ]
+        if self.print_samples:
+            self._print(trainer, rows)
+        self._write_local(trainer, rows)
+        self._log_wandb(trainer, rows)
+        return rows
+
+    def _generate(self, pl_module: L.LightningModule, step: int) -> list[list[str]]:
+        model, vocab = pl_module.model, pl_module.vocab
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + step)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode(), torch.autocast(device.type, enabled=False):
+                out = []
+                for prompt in self.prompts:
+                    ids = torch.as_tensor(vocab.encode(prompt.encode()), dtype=torch.long, device=device)[None]
+                    texts = []
+                    for t in self.temperatures:
+                        tokens = torch.cat(list(generate(model, ids, self.length, t, generator=generator)))
+                        stream = Utf8Stream()
+                        texts.append(stream.feed(vocab.decode(tokens.tolist())) + stream.finish())
+                    out.append(texts)
+                return out
+        finally:
+            model.train(was_training)
+
+    def _print(self, trainer: L.Trainer, rows: list[list]) -> None:
+        lines = []
+        for step, epoch, bpc, t, prompt, text in rows:
+            lines.append(f"----- step {step} (epoch {epoch}, val bpc {bpc}), temperature {t} -----\n{prompt}{text}")
+        message = "\n".join(lines)
+        bar = trainer.progress_bar_callback
+        (bar.print if bar is not None and hasattr(bar, "print") else print)(message)
+
+    def _write_local(self, trainer: L.Trainer, rows: list[list]) -> None:
+        log_dir = run_log_dir(trainer)
+        if log_dir is None:
+            return
+        path = log_dir / "samples.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(dict(zip(COLUMNS, row)), ensure_ascii=False) + "\n")
+
+    def _log_wandb(self, trainer: L.Trainer, rows: list[list]) -> None:
+        for logger in trainer.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            import wandb  # only when a W&B logger is configured
+
+            table = self._tables.get(id(logger))
+            if table is None:
+                table = self._tables[id(logger)] = wandb.Table(columns=COLUMNS, log_mode="INCREMENTAL")
+            for row in rows:
+                table.add_data(*row)
+            logger.experiment.log({self.table_key: table, "trainer/global_step": trainer.global_step})
