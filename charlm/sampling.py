@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 
 from charlm.model import CharRNN, Hidden
+
+StepMode = Literal["auto", "graph", "cells", "fused"]
 
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -63,13 +66,14 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    step_mode: StepMode = "auto",
 ) -> Iterator[torch.Tensor]:
     """Yield ``length`` tokens (N,) for the N prompts in ``prompt`` (N, P), one step at a time.
 
     The prompt is read in one pass; after that each step feeds the sampled byte and the carried
-    hidden state back in, so a step costs one cell update per layer.
+    hidden state back in, so a step costs one cell update per layer (``step_mode``: see make_step).
     """
-    step = make_step(model, prompt.shape[0], prompt.device)
+    step = make_step(model, prompt.shape[0], prompt.device, step_mode)
     logits, hidden = model(prompt)  # (N, P, V)
     last = logits[:, -1]
     for _ in range(length):
@@ -78,21 +82,29 @@ def generate(
         last, hidden = step(token, hidden)
 
 
-def make_step(model: CharRNN, batch: int, device: torch.device):
+def make_step(model: CharRNN, batch: int, device: torch.device, mode: StepMode = "auto"):
     """A function (token (N,), hidden) -> (logits (N, V), hidden) for one step of ``model``.
 
-    On CUDA the step is captured once in a CUDA graph and replayed: one byte is far too little work
-    to hide the launch of each kernel (measured on an H100 for a 3x512 LSTM: 3.2k chars/s eager,
-    19k with a graph). Elsewhere it is the plain eager call.
+    Modes: ``graph`` captures the fused RNN's step once in a CUDA graph and replays it: one byte is
+    far too little work to hide the launch of each kernel (measured on an H100 for a 3x512 LSTM:
+    3.2k chars/s eager, 19k with a graph). ``cells`` runs the model's layer-by-layer ``step``,
+    which on a CPU costs far less per byte than a call of the fused RNN. ``fused`` calls the fused
+    RNN eagerly on one step. ``auto``: graph on CUDA, cells elsewhere.
     """
-    if device.type == "cuda":
+    if mode == "auto":
+        mode = "graph" if device.type == "cuda" else "cells"
+    if mode == "graph":
+        if device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
         return _GraphStep(model, batch, device)
+    if mode == "cells":
+        return model.step
 
-    def eager(token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+    def fused(token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         logits, hidden = model(token[:, None], hidden)
         return logits[:, -1], hidden
 
-    return eager
+    return fused
 
 
 class _GraphStep:

@@ -46,3 +46,18 @@ def test_rnn_cell_is_the_seed_formula():
 def test_nonsense_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CharRNN(vocab_size=10, **kwargs)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_step_by_step_equals_the_fused_forward(cell):
+    torch.manual_seed(0)
+    model = CharRNN(vocab_size=9, cell=cell, num_layers=3, hidden_size=12, embedding_dim=5, dropout=0.5).eval()
+    tokens = torch.randint(0, 9, (4, 15))
+    fused, fused_hidden = model(tokens)
+    hidden, steps = None, []
+    for t in range(tokens.shape[1]):
+        logits, hidden = model.step(tokens[:, t], hidden)
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), fused, rtol=1e-5, atol=1e-5)
+    for got, want in zip(hidden if cell == "lstm" else [hidden], fused_hidden if cell == "lstm" else [fused_hidden]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
