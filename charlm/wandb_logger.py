@@ -7,6 +7,8 @@ otherwise, saying how to upload the run later with ``wandb sync``.
 from __future__ import annotations
 
 import netrc
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 import os
 import socket
 import sys
@@ -35,11 +37,23 @@ def has_credentials() -> bool:
 
 
 def server_reachable(timeout: float = 3.0) -> bool:
+    """Whether the W&B server accepts a connection within ``timeout`` seconds, DNS lookup included
+    (a thread bounds the lookup, which socket timeouts do not cover)."""
+
+    def connect() -> bool:
+        try:
+            with socket.create_connection((_host(), 443), timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        with socket.create_connection((_host(), 443), timeout=timeout):
-            return True
-    except OSError:
+        return pool.submit(connect).result(timeout=timeout)
+    except FutureTimeout:
         return False
+    finally:
+        pool.shutdown(wait=False)
 
 
 def resolve_mode(mode: Mode) -> tuple[str, str]:
