@@ -28,6 +28,7 @@ class Corpus:
     source: str  # a path or URL, for messages
     size: int | None  # raw size in bytes, for progress bars
     key: str  # the prepared folder's name; changes whenever the content does
+    sha256: str | None = None  # if set, the streamed bytes must hash to this
 
 
 def default_cache_dir() -> Path:
@@ -97,7 +98,7 @@ class CharDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Fetch and prepare the corpus once; later runs find it in the cache."""
         if not is_prepared(self.prepared_dir):
-            prepare(self.prepared_dir, self.corpus.chunks, self.corpus.source, self.corpus.size)
+            prepare(self.prepared_dir, self.corpus.chunks, self.corpus.source, self.corpus.size, self.corpus.sha256)
 
     @property
     def vocab(self) -> Vocabulary:

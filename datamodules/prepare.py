@@ -10,6 +10,7 @@ source in chunks (count bytes, then map them to ids), so a corpus larger than RA
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from datamodules.fetch import ChecksumMismatchError
 from datamodules.vocab import Vocabulary
 
 TOKENS = "tokens.u8"
@@ -52,7 +54,9 @@ def _folder_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def prepare(folder: Path, chunks: ChunkSource, source: str, total_bytes: int | None = None) -> None:
+def prepare(
+    folder: Path, chunks: ChunkSource, source: str, total_bytes: int | None = None, sha256: str | None = None
+) -> None:
     """Prepare ``folder`` from the byte chunks ``chunks()`` yields, unless it already is prepared.
 
     Args:
@@ -60,6 +64,7 @@ def prepare(folder: Path, chunks: ChunkSource, source: str, total_bytes: int | N
         chunks: streams the corpus as byte chunks; called twice (count, then encode).
         source: what the corpus is (a path or URL), for messages and ``meta.json``.
         total_bytes: the corpus size if known, for the progress bars.
+        sha256: if given, the corpus bytes must hash to this, or nothing is written.
     """
     with _folder_lock(folder):
         if is_prepared(folder):
@@ -68,10 +73,18 @@ def prepare(folder: Path, chunks: ChunkSource, source: str, total_bytes: int | N
             (folder / stale).unlink(missing_ok=True)
 
         counts = np.zeros(256, dtype=np.int64)
+        digest = hashlib.sha256()
         with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="Counting bytes") as bar:
             for chunk in chunks():
-                counts += np.bincount(np.frombuffer(chunk, dtype=np.uint8), minlength=256)
+                counts += byte_counts(chunk)
+                if sha256 is not None:
+                    digest.update(chunk)
                 bar.update(len(chunk))
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ChecksumMismatchError(
+                f"The corpus {source} has sha256 {digest.hexdigest()}, but {sha256} was expected; it was not "
+                f"used. Delete it and run again (or check the mirror / local copy)."
+            )
         num_tokens = int(counts.sum())
         if num_tokens == 0:
             raise ValueError(f"The corpus {source} is empty: there is nothing to train on. Check the file or folder.")
@@ -96,6 +109,16 @@ def prepare(folder: Path, chunks: ChunkSource, source: str, total_bytes: int | N
         tmp_meta = folder / f".{META}.{os.getpid()}.tmp"
         tmp_meta.write_text(json.dumps(meta, indent=2))
         os.replace(tmp_meta, folder / META)  # last: marks the folder complete
+
+
+def byte_counts(chunk: bytes, block: int = 1 << 20) -> np.ndarray:
+    """How often each byte value occurs, shape (256,); in blocks, since bincount widens its input
+    to int64 (a 16 MB chunk would cost 128 MB at once)."""
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    counts = np.zeros(256, dtype=np.int64)
+    for start in range(0, len(data), block):
+        counts += np.bincount(data[start : start + block], minlength=256)
+    return counts
 
 
 def file_chunks(path: Path, chunk_size: int = 16 << 20) -> ChunkSource:

@@ -60,3 +60,10 @@ def test_console_script_is_installed():
     script = os.path.join(os.path.dirname(sys.executable), "charlm")
     out = subprocess.run([script, "validate", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--ckpt_path" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["Enwik8DataModule", "LinuxDataModule", "TextDataModule", "ShakespeareDataModule"])
+def test_every_corpus_is_selectable_by_name(name):
+    out = charlm("fit", "--config", "cli.yaml", "--data", name, "--print_config")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"class_path: datamodules.{name.replace('DataModule', '').lower()}" in out.stdout.lower()

@@ -1,0 +1,101 @@
+"""The Linux kernel source, as in Karpathy's post: every ``.c`` and ``.h`` file, concatenated.
+
+Files are ordered by their path inside the tree (as strings), so a release tarball and a
+checkout of the same release give the same corpus. Sources: a kernel.org release by version
+(checked against kernel.org's published sha256sums), a local tarball (Debian's ``linux-source-6.1``
+package puts one in /usr/src), or a local source tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from pathlib import Path
+
+from datamodules.base import CharDataModule, Corpus
+from datamodules.fetch import CorpusUnavailableError, download
+from datamodules.prepare import is_prepared, prepare
+from datamodules.sources import expand_paths, files_chunks, spool_chunks, spool_tar_members
+
+MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
+TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+
+
+def release_sha256(sums_file: Path, tarball: str) -> str:
+    """The sha256 that kernel.org's ``sha256sums.asc`` lists for ``tarball``."""
+    for line in sums_file.read_text(errors="replace").splitlines():
+        match = re.fullmatch(r"([0-9a-f]{64})\s+\*?(\S+)", line.strip())
+        if match and match[2] == tarball:
+            return match[1]
+    raise CorpusUnavailableError(f"{sums_file} lists no checksum for {tarball}: is the version right?")
+
+
+class LinuxDataModule(CharDataModule):
+    """Every ``.c``/``.h`` file of a Linux source tree, from a release, a tarball or a checkout."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        version: str | None = None,
+        mirror: str = MIRROR,
+        extensions: list[str] | None = None,
+        **kwargs,
+    ) -> None:
+        """
+        Args:
+            path: a kernel tarball (.tar.xz, .tar.gz, ...) or a source tree (a folder).
+            version: a kernel.org release to download instead, e.g. 6.1 or 6.6.30.
+            mirror: kernel.org or a mirror with the same layout (v6.x/linux-6.1.tar.xz, v6.x/sha256sums.asc).
+            extensions: file name endings to keep (default: .c and .h).
+        """
+        super().__init__(**kwargs)
+        if (path is None) == (version is None):
+            raise ValueError("Give exactly one of --data.path (a kernel tarball or source tree) and --data.version.")
+        self.path, self.version, self.mirror = path, version, mirror.rstrip("/")
+        self.extensions = list(extensions) if extensions else [".c", ".h"]
+
+    def _tarball(self) -> Path:
+        """The local tarball to read: the given one, or the release downloaded and verified."""
+        if self.path is not None:
+            return Path(self.path).expanduser()
+        major = self.version.split(".")[0]
+        folder = self.cache_dir / "downloads" / "linux"
+        sums = download(f"{self.mirror}/v{major}.x/sha256sums.asc", folder / f"sha256sums-v{major}.x.asc", None)
+        name = f"linux-{self.version}.tar.xz"
+        return download(f"{self.mirror}/v{major}.x/{name}", folder / name, release_sha256(sums, name))
+
+    def _corpus(self) -> Corpus:
+        source = self._tarball()
+        ext = "".join(self.extensions)
+        if source.is_dir():
+            files = expand_paths(str(source), self.extensions)
+            if not files:
+                raise ValueError(f"--data.path: {source} holds no files ending in {', '.join(self.extensions)}.")
+            listing = hashlib.sha256()
+            for f in files:
+                stat = f.stat()
+                listing.update(f"{f.relative_to(source).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            key = f"linux-tree-{listing.hexdigest()[:16]}-{ext}"
+            return Corpus(files_chunks(files), str(source), sum(f.stat().st_size for f in files), key)
+        if not source.is_file():
+            raise FileNotFoundError(f"--data.path: {source} is neither a tarball nor a folder.")
+        if not source.name.endswith(TARBALL_SUFFIXES):
+            raise ValueError(f"--data.path: {source} is not a tarball ({', '.join(TARBALL_SUFFIXES)}) or a folder.")
+        stat = source.stat()
+        key = f"linux-{source.name}-{stat.st_size}-{stat.st_mtime_ns}-{ext}"
+        return Corpus(lambda: iter(()), str(source), None, key)  # streamed by prepare_data below
+
+    def prepare_data(self) -> None:
+        corpus = self.corpus
+        if is_prepared(self.prepared_dir) or Path(corpus.source).is_dir():
+            return super().prepare_data()
+        # one streaming pass over the compressed tarball into a flat spool file, then two fast
+        # passes over the spool in path order; the spool is deleted afterwards
+        self.prepared_dir.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.prepared_dir.parent, prefix=".spool-") as tmp:
+            spool = Path(tmp) / "members.bin"
+            index = spool_tar_members(Path(corpus.source), spool, self.extensions)
+            if not index:
+                raise ValueError(f"--data.path: {corpus.source} holds no files ending in {', '.join(self.extensions)}.")
+            prepare(self.prepared_dir, spool_chunks(spool, index), corpus.source, sum(size for _, _, size in index))

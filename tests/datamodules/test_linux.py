@@ -1,0 +1,103 @@
+"""The Linux corpus from fixture tarballs (local and over HTTP), a checkout, and the real tarball."""
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from datamodules import LinuxDataModule
+from datamodules.fetch import ChecksumMismatchError
+from datamodules.sources import CorruptArchiveError
+
+FILES = {  # deliberately not in sorted order
+    "linux-6.1/kernel/sched/core.c": b"int schedule(void)\n{\n\treturn 0;\n}\n",
+    "linux-6.1/include/linux/sched.h": b"#ifndef _SCHED_H\n#define _SCHED_H\n#endif\n",
+    "linux-6.1/Makefile": b"VERSION = 6\n",
+    "linux-6.1/arch/x86/boot/main.c": b"void main(void) { for (;;); }\n",
+    "linux-6.1/Documentation/index.rst": b"The Linux kernel\n",
+}
+EXPECTED = b"".join(FILES[k] for k in sorted(FILES, key=lambda n: n.split("/", 1)[1]) if k.endswith((".c", ".h")))
+
+
+def add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    archive.addfile(info, io.BytesIO(data))
+
+
+def make_tarball(path: Path, hostile: bool = False) -> Path:
+    with tarfile.open(path, "w:xz") as archive:
+        for name, data in FILES.items():
+            add(archive, name, data)
+        if hostile:
+            add(archive, "../../evil.c", b"EVIL1")
+            add(archive, "/etc/evil.h", b"EVIL2")
+            link = tarfile.TarInfo("linux-6.1/link.c")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(link)
+    return path
+
+
+def prepared_bytes(dm) -> bytes:
+    dm.setup("fit")
+    tokens = b"".join(dm.vocab.decode(split.tolist()) for split in dm.splits.values())
+    return tokens
+
+
+def test_tarball_sorted_c_and_h_only_and_hostile_members_ignored(tmp_path):
+    tarball = make_tarball(tmp_path / "linux-6.1.tar.xz", hostile=True)
+    dm = LinuxDataModule(path=str(tarball), cache_dir=str(tmp_path / "c"), batch_size=1, seq_len=8, eval_batch_size=1,
+                         val_fraction=0.1, test_fraction=0.1)
+    assert prepared_bytes(dm) == EXPECTED
+    assert not list(tmp_path.rglob("evil*")) and not (tmp_path.parent / "evil.c").exists()
+    assert not list((tmp_path / "c" / "prepared").glob(".spool-*"))  # the spool is cleaned up
+
+
+def test_checkout_gives_the_same_corpus_as_the_tarball(tmp_path):
+    for name, data in FILES.items():
+        (tmp_path / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tree" / name).write_bytes(data)
+    dm = LinuxDataModule(path=str(tmp_path / "tree" / "linux-6.1"), cache_dir=str(tmp_path / "c"), batch_size=1,
+                         seq_len=8, eval_batch_size=1, val_fraction=0.1, test_fraction=0.1)
+    assert prepared_bytes(dm) == EXPECTED
+
+
+def test_release_download_verified_against_published_sums(http_root, tmp_path):
+    folder, url = http_root
+    tarball = make_tarball(folder / "linux-6.1.tar.xz")
+    (folder / "v6.x").mkdir()
+    tarball.rename(folder / "v6.x" / "linux-6.1.tar.xz")
+    digest = hashlib.sha256((folder / "v6.x" / "linux-6.1.tar.xz").read_bytes()).hexdigest()
+    (folder / "v6.x" / "sha256sums.asc").write_text(f"-----BEGIN PGP SIGNED MESSAGE-----\n{'0' * 64}  linux-6.0.tar.xz\n"
+                                                   f"{digest}  linux-6.1.tar.xz\n")
+    dm = LinuxDataModule(version="6.1", mirror=url, cache_dir=str(tmp_path / "c"), batch_size=1, seq_len=8,
+                         eval_batch_size=1, val_fraction=0.1, test_fraction=0.1)
+    assert prepared_bytes(dm) == EXPECTED
+    (folder / "v6.x" / "sha256sums.asc").write_text(f"{'1' * 64}  linux-6.1.tar.xz\n")
+    with pytest.raises(ChecksumMismatchError, match="1" * 64):
+        LinuxDataModule(version="6.1", mirror=url, cache_dir=str(tmp_path / "c2")).prepare_data()
+
+
+def test_truncated_tarball_and_no_matching_files(tmp_path):
+    data = make_tarball(tmp_path / "good.tar.xz").read_bytes()
+    (tmp_path / "cut.tar.xz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptArchiveError, match="cut.tar.xz is truncated or corrupted"):
+        LinuxDataModule(path=str(tmp_path / "cut.tar.xz"), cache_dir=str(tmp_path / "c")).prepare_data()
+    with pytest.raises(ValueError, match="holds no files ending in .rs"):
+        LinuxDataModule(path=str(tmp_path / "good.tar.xz"), extensions=[".rs"], cache_dir=str(tmp_path / "c")).prepare_data()
+    with pytest.raises(ValueError, match="exactly one of --data.path"):
+        LinuxDataModule()
+
+
+@pytest.mark.slow
+def test_real_debian_kernel_tarball(tmp_path):
+    tarball = Path("/usr/src/linux-source-6.1.tar.xz")
+    if not tarball.is_file():
+        pytest.skip("Debian's linux-source-6.1 is not installed (apt-get install linux-source-6.1)")
+    dm = LinuxDataModule(path=str(tarball), cache_dir=str(tmp_path))
+    dm.setup("fit")
+    assert sum(len(s) for s in dm.splits.values()) > 500_000_000 and len(dm.vocab) > 90
+    head = dm.vocab.decode(dm.splits["train"][:20000].tolist())
+    assert b"#include" in head and b"{" in head
