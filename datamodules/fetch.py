@@ -1,19 +1,22 @@
 """Getting a corpus file onto disk: download with progress and checksum, landing atomically.
 
-A download goes to ``<dest>.part`` and is renamed onto ``dest`` only after its sha256 matches, so a
-file at ``dest`` is always complete and verified. A file that fails the check is never kept under
-the final name (it is moved aside to ``<dest>.bad`` for inspection).
+Downloads go through pooch (a small, well-kept library for exactly this: fetch a data file over
+HTTP with a progress bar, check its hash, and move it into place only when complete and correct),
+so a file at ``dest`` is always complete and verified; one that fails the check is deleted. An
+existing cache entry whose hash is wrong is moved aside to ``<dest>.bad`` and fetched again.
+Archives are then read with the standard library's zipfile and tarfile as streams (pooch's own
+unpacking would extract members to disk, which charlm never does).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
+import pooch
+import requests
+
 
 _CHUNK = 1 << 20
 
@@ -37,7 +40,9 @@ def sha256_of(path: Path) -> str:
 def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` (verified against ``sha256`` unless None) and return ``dest``.
 
-    An existing ``dest`` with the right checksum is reused without touching the network.
+    An existing ``dest`` with the right checksum is reused without touching the network. The
+    transfer itself is pooch's (requests underneath, a progress bar, a temporary file that is
+    moved into place only after the hash matched).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -46,39 +51,19 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
             return dest
         # a stale or tampered cache entry: never train on it, fetch again
         os.replace(dest, dest.with_name(dest.name + ".bad"))
-
-    part = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
+    downloader = pooch.HTTPDownloader(progressbar=True, timeout=timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {dest.name}") as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-            if total is not None and out.tell() != total:
-                raise CorpusUnavailableError(
-                    f"Download of {url} stopped after {out.tell():,} of {total:,} bytes. Run again to restart it."
-                )
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        part.unlink(missing_ok=True)
+        pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None, fname=dest.name,
+                       path=dest.parent, downloader=downloader)
+    except ValueError as err:  # pooch: the downloaded file's hash is not the known one (file removed)
+        raise ChecksumMismatchError(
+            f"The file downloaded from {url} does not have the expected sha256 {sha256}; it was not used "
+            f"({err}). Check the URL or mirror, or pass the expected checksum."
+        ) from None
+    except (requests.RequestException, OSError) as err:
         raise CorpusUnavailableError(
-            f"Could not download {url} ({err}).\n"
+            f"Could not download {url} ({type(err).__name__}: {err}).\n"
             f"If this machine is offline, fetch the file elsewhere and put it at {dest} "
             f"(or point the data module's `path` argument at a local copy), then run again."
-        ) from err
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-
-    got = digest.hexdigest()
-    if sha256 is not None and got != sha256:
-        bad = dest.with_name(dest.name + ".bad")
-        os.replace(part, bad)
-        raise ChecksumMismatchError(
-            f"The file downloaded from {url} has sha256 {got}, but {sha256} was expected; it was not used "
-            f"(kept at {bad} for inspection). Check the URL or mirror, or pass the expected checksum."
-        )
-    os.replace(part, dest)
+        ) from None
     return dest

@@ -15,7 +15,7 @@ def test_good_download_lands_verified(http_root, tmp_path):
     dest = tmp_path / "cache" / "input.txt"
     assert download(f"{url}/input.txt", dest, SHA) == dest
     assert dest.read_bytes() == DATA
-    assert not dest.with_name("input.txt.part").exists()
+    assert [p.name for p in dest.parent.iterdir()] == ["input.txt"]  # no temporary file left behind
 
 
 def test_cached_file_is_reused_without_network(tmp_path):
@@ -27,11 +27,10 @@ def test_cached_file_is_reused_without_network(tmp_path):
 def test_corrupted_download_is_refused_and_says_what_was_expected(http_root, tmp_path):
     folder, url = http_root
     (folder / "input.txt").write_bytes(DATA.replace(b"speak", b"SPEAK"))
-    dest = tmp_path / "input.txt"
+    dest = tmp_path / "dl" / "input.txt"
     with pytest.raises(ChecksumMismatchError, match=SHA):
         download(f"{url}/input.txt", dest, SHA)
-    assert not dest.exists()  # never trained on
-    assert dest.with_name("input.txt.bad").exists()  # kept aside for inspection
+    assert not list(dest.parent.iterdir())  # never kept, never trained on
 
 
 def test_corrupted_cache_entry_is_fetched_again(http_root, tmp_path):
@@ -46,10 +45,10 @@ def test_corrupted_cache_entry_is_fetched_again(http_root, tmp_path):
 def test_truncated_download_is_an_error(truncating_http_root, tmp_path):
     folder, url = truncating_http_root
     (folder / "input.txt").write_bytes(DATA)
-    dest = tmp_path / "input.txt"
+    dest = tmp_path / "dl" / "input.txt"
     with pytest.raises(CorpusUnavailableError):
         download(f"{url}/input.txt", dest, None)  # even without a checksum, a short body is caught
-    assert not dest.exists() and not dest.with_name("input.txt.part").exists()
+    assert not list(dest.parent.iterdir())
 
 
 def test_server_down_says_where_to_put_the_file(tmp_path):
