@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from datamodules.fetch import download
 from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
 from datamodules.streams import EvalStreams, TrainStreams
 from datamodules.vocab import Vocabulary
@@ -83,6 +84,15 @@ class CharDataModule(L.LightningDataModule):
     @abstractmethod
     def _corpus(self) -> Corpus:
         """Obtain the corpus (download it, or find the local copy) and describe it."""
+
+    def _local_or_downloaded(self, path: str | None, url: str, filename: str, sha256: str | None) -> Path:
+        """The corpus file: ``path`` as given (it must exist), else ``url`` downloaded into the cache."""
+        if path is not None:
+            file = Path(path).expanduser()
+            if not file.is_file():
+                raise FileNotFoundError(f"--data.path: {file} does not exist or is not a file.")
+            return file
+        return download(url, self.cache_dir / "downloads" / filename, sha256)
 
     # --- caching --------------------------------------------------------------------------------
     @property

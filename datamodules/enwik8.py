@@ -7,10 +7,7 @@ the literature (test bpc: AWD-LSTM 1.232, Mogrifier LSTM 1.146, ...).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from datamodules.base import CharDataModule, Corpus
-from datamodules.fetch import download
 from datamodules.prepare import file_chunks
 from datamodules.sources import CorruptArchiveError, zip_member_chunks, zip_member_size
 
@@ -43,13 +40,8 @@ class Enwik8DataModule(CharDataModule):
         self.path, self.url, self.sha256 = path, url, sha256
 
     def _corpus(self) -> Corpus:
-        if self.path is not None:
-            file = Path(self.path).expanduser()
-            if not file.is_file():
-                raise FileNotFoundError(f"--data.path: {file} does not exist or is not a file.")
-        else:
-            # the zip has no published checksum: its member's sha256 is checked while preparing
-            file = download(self.url, self.cache_dir / "downloads" / "enwik8.zip", sha256=None)
+        # the zip has no published checksum: its member's sha256 is checked while preparing
+        file = self._local_or_downloaded(self.path, self.url, "enwik8.zip", sha256=None)
         key = f"enwik8-{(self.sha256 or 'unverified')[:16]}-{file.stat().st_size}-{file.stat().st_mtime_ns}"
         if file.suffix == ".zip":
             try:

@@ -7,10 +7,8 @@ test together, so its numbers are close to but not the same as ours.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from datamodules.base import CharDataModule, Corpus
-from datamodules.fetch import download, sha256_of
+from datamodules.fetch import sha256_of
 from datamodules.prepare import file_chunks
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -31,10 +29,5 @@ class ShakespeareDataModule(CharDataModule):
         self.path, self.url, self.sha256 = path, url, sha256
 
     def _corpus(self) -> Corpus:
-        if self.path is not None:
-            file = Path(self.path).expanduser()
-            if not file.is_file():
-                raise FileNotFoundError(f"--data.path: {file} does not exist or is not a file.")
-        else:
-            file = download(self.url, self.cache_dir / "downloads" / "tinyshakespeare.txt", self.sha256)
+        file = self._local_or_downloaded(self.path, self.url, "tinyshakespeare.txt", self.sha256)
         return Corpus(file_chunks(file), str(file), file.stat().st_size, f"shakespeare-{sha256_of(file)[:16]}")
