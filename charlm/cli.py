@@ -53,6 +53,15 @@ class CharLMCLI(LightningCLI):
         # the model's vocabulary is the corpus's: read once the data module exists
         parser.link_arguments("data.vocab_symbols", "model.vocab", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        # a CSVLogger without a name is named after the corpus: runs/enwik8/version_0, ...
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        corpus = str(config.data.class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "charlm"
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        for logger in loggers:
+            if str(getattr(logger, "class_path", "")).endswith("CSVLogger") and logger.init_args.get("name") is None:
+                logger.init_args.name = corpus
+
 
 def main(args: list[str] | None = None) -> CharLMCLI | object:
     argv = sys.argv[1:] if args is None else args

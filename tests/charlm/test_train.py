@@ -124,3 +124,10 @@ def test_checkpoint_from_another_vocabulary_is_refused(tmp_path, shakespeare_pat
     ckpt = checkpoint_dir(tmp_path / "other", cli) / "last.ckpt"
     with pytest.raises(ValueError, match="different vocabulary .17 symbols. than this data module's .65 symbols"):
         run_in(tmp_path / "shakespeare", small_run(shakespeare_path, "--ckpt_path", str(ckpt), cmd="validate"))
+
+
+def test_runs_are_filed_under_the_corpus_name(tmp_path):
+    (tmp_path / "notes.txt").write_text("Some notes of mine, to train on.\n" * 400)
+    run_in(tmp_path, small_run(tmp_path / "notes.txt", "--data", "TextDataModule", "--data.path", str(tmp_path / "notes.txt"),
+                               "--data.eval_batch_size", "2", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"))
+    assert (tmp_path / "runs" / "text" / "version_0" / "checkpoints" / "last.ckpt").is_file()
