@@ -48,7 +48,13 @@ class CharRNN(nn.Module):
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         """tokens (B, T) int64 -> logits (B, T, V) and the hidden state after the last step."""
         x = self.embed(tokens)  # (B, T, E)
-        out, hidden = self.rnn(x, hidden)  # (B, T, H)
+        # The recurrence runs in its weights' dtype, never under autocast: autocast would hand
+        # cuDNN's LSTM fp16 inputs even under bf16 (and without a loss scaler). So with
+        # bf16-mixed / 16-mixed only the embedding and the output head are mixed-precision;
+        # with bf16-true the weights, and so the recurrence, are bf16.
+        dtype = self.rnn.weight_hh_l0.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            out, hidden = self.rnn(x.to(dtype), _cast(hidden, dtype))  # (B, T, H)
         return self.head(self.drop(out)), hidden
 
     def step(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
@@ -92,6 +98,12 @@ def hidden_batch_size(hidden: Hidden) -> int:
 
 def hidden_device(hidden: Hidden) -> torch.device:
     return _first(hidden).device
+
+
+def _cast(hidden: Hidden | None, dtype: torch.dtype) -> Hidden | None:
+    if hidden is None:
+        return None
+    return tuple(h.to(dtype) for h in hidden) if isinstance(hidden, tuple) else hidden.to(dtype)
 
 
 def _first(hidden: Hidden) -> torch.Tensor:

@@ -32,9 +32,10 @@ def run_cli(folder: Path, args: list[str], cache: Path, timeout: float = 240) ->
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isolated_cache):
+@pytest.mark.parametrize("processes", [2, 4])
+def test_ddp_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isolated_cache, processes):
     metrics, batches = tmp_path / "ddp.jsonl", tmp_path / "batches"
-    run_cli(tmp_path / "ddp", small_run(shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+    run_cli(tmp_path / "ddp", small_run(shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.devices", str(processes),
                       "--trainer.strategy", "ddp", "--trainer.max_steps", "30", "--trainer.val_check_interval", "30",
                       *with_callback("tests.helpers.RecordBatches", folder=batches, count=3),
                       *with_callback("tests.helpers.DumpMetrics", path=metrics)), isolated_cache)
@@ -43,19 +44,19 @@ def test_ddp_two_processes_disjoint_streams_and_exact_val_bpc(tmp_path, shakespe
     dm = ShakespeareDataModule(path=str(shakespeare_path))
     dm.setup("fit")
     seen = []
-    for rank in range(2):
+    for rank in range(processes):
         got = torch.load(batches / f"rank{rank}.pt")
-        expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=2)][:3]
+        expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=processes)][:3]
         assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected))
         seen.append({tuple(row) for batch in got for row in batch.tolist()})
-    assert seen[0].isdisjoint(seen[1])
+    assert all(seen[a].isdisjoint(seen[b]) for a in range(processes) for b in range(a + 1, processes))
 
     # only rank 0 sampled and logged: one validation, so one row per temperature, in one W&B run
     samples = [json.loads(line) for line in next((tmp_path / "ddp").rglob("samples.jsonl")).read_text().splitlines()]
     assert sorted(row["temperature"] for row in samples) == [0.5, 0.8, 1.0]
     assert len(list((tmp_path / "ddp").glob("runs/wandb/offline-run-*"))) == 1
 
-    # the 2-process validation bpc equals a 1-process validation of the same weights
+    # the N-process validation bpc equals a 1-process validation of the same weights
     ddp_bpc = read_metrics(metrics)[-1]["val/bpc"]
     last = next((tmp_path / "ddp").rglob("last.ckpt"))
     single = tmp_path / "single.jsonl"
