@@ -91,3 +91,21 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes(tmp_path, shakespeare_path, iso
                                 "--trainer.max_steps", str(step + 10),
                                 *with_callback("tests.helpers.DumpMetrics", path=tmp_path / "m.jsonl")), isolated_cache)
     assert read_metrics(tmp_path / "m.jsonl")[-1]["step"] == step + 10, resumed.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_torchrun_launch_via_the_multinode_script(tmp_path, shakespeare_path, isolated_cache):
+    """scripts/multinode.sh on one node with 2 CPU processes: Lightning takes its ranks from torchrun."""
+    metrics = tmp_path / "m.jsonl"
+    port = 29500 + os.getpid() % 1000
+    env = {**os.environ, "CHARLM_CACHE": str(isolated_cache), "PYTHONPATH": str(REPO), "NNODES": "1", "NPROC": "2",
+           "MASTER": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    args = small_run(shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.max_steps", "10",
+                     "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "3",
+                     *with_callback("tests.helpers.DumpMetrics", path=metrics))[1:]  # the script adds `fit`
+    (tmp_path / "run").mkdir()
+    out = subprocess.run([str(REPO / "scripts" / "multinode.sh"), *args], cwd=tmp_path / "run", env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out.stderr + out.stdout  # two processes joined one job
+    assert read_metrics(metrics)[-1]["step"] == 10
