@@ -127,7 +127,10 @@ class CharLM(L.LightningModule):
         matrices = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
         others = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and not n.startswith("embed"))]
         groups = [{"params": matrices, "weight_decay": hp.weight_decay}, {"params": others, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        # fused AdamW on GPUs (one kernel for all parameters), except with fp16's loss scaler: a
+        # fused optimizer unscales inside its step, after our clipping, which would clip scaled grads
+        fused = self.device.type == "cuda" and str(self.trainer.precision) not in ("16-mixed", "16", "16-true")
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), fused=fused or None)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, hp.warmup_steps, self._total_steps, hp.lr_schedule, hp.min_lr_ratio)
         )

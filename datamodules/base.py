@@ -141,7 +141,13 @@ class CharDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TrainStreams:
         rank, world = self._rank_and_world()
-        loader = TrainStreams(self.splits["train"], self.batch_size, self.seq_len, rank, world)
+        tokens = self.splits["train"]
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if device.type == "cuda":
+            # corpora are small next to GPU memory: keep the uint8 split there and slice batches
+            # on the device, so no step waits for a host-to-device copy
+            tokens = tokens.to(device)
+        loader = TrainStreams(tokens, self.batch_size, self.seq_len, rank, world)
         trainer = self.trainer
         if trainer is not None and trainer.fit_loop.restarting:
             # resuming mid-epoch: continue with the first batch the checkpoint had not trained on
