@@ -22,13 +22,16 @@ import datamodules  # noqa: F401  (registers every corpus data module by class n
 from charlm.callbacks import run_log_dir
 from charlm.lit import CharLM
 from charlm.sample import sample
+from charlm.score import classify_main, score_main
 from datamodules.base import CharDataModule
 
-EXTRA_COMMANDS = {"sample": sample}
+EXTRA_COMMANDS = {"sample": sample}  # typed functions: jsonargparse builds their --help
+ARGPARSE_COMMANDS = {"score": score_main, "classify": classify_main}  # take several checkpoints
 
 DESCRIPTION = """Character-level RNN / GRU / LSTM language models.
 
-Also: `charlm sample --help` (generate text from a checkpoint)."""
+Also: `charlm sample --help` (generate text from a checkpoint), `charlm score --help` (bpc of a
+text), `charlm classify --help` (which model's training text does a passage resemble?)."""
 
 
 class RunConfig(SaveConfigCallback):
@@ -65,6 +68,8 @@ class CharLMCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> CharLMCLI | object:
     argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] in ARGPARSE_COMMANDS:
+        return ARGPARSE_COMMANDS[argv[0]](argv[1:])
     if argv and argv[0] in EXTRA_COMMANDS:
         return CLI(EXTRA_COMMANDS[argv[0]], args=argv[1:], as_positional=False, prog=f"charlm {argv[0]}")
     return CharLMCLI(
