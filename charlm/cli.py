@@ -23,15 +23,17 @@ from charlm.callbacks import run_log_dir
 from charlm.lit import CharLM
 from charlm.sample import sample
 from charlm.score import classify_main, score_main
+from charlm.visualize import visualize
 from datamodules.base import CharDataModule
 
-EXTRA_COMMANDS = {"sample": sample}  # typed functions: jsonargparse builds their --help
+EXTRA_COMMANDS = {"sample": sample, "visualize": visualize}  # typed functions: jsonargparse builds their --help
 ARGPARSE_COMMANDS = {"score": score_main, "classify": classify_main}  # take several checkpoints
 
 DESCRIPTION = """Character-level RNN / GRU / LSTM language models.
 
 Also: `charlm sample --help` (generate text from a checkpoint), `charlm score --help` (bpc of a
-text), `charlm classify --help` (which model's training text does a passage resemble?)."""
+text), `charlm classify --help` (which model's training text does a passage resemble?),
+`charlm visualize --help` (an HTML page of neuron activations)."""
 
 
 class RunConfig(SaveConfigCallback):
