@@ -65,3 +65,22 @@ def test_empty_and_unknown_text(tiny_checkpoint, tmp_path):
     with pytest.raises(ValueError, match=r"'\{' \(0x7b\)"):
         visualize(str(tiny_checkpoint), str(tmp_path / "code.txt"), out=str(tmp_path / "v.html"))
     assert not (tmp_path / "v.html").exists()  # nothing half-written
+
+
+def test_page_renders_in_headless_chromium(tiny_checkpoint, tmp_path, shakespeare_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    text = tmp_path / "passage.txt"
+    text.write_bytes(shakespeare_path.read_bytes()[:600])
+    page = visualize(str(tiny_checkpoint), str(text), out=str(tmp_path / "v.html"), find=True)
+    shot = tmp_path / "v.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900", f"--screenshot={shot}",
+                    page.resolve().as_uri()], capture_output=True, timeout=120)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000  # a page of coloured text, not a blank one
