@@ -21,8 +21,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from charlm.checkpoint import LoadedModel, load_checkpoint
+from charlm.checkpoint import load_checkpoint
+from charlm.model import CharRNN
 from charlm.sampling import Utf8Stream
+from datamodules.vocab import Vocabulary
 
 State = Literal["hidden", "cell"]
 
@@ -38,25 +40,32 @@ class Trace:
 
 
 @torch.inference_mode()
-def trace(loaded: LoadedModel, data: bytes) -> Trace:
-    """Step through ``data`` byte by byte, recording every layer's state and the top-5 guesses."""
-    model = loaded.model
-    ids = torch.as_tensor(loaded.vocab.encode(data), dtype=torch.long)
+def trace(model: CharRNN, vocab: Vocabulary, data: bytes) -> Trace:
+    """Step through ``data`` byte by byte, recording every layer's state and the top-5 guesses.
+
+    Runs wherever the model is, in its current mode (call it in eval mode: dropout would draw
+    random numbers), without autocast.
+    """
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(vocab.encode(data), dtype=torch.long, device=device)
     hidden, hs, cs, tops, probs = None, [], [], [], []
-    for token in ids:
-        logits, hidden = model.step(token[None], hidden)
-        h = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers, 1, H)
-        hs.append(h[:, 0].float().numpy())
-        if isinstance(hidden, tuple):
-            cs.append(hidden[1][:, 0].float().numpy())
-        p = logits[0].float().softmax(-1)
-        top = torch.topk(p, min(5, p.numel()))
-        tops.append(top.indices.numpy())
-        probs.append(top.values.numpy())
+    with torch.autocast(device.type, enabled=False):
+        for token in ids:
+            logits, hidden = model.step(token[None], hidden)
+            h = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers, 1, H)
+            hs.append(h[:, 0].float())
+            if isinstance(hidden, tuple):
+                cs.append(hidden[1][:, 0].float())
+            top = torch.topk(logits[0].float().softmax(-1), min(5, logits.shape[-1]))
+            tops.append(top.indices)
+            probs.append(top.values)
     stream = Utf8Stream()
     text = [stream.feed(bytes([b])) for b in data]
-    return Trace(text, np.stack(hs, 1), np.stack(cs, 1) if cs else None, np.stack(tops), np.stack(probs),
-                 loaded.vocab.symbols)
+
+    def stack(xs: list[torch.Tensor], dim: int = 0) -> np.ndarray:
+        return torch.stack(xs, dim).cpu().numpy()  # one copy off the device, at the end
+
+    return Trace(text, stack(hs, 1), stack(cs, 1) if cs else None, stack(tops), stack(probs), vocab.symbols)
 
 
 # --- interpretable features ---------------------------------------------------------------------
@@ -145,7 +154,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}
 </style></head><body><h1>{title}</h1><p>{intro}</p>{table}{panels}</body></html>"""
 
 
-def render(tr: Trace, checkpoint: str, panels: list[tuple[State, int, int, str]], ranking: dict | None,
+def render(tr: Trace, source: str, panels: list[tuple[State, int, int, str]], ranking: dict | None,
            guesses: bool) -> str:
     table = ""
     if ranking:
@@ -153,11 +162,30 @@ def render(tr: Trace, checkpoint: str, panels: list[tuple[State, int, int, str]]
                        for f, best in ranking.items() for s, layer, unit, r in best)
         table = f"<h2>Neurons that track a feature (Pearson r)</h2><table><tr><th>feature</th><th>state</th>" \
                 f"<th>layer</th><th>unit</th><th>r</th></tr>{rows}</table>"
-    intro = (f"Checkpoint {html.escape(checkpoint)}. Each character is coloured by one neuron's value after "
+    intro = (f"{html.escape(source)}. Each character is coloured by one neuron's value after "
              f"reading it (blue negative, red positive); the green rows under it are the model's five best "
              f"guesses for the next character, shaded by probability. Hover for the exact value.")
     body = "".join(panel(tr, s, layer, unit, title, guesses) for s, layer, unit, title in panels)
     return PAGE.format(title="what the network sees", intro=intro, table=table, panels=body)
+
+
+def build_page(model: CharRNN, vocab: Vocabulary, data: bytes, source: str, state: State = "hidden", layer: int = -1,
+               neuron: int = 0, find: bool = True, guesses: bool = True) -> tuple[str, dict | None, int]:
+    """The HTML page for ``data``: the chosen neuron's panel, plus the best neuron per feature if ``find``.
+
+    Returns (html, ranking or None, number of panels). Raises ValueError for bytes outside the vocabulary.
+    """
+    tr = trace(model, vocab, data)
+    layer = layer % model.num_layers
+    panels: list[tuple[State, int, int, str]] = [(state, layer, neuron, f"{state} state, layer {layer}, unit {neuron}")]
+    ranking = None
+    if find:
+        states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
+        ranking = rank_neurons(states, features(data))
+        for fname, best in ranking.items():
+            s, lay, unit, r = best[0]
+            panels.append((s, lay, unit, f"best for {fname}: {s} state, layer {lay}, unit {unit} (r = {r:+.3f})"))
+    return render(tr, source, panels, ranking, guesses), ranking, len(panels)
 
 
 def visualize(
@@ -199,23 +227,15 @@ def visualize(
     if not 0 <= neuron < model.hidden_size:
         raise ValueError(f"--neuron must be in [0, {model.hidden_size - 1}] (hidden_size {model.hidden_size}), got {neuron}")
     try:
-        tr = trace(loaded, data)
+        page, ranking, num_panels = build_page(model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
+                                               neuron, find, guesses)
     except ValueError as err:
         raise ValueError(f"--text_file: {err}") from None
-    layer = layer % model.num_layers
-    panels: list[tuple[State, int, int, str]] = [(state, layer, neuron, f"{state} state, layer {layer}, unit {neuron}")]
-    ranking = None
-    if find:
-        states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
-        ranking = rank_neurons(states, features(data))
-        for fname, best in ranking.items():
-            s, lay, unit, r = best[0]
-            panels.append((s, lay, unit, f"best for {fname}: {s} state, layer {lay}, unit {unit} (r = {r:+.3f})"))
     target = Path(out)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(render(tr, ckpt_path, panels, ranking, guesses), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     tmp.replace(target)
-    print(f"wrote {target} ({len(data):,} bytes, {len(panels)} panels)")
+    print(f"wrote {target} ({len(data):,} bytes, {num_panels} panels)")
     if ranking:
         for fname, best in ranking.items():
             s, lay, unit, r = best[0]

@@ -11,7 +11,7 @@ from charlm.visualize import features, rank_neurons, trace, visualize
 def test_stepwise_activations_equal_the_fused_forward(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint)
     data = b"ROMEO:\nIs the day so young?\n"
-    tr = trace(loaded, data)
+    tr = trace(loaded.model, loaded.vocab, data)
     ids = torch.as_tensor(loaded.vocab.encode(data), dtype=torch.long)[None]
     with torch.inference_mode():
         x = loaded.model.embed(ids)

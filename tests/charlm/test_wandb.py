@@ -1,4 +1,4 @@
-"""Samples and metrics in a real (offline) W&B run, and sampling that leaves training untouched."""
+"""Samples and metrics in a real (offline) W&B run, and sampling (and neuron pages) that leave training untouched."""
 
 from __future__ import annotations
 
@@ -62,8 +62,11 @@ def test_sampling_does_not_change_training(tmp_path, shakespeare_path):
               "--model.dropout", "0.3", "--model.num_layers", "2"]
     sampled = run_in(tmp_path / "a", small_run(shakespeare_path, *common,
                                                *with_callback("charlm.sample_callback.SampleText", every_n_steps=3,
-                                                              length=50, temperatures="[0.0,1.0,2.0]")))
+                                                              length=50, temperatures="[0.0,1.0,2.0]"),
+                                               *with_callback("charlm.visualize_callback.VisualizeNeurons",
+                                                              max_bytes=200)))
     assert sum(1 for _ in (tmp_path / "a").glob("runs/shakespeare/version_0/samples.jsonl")) == 1
+    assert len(list((tmp_path / "a").glob("runs/shakespeare/version_0/neurons/step-*.html"))) == 3
     plain = run_in(tmp_path / "b", small_run(shakespeare_path, *common, "--trainer.callbacks=[]"))
     assert sum(isinstance(cb, SampleText) for cb in sampled.trainer.callbacks) == 2  # cli.yaml's and ours
     assert not any(isinstance(cb, SampleText) for cb in plain.trainer.callbacks)

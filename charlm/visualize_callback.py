@@ -1,0 +1,125 @@
+"""Watch neurons learn: after validation, write the ``charlm visualize`` page and log it to W&B.
+
+The page (the same one the ``visualize`` command writes) goes to the run's folder as
+``neurons/step-<N>.html`` and, when a W&B logger is configured, into the run as an HTML panel
+(``neurons/page``) with the ranked neurons as a table (``neurons/ranking``). It reads the text
+one byte at a time in eval mode, with no random numbers drawn, so training is unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+
+from charlm.callbacks import run_log_dir
+from charlm.visualize import State, build_page
+
+RANKING_COLUMNS = ["global_step", "feature", "state", "layer", "unit", "r"]
+
+
+class VisualizeNeurons(L.Callback):
+    """Render neuron activations over a passage every N validations (rank 0 only)."""
+
+    def __init__(
+        self,
+        text_file: str | None = None,
+        max_bytes: int = 1000,
+        every_n_validations: int = 1,
+        state: State = "hidden",
+        layer: int = -1,
+        neuron: int = 0,
+        find: bool = True,
+        guesses: bool = True,
+        key: str = "neurons",
+    ) -> None:
+        """
+        Args:
+            text_file: the passage to read through the model (default: the start of the validation split).
+            max_bytes: read at most this many bytes of it.
+            every_n_validations: render after every N-th validation during fit (1: each).
+            state: the panel always shown: hidden, or cell (LSTM only) ...
+            layer: ... of this layer (-1: the last) ...
+            neuron: ... and this unit.
+            find: also rank all neurons against interpretable features and show the best ones.
+            guesses: show the top-5 next-character guesses under each character.
+            key: prefix of the W&B keys and name of the local folder.
+        """
+        if max_bytes < 1 or every_n_validations < 1:
+            raise ValueError(f"VisualizeNeurons max_bytes and every_n_validations must be positive, got {max_bytes} and {every_n_validations}")
+        self.text_file, self.max_bytes, self.every_n_validations = text_file, max_bytes, every_n_validations
+        self.state, self.layer, self.neuron, self.find, self.guesses, self.key = state, layer, neuron, find, guesses, key
+        self._validations = 0
+        self._tables: dict[int, object] = {}  # one incremental ranking table per W&B logger
+        self._passage: bytes | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        model = pl_module.model  # check everything now, not after the first hour of training
+        if self.state == "cell" and model.cell != "lstm":
+            raise ValueError(f"VisualizeNeurons state 'cell' needs an LSTM; this model's cell is {model.cell}.")
+        if not -model.num_layers <= self.layer < model.num_layers:
+            raise ValueError(f"VisualizeNeurons layer must be in [0, {model.num_layers - 1}] (or negative), got {self.layer}")
+        if not 0 <= self.neuron < model.hidden_size:
+            raise ValueError(f"VisualizeNeurons neuron must be in [0, {model.hidden_size - 1}], got {self.neuron}")
+        if self.text_file is not None:
+            file = Path(self.text_file).expanduser()
+            if not file.is_file():
+                raise FileNotFoundError(f"VisualizeNeurons text_file: {file} does not exist (or is not a file).")
+            self._passage = file.read_bytes()[: self.max_bytes]
+            if not self._passage:
+                raise ValueError(f"VisualizeNeurons text_file: {file} is empty; there is nothing to visualise.")
+            try:
+                pl_module.vocab.encode(self._passage)
+            except ValueError as err:
+                raise ValueError(f"VisualizeNeurons text_file {file}: {err}") from None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._validations += 1
+        if self._validations % self.every_n_validations == 0 and trainer.is_global_zero:
+            self.render_and_log(trainer, pl_module)
+
+    def passage(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bytes:
+        if self._passage is None:
+            val = trainer.datamodule.splits["val"][: self.max_bytes]  # (N,) token ids
+            self._passage = pl_module.vocab.decode(val.tolist())
+        return self._passage
+
+    def render_and_log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+        model, step = pl_module.model, trainer.global_step
+        source = f"Step {step} of training" + (f", reading {self.text_file}" if self.text_file else ", reading the validation text")
+        was_training = model.training
+        model.eval()
+        try:
+            page, ranking, _ = build_page(model, pl_module.vocab, self.passage(trainer, pl_module), source, self.state,
+                                          self.layer, self.neuron, self.find, self.guesses)
+        finally:
+            model.train(was_training)
+        log_dir = run_log_dir(trainer)
+        if log_dir is not None:
+            target = log_dir / self.key / f"step-{step}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(page, encoding="utf-8")
+            tmp.replace(target)
+        rows = [[step, f, s, layer, unit, round(r, 4)] for f, best in (ranking or {}).items() for s, layer, unit, r in best]
+        self._log_wandb(trainer, page, rows)
+        return page
+
+    def _log_wandb(self, trainer: L.Trainer, page: str, rows: list[list]) -> None:
+        for logger in trainer.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            import wandb  # only when a W&B logger is configured
+
+            entry = {f"{self.key}/page": wandb.Html(page, inject=False, data_is_not_path=True), "trainer/global_step": trainer.global_step}
+            if rows:
+                table = self._tables.get(id(logger))
+                if table is None:
+                    table = self._tables[id(logger)] = wandb.Table(columns=RANKING_COLUMNS, log_mode="INCREMENTAL")
+                for row in rows:
+                    table.add_data(*row)
+                entry[f"{self.key}/ranking"] = table
+            logger.experiment.log(entry)

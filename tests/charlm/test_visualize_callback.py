@@ -1,0 +1,60 @@
+"""The neuron page logged during training: local files and a real (offline) W&B run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.charlm.test_train import run_in, small_run, with_callback
+
+
+@pytest.mark.slow
+def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
+    passage = tmp_path / "passage.txt"
+    passage.write_bytes(shakespeare_path.read_bytes()[-700:])
+    args = small_run(shakespeare_path, "--trainer.max_steps", "60", "--trainer.val_check_interval", "20",
+                     "--trainer.limit_val_batches", "2", "--trainer.callbacks=[]",
+                     *with_callback("charlm.visualize_callback.VisualizeNeurons", every_n_validations=2,
+                                    text_file=passage, neuron=3),
+                     *with_callback("charlm.visualize_callback.VisualizeNeurons", key="val_neurons", max_bytes=300,
+                                    guesses="false"))
+    run_in(tmp_path, args)
+
+    # three validations (steps 20, 40, 60): the first callback renders every second one, the other each one
+    pages = sorted(p.name for p in tmp_path.glob("runs/shakespeare/version_0/neurons/*.html"))
+    assert pages == ["step-40.html"]
+    page = (tmp_path / "runs/shakespeare/version_0/neurons/step-40.html").read_text()
+    assert "Step 40 of training, reading " in page and "hidden state, layer 0, unit 3" in page
+    assert "best for position in line" in page and page.count('class="ch"') > 600
+    val_pages = sorted(p.name for p in tmp_path.glob("runs/shakespeare/version_0/val_neurons/*.html"))
+    assert val_pages == ["step-20.html", "step-40.html", "step-60.html"]
+    assert 'class="g"' not in (tmp_path / "runs/shakespeare/version_0/val_neurons/step-60.html").read_text()
+
+    # the same pages inside the W&B run, and the ranked neurons as a growing table
+    run_dir = next(tmp_path.glob("runs/wandb/offline-run-*"))
+    html_media = list(run_dir.glob("files/media/html/neurons/page_*.html"))
+    assert len(html_media) == 1 and html_media[0].read_text() == page
+    assert len(list(run_dir.glob("files/media/html/val_neurons/page_*.html"))) == 3
+    tables = [json.loads(f.read_text()) for f in run_dir.glob("files/media/table/val_neurons/ranking_*.table.json")]
+    rows = [row for t in tables for row in t["data"]]
+    assert tables[0]["columns"] == ["global_step", "feature", "state", "layer", "unit", "r"]
+    assert {r[0] for r in rows} == {20, 40, 60} and all(-1 <= r[5] <= 1 for r in rows)
+    assert "position in line" in {r[1] for r in rows}  # the validation text has no quotes or brackets
+
+
+@pytest.mark.parametrize(("init", "message"), [
+    ("neuron=64", "neuron must be in \\[0, 63\\]"),
+    ("state=cell", None),  # fine for the LSTM of cli.yaml
+    ("text_file=missing.txt", "text_file: .*missing.txt does not exist"),
+])
+def test_bad_settings_fail_before_training(tmp_path, shakespeare_path, init, message):
+    key, value = init.split("=")
+    args = small_run(shakespeare_path, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                     "--trainer.callbacks=[]", *with_callback("charlm.visualize_callback.VisualizeNeurons", **{key: value}))
+    if message is None:
+        run_in(tmp_path, args)
+        return
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        run_in(tmp_path, args)
+    assert not list(tmp_path.glob("runs/shakespeare/version_0/checkpoints/*.ckpt"))
