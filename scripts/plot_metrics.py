@@ -57,10 +57,7 @@ def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
         out: the PNG to write (default: bpc.png beside metrics.csv).
         smooth: moving-average window over the logged train points (1 = raw).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend to set or disturb (notebooks)
 
     path = Path(run)
     metrics = path / "metrics.csv" if path.is_dir() else path
@@ -69,7 +66,8 @@ def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
     curves = read_curves(metrics)
     best, overfit = best_and_overfitting(curves)
 
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
+    fig = Figure(figsize=(9, 5), dpi=120)
+    ax = fig.subplots()
     if curves.train:
         steps, values = zip(*curves.train)
         k = max(1, smooth)
@@ -90,8 +88,9 @@ def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
     ax.legend()
     target = Path(out) if out else metrics.with_name("bpc.png")
     fig.tight_layout()
-    fig.savefig(target)
-    plt.close(fig)
+    tmp = target.with_name(target.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    tmp.replace(target)
     print(f"wrote {target}")
     return target
 
