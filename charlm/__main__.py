@@ -7,7 +7,7 @@ of a traceback; set CHARLM_TRACEBACK=1 to see the traceback anyway.
 import os
 import sys
 
-from charlm.cli import main
+from charlm.commands import NAMES as CHECKPOINT_COMMANDS
 from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError
 
 USER_ERRORS = (ValueError, FileNotFoundError, CorpusUnavailableError, ChecksumMismatchError)
@@ -15,7 +15,14 @@ USER_ERRORS = (ValueError, FileNotFoundError, CorpusUnavailableError, ChecksumMi
 
 def run() -> None:
     try:
-        main()
+        if len(sys.argv) > 1 and sys.argv[1] in CHECKPOINT_COMMANDS:
+            from charlm.commands import run_command  # without Lightning: starts in about a second
+
+            run_command(sys.argv[1:])
+        else:
+            from charlm.cli import main
+
+            main()
     except USER_ERRORS as err:
         if os.environ.get("CHARLM_TRACEBACK"):
             raise

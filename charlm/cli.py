@@ -1,7 +1,7 @@
-"""``python -m charlm {fit,validate,test,sample}``.
+"""``python -m charlm {fit,validate,test,sample,visualize,score,classify}``.
 
-fit / validate / test go through LightningCLI over CharLM and any corpus data module; ``sample``
-needs only a checkpoint (no corpus, no Trainer), so it has its own small parser.
+fit / validate / test go through LightningCLI over CharLM and any corpus data module; the other
+commands need only a checkpoint (see ``charlm.commands``).
 """
 
 from __future__ import annotations
@@ -11,23 +11,24 @@ from pathlib import Path
 
 import lightning as L
 import yaml
-from jsonargparse import CLI
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
 import charlm.sample_callback  # noqa: F401
 import charlm.wandb_logger  # noqa: F401
-import datamodules  # noqa: F401  (registers every corpus data module by class name)
+import charlm.visualize_callback  # noqa: F401
 from charlm.callbacks import run_log_dir
+from charlm.commands import NAMES as CHECKPOINT_COMMANDS
+from charlm.commands import run_command
 from charlm.lit import CharLM
-from charlm.sample import sample
-from charlm.score import classify_main, score_main
-from charlm.visualize import visualize
-from datamodules.base import CharDataModule
-
-EXTRA_COMMANDS = {"sample": sample, "visualize": visualize}  # typed functions: jsonargparse builds their --help
-ARGPARSE_COMMANDS = {"score": score_main, "classify": classify_main}  # take several checkpoints
+from datamodules import (  # noqa: F401  (imported so that --data accepts each corpus by class name)
+    CharDataModule,
+    Enwik8DataModule,
+    LinuxDataModule,
+    ShakespeareDataModule,
+    TextDataModule,
+)
 
 DESCRIPTION = """Character-level RNN / GRU / LSTM language models.
 
@@ -70,10 +71,8 @@ class CharLMCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> CharLMCLI | object:
     argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] in ARGPARSE_COMMANDS:
-        return ARGPARSE_COMMANDS[argv[0]](argv[1:])
-    if argv and argv[0] in EXTRA_COMMANDS:
-        return CLI(EXTRA_COMMANDS[argv[0]], args=argv[1:], as_positional=False, prog=f"charlm {argv[0]}")
+    if argv and argv[0] in CHECKPOINT_COMMANDS:
+        return run_command(argv)
     return CharLMCLI(
         CharLM,
         CharDataModule,

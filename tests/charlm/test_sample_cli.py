@@ -30,7 +30,7 @@ def test_greedy_top_k_top_p_batch_and_stop(tiny_checkpoint, tmp_path):
     assert all("\n\n" not in s.rstrip("\n") for s in samples)  # each ends before its stop string
 
 
-def test_bad_inputs_are_named(tiny_checkpoint, tmp_path):
+def test_bad_inputs_are_named(tiny_checkpoint, tmp_path, charlm_main):
     base = ["sample", "--ckpt_path", str(tiny_checkpoint)]
     cases = {
         ("--prompt", "ROMEO€"): "'€' (U+20AC, bytes e2 82 ac)",
@@ -39,7 +39,7 @@ def test_bad_inputs_are_named(tiny_checkpoint, tmp_path):
         ("--length", "-1"): "--length must be >= 0",
     }
     for extra, message in cases.items():
-        out = charlm(*base, *extra)
+        out = charlm_main(*base, *extra)
         assert out.returncode == 2 and message in out.stderr, (extra, out.stderr)
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(tiny_checkpoint.read_bytes()[:5000])
@@ -47,7 +47,7 @@ def test_bad_inputs_are_named(tiny_checkpoint, tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, not_charlm)
     for path, message in [(tmp_path / "missing.ckpt", "does not exist"), (truncated, "truncated or corrupted"),
                           (not_charlm, "not a charlm checkpoint")]:
-        out = charlm("sample", "--ckpt_path", str(path))
+        out = charlm_main("sample", "--ckpt_path", str(path))
         assert out.returncode == 2 and f"--ckpt_path: {path}" in out.stderr and message in out.stderr, out.stderr
 
 
