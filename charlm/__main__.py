@@ -16,7 +16,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, CorpusUnavailableError, ChecksumMi
 def run() -> None:
     try:
         if len(sys.argv) > 1 and sys.argv[1] in CHECKPOINT_COMMANDS:
-            from charlm.commands import run_command  # without Lightning: starts in about a second
+            from charlm.commands import run_command  # no Lightning import: half the start-up time
 
             run_command(sys.argv[1:])
         else:

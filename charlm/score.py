@@ -71,13 +71,13 @@ def drop_unknown(data: bytes, models: list[tuple[str, LoadedModel]], unknown: st
     if unknown == "error":
         name, vocab = next(iter(missing.items()))
         raise ValueError(f"{name}: the text contains {vocab.describe_missing(data)}, which this model never saw; "
-                         f"use --unknown skip to score the text without them.")
+                         f"use --unknown skip to leave them out.")
     lacking = set().union(*(set(v.missing_bytes(data)) for v in missing.values()))
     kept = bytes(b for b in data if b not in lacking)
     print(f"note: skipped {len(data) - len(kept)} bytes ({len(lacking)} distinct values) that "
           f"{', '.join(missing)} never saw", file=sys.stderr)
     if len(kept) < 2:
-        raise ValueError("Nothing is left to score after skipping the unknown bytes.")
+        raise ValueError("Nothing is left after skipping the unknown bytes.")
     return kept
 
 

@@ -24,6 +24,7 @@ import torch
 from charlm.checkpoint import load_checkpoint
 from charlm.model import CharRNN
 from charlm.sampling import Utf8Stream
+from charlm.score import drop_unknown
 from datamodules.vocab import Vocabulary
 
 State = Literal["hidden", "cell"]
@@ -198,6 +199,7 @@ def visualize(
     find: bool = False,
     max_bytes: int = 3000,
     guesses: bool = True,
+    unknown: Literal["error", "skip"] = "error",
 ) -> Path:
     """Write a self-contained HTML page colouring a text by neuron activations.
 
@@ -211,6 +213,7 @@ def visualize(
         find: rank all neurons against interpretable features and show the best ones.
         max_bytes: read at most this many bytes of the text.
         guesses: show the top-5 next-character guesses under each character.
+        unknown: bytes the model never saw: refuse the text (error) or leave them out (skip).
     """
     loaded = load_checkpoint(ckpt_path, "cpu")
     model = loaded.model
@@ -220,6 +223,7 @@ def visualize(
     data = file.read_bytes()[:max_bytes]
     if not data:
         raise ValueError(f"--text_file: {file} is empty; there is nothing to visualise.")
+    data = drop_unknown(data, [(f"--ckpt_path {ckpt_path}", loaded)], unknown)
     if state == "cell" and model.cell != "lstm":
         raise ValueError(f"--state cell needs an LSTM; this checkpoint's cell is {model.cell}.")
     if not -model.num_layers <= layer < model.num_layers:

@@ -61,10 +61,12 @@ def test_empty_and_unknown_text(tiny_checkpoint, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(ValueError, match="is empty"):
         visualize(str(tiny_checkpoint), str(tmp_path / "empty.txt"), out=str(tmp_path / "v.html"))
-    (tmp_path / "code.txt").write_text("x = {1: 2}")
-    with pytest.raises(ValueError, match=r"'\{' \(0x7b\)"):
+    (tmp_path / "code.txt").write_text("x = {a: b}  # to be")
+    with pytest.raises(ValueError, match=r"'\{' \(0x7b\).*--unknown skip"):
         visualize(str(tiny_checkpoint), str(tmp_path / "code.txt"), out=str(tmp_path / "v.html"))
     assert not (tmp_path / "v.html").exists()  # nothing half-written
+    page = visualize(str(tiny_checkpoint), str(tmp_path / "code.txt"), out=str(tmp_path / "v.html"), unknown="skip")
+    assert page.read_text().count('class="ch"') == len("x = a: b  to be")  # "{", "}" and "#" left out
 
 
 def test_page_renders_in_headless_chromium(tiny_checkpoint, tmp_path, shakespeare_path):
