@@ -189,6 +189,15 @@ def build_page(model: CharRNN, vocab: Vocabulary, data: bytes, source: str, stat
     return render(tr, source, panels, ranking, guesses), ranking, len(panels)
 
 
+def write_page(target: Path, page: str) -> Path:
+    """Write to a temporary file, then rename: an existing page is never left half-written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
 def visualize(
     ckpt_path: str,
     text_file: str,
@@ -235,10 +244,7 @@ def visualize(
                                                neuron, find, guesses)
     except ValueError as err:
         raise ValueError(f"--text_file: {err}") from None
-    target = Path(out)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
+    target = write_page(Path(out), page)
     print(f"wrote {target} ({len(data):,} bytes, {num_panels} panels)")
     if ranking:
         for fname, best in ranking.items():

@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
 from charlm.callbacks import run_log_dir
-from charlm.visualize import State, build_page
+from charlm.visualize import State, build_page, write_page
 
 RANKING_COLUMNS = ["global_step", "feature", "state", "layer", "unit", "r"]
 
@@ -99,11 +99,7 @@ class VisualizeNeurons(L.Callback):
             model.train(was_training)
         log_dir = run_log_dir(trainer)
         if log_dir is not None:
-            target = log_dir / self.key / f"step-{step}.html"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(page, encoding="utf-8")
-            tmp.replace(target)
+            write_page(log_dir / self.key / f"step-{step}.html", page)
         rows = [[step, f, s, layer, unit, round(r, 4)] for f, best in (ranking or {}).items() for s, layer, unit, r in best]
         self._log_wandb(trainer, page, rows)
         return page
