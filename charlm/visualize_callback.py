@@ -62,6 +62,9 @@ class VisualizeNeurons(L.Callback):
             raise ValueError(f"VisualizeNeurons layer must be in [0, {model.num_layers - 1}] (or negative), got {self.layer}")
         if not 0 <= self.neuron < model.hidden_size:
             raise ValueError(f"VisualizeNeurons neuron must be in [0, {model.hidden_size - 1}], got {self.neuron}")
+        if self.text_file is None and "val" not in getattr(trainer.datamodule, "splits", {}):
+            raise ValueError("VisualizeNeurons reads the validation text of a charlm data module; this run has none, "
+                             "so give it text_file: a passage to visualise.")
         if self.text_file is not None:
             file = Path(self.text_file).expanduser()
             if not file.is_file():

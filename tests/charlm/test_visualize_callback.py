@@ -58,3 +58,17 @@ def test_bad_settings_fail_before_training(tmp_path, shakespeare_path, init, mes
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         run_in(tmp_path, args)
     assert not list(tmp_path.glob("runs/shakespeare/version_0/checkpoints/*.ckpt"))
+
+
+def test_without_a_charlm_data_module_it_asks_for_a_text_file(tmp_path):
+    import lightning as L
+
+    from charlm.lit import CharLM
+    from charlm.visualize_callback import VisualizeNeurons
+
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False)  # e.g. fit(model, train_dataloaders=...)
+    with pytest.raises(ValueError, match="give it text_file"):
+        VisualizeNeurons().setup(trainer, CharLM(vocab=[10, 97, 98]), "fit")
+    passage = tmp_path / "p.txt"
+    passage.write_bytes(b"ab\nba\n")
+    VisualizeNeurons(text_file=str(passage)).setup(trainer, CharLM(vocab=[10, 97, 98]), "fit")  # fine with one
