@@ -1,12 +1,11 @@
-"""``python -m charlm {fit,validate,test,sample,visualize,score,classify}``.
+"""``python -m charlm {fit,validate,test}``: LightningCLI over CharLM and any corpus data module.
 
-fit / validate / test go through LightningCLI over CharLM and any corpus data module; the other
-commands need only a checkpoint (see ``charlm.commands``).
+The commands that need only a checkpoint (sample, visualize, score, classify) are in
+``charlm.commands``; ``charlm.__main__`` picks between the two.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -19,8 +18,6 @@ import charlm.sample_callback  # noqa: F401
 import charlm.wandb_logger  # noqa: F401
 import charlm.visualize_callback  # noqa: F401
 from charlm.callbacks import run_log_dir
-from charlm.commands import NAMES as CHECKPOINT_COMMANDS
-from charlm.commands import run_command
 from charlm.lit import CharLM
 from datamodules import (  # noqa: F401  (imported so that --data accepts each corpus by class name)
     CharDataModule,
@@ -69,10 +66,8 @@ class CharLMCLI(LightningCLI):
                 logger.init_args.name = corpus
 
 
-def main(args: list[str] | None = None) -> CharLMCLI | object:
-    argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] in CHECKPOINT_COMMANDS:
-        return run_command(argv)
+def main(args: list[str] | None = None) -> CharLMCLI:
+    """fit / validate / test (``charlm.__main__`` sends the checkpoint-only commands elsewhere)."""
     return CharLMCLI(
         CharLM,
         CharDataModule,

@@ -8,14 +8,12 @@ found. Under DDP only rank 0 samples; the other ranks go on and meet it at the n
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
-
-from charlm.callbacks import run_log_dir
+from charlm.callbacks import eval_mode, run_log_dir
 from charlm.sampling import Utf8Stream, check_sampling_args, generate
+from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]
 
@@ -53,7 +51,7 @@ class SampleText(L.Callback):
             raise ValueError(f"SampleText length must be a positive integer, got {length}")
         self.length, self.every_n_steps, self.on_validation = length, every_n_steps, on_validation
         self.seed, self.table_key, self.print_samples = seed, table_key, print_samples
-        self._tables: dict[int, object] = {}  # one incremental wandb.Table per W&B logger
+        self._table = GrowingTable(COLUMNS)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for prompt in self.prompts:  # fail now, not after the first hour of training
@@ -92,22 +90,17 @@ class SampleText(L.Callback):
         model, vocab = pl_module.model, pl_module.vocab
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + step)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode(), torch.autocast(device.type, enabled=False):
-                out = []
-                for prompt in self.prompts:
-                    ids = torch.as_tensor(vocab.encode(prompt.encode()), dtype=torch.long, device=device)[None]
-                    texts = []
-                    for t in self.temperatures:
-                        tokens = torch.cat(list(generate(model, ids, self.length, t, generator=generator)))
-                        stream = Utf8Stream()
-                        texts.append(stream.feed(vocab.decode(tokens.tolist())) + stream.finish())
-                    out.append(texts)
-                return out
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.inference_mode(), torch.autocast(device.type, enabled=False):
+            out = []
+            for prompt in self.prompts:
+                ids = torch.as_tensor(vocab.encode(prompt.encode()), dtype=torch.long, device=device)[None]
+                texts = []
+                for t in self.temperatures:
+                    tokens = torch.cat(list(generate(model, ids, self.length, t, generator=generator)))
+                    stream = Utf8Stream()
+                    texts.append(stream.feed(vocab.decode(tokens.tolist())) + stream.finish())
+                out.append(texts)
+            return out
 
     def _print(self, trainer: L.Trainer, rows: list[list]) -> None:
         lines = []
@@ -128,14 +121,6 @@ class SampleText(L.Callback):
                 f.write(json.dumps(dict(zip(COLUMNS, row)), ensure_ascii=False) + "\n")
 
     def _log_wandb(self, trainer: L.Trainer, rows: list[list]) -> None:
-        for logger in trainer.loggers:
-            if not isinstance(logger, WandbLogger):
-                continue
-            import wandb  # only when a W&B logger is configured
-
-            table = self._tables.get(id(logger))
-            if table is None:
-                table = self._tables[id(logger)] = wandb.Table(columns=COLUMNS, log_mode="INCREMENTAL")
-            for row in rows:
-                table.add_data(*row)
-            logger.experiment.log({self.table_key: table, "trainer/global_step": trainer.global_step})
+        for logger in wandb_loggers(trainer):
+            logger.experiment.log({self.table_key: self._table.extend(logger, rows),
+                                   "trainer/global_step": trainer.global_step})

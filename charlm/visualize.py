@@ -13,7 +13,6 @@ Activations come from stepping the model one byte at a time through the same wei
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -189,6 +188,28 @@ def build_page(model: CharRNN, vocab: Vocabulary, data: bytes, source: str, stat
     return render(tr, source, panels, ranking, guesses), ranking, len(panels)
 
 
+def check_view(model: CharRNN, state: State, layer: int, neuron: int, name: str = "--") -> None:
+    """Refuse a state, layer or unit the model does not have; ``name`` prefixes the argument names
+    in the message ("--" for the command line, "VisualizeNeurons " for the callback)."""
+    if state == "cell" and model.cell != "lstm":
+        raise ValueError(f"{name}state cell needs an LSTM; this model's cell is {model.cell}: use {name}state hidden.")
+    if not -model.num_layers <= layer < model.num_layers:
+        raise ValueError(f"{name}layer must be in [0, {model.num_layers - 1}] (or negative from the end), got {layer}")
+    if not 0 <= neuron < model.hidden_size:
+        raise ValueError(f"{name}neuron must be in [0, {model.hidden_size - 1}] (hidden_size {model.hidden_size}), got {neuron}")
+
+
+def read_passage(path: str, max_bytes: int, name: str = "--text_file") -> bytes:
+    """The first ``max_bytes`` of a text file, refusing a missing or empty one."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"{name}: {file} does not exist (or is not a file).")
+    data = file.read_bytes()[:max_bytes]
+    if not data:
+        raise ValueError(f"{name}: {file} is empty; there is nothing to visualise.")
+    return data
+
+
 def write_page(target: Path, page: str) -> Path:
     """Write to a temporary file, then rename: an existing page is never left half-written."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -225,25 +246,10 @@ def visualize(
         unknown: bytes the model never saw: refuse the text (error) or leave them out (skip).
     """
     loaded = load_checkpoint(ckpt_path, "cpu")
-    model = loaded.model
-    file = Path(text_file).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"--text_file: {file} does not exist (or is not a file).")
-    data = file.read_bytes()[:max_bytes]
-    if not data:
-        raise ValueError(f"--text_file: {file} is empty; there is nothing to visualise.")
-    data = drop_unknown(data, [(f"--ckpt_path {ckpt_path}", loaded)], unknown)
-    if state == "cell" and model.cell != "lstm":
-        raise ValueError(f"--state cell needs an LSTM; this checkpoint's cell is {model.cell}.")
-    if not -model.num_layers <= layer < model.num_layers:
-        raise ValueError(f"--layer must be in [0, {model.num_layers - 1}] (or negative from the end), got {layer}")
-    if not 0 <= neuron < model.hidden_size:
-        raise ValueError(f"--neuron must be in [0, {model.hidden_size - 1}] (hidden_size {model.hidden_size}), got {neuron}")
-    try:
-        page, ranking, num_panels = build_page(model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
-                                               neuron, find, guesses)
-    except ValueError as err:
-        raise ValueError(f"--text_file: {err}") from None
+    check_view(loaded.model, state, layer, neuron)
+    data = drop_unknown(read_passage(text_file, max_bytes), [(f"--ckpt_path {ckpt_path}", loaded)], unknown)
+    page, ranking, num_panels = build_page(loaded.model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
+                                           neuron, find, guesses)
     target = write_page(Path(out), page)
     print(f"wrote {target} ({len(data):,} bytes, {num_panels} panels)")
     if ranking:

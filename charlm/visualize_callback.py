@@ -8,13 +8,11 @@ one byte at a time in eval mode, with no random numbers drawn, so training is un
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
-from lightning.pytorch.loggers import WandbLogger
 
-from charlm.callbacks import run_log_dir
-from charlm.visualize import State, build_page, write_page
+from charlm.callbacks import eval_mode, run_log_dir
+from charlm.visualize import State, build_page, check_view, read_passage, write_page
+from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 RANKING_COLUMNS = ["global_step", "feature", "state", "layer", "unit", "r"]
 
@@ -51,31 +49,21 @@ class VisualizeNeurons(L.Callback):
         self.text_file, self.max_bytes, self.every_n_validations = text_file, max_bytes, every_n_validations
         self.state, self.layer, self.neuron, self.find, self.guesses, self.key = state, layer, neuron, find, guesses, key
         self._validations = 0
-        self._tables: dict[int, object] = {}  # one incremental ranking table per W&B logger
+        self._table = GrowingTable(RANKING_COLUMNS)
         self._passage: bytes | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        model = pl_module.model  # check everything now, not after the first hour of training
-        if self.state == "cell" and model.cell != "lstm":
-            raise ValueError(f"VisualizeNeurons state 'cell' needs an LSTM; this model's cell is {model.cell}.")
-        if not -model.num_layers <= self.layer < model.num_layers:
-            raise ValueError(f"VisualizeNeurons layer must be in [0, {model.num_layers - 1}] (or negative), got {self.layer}")
-        if not 0 <= self.neuron < model.hidden_size:
-            raise ValueError(f"VisualizeNeurons neuron must be in [0, {model.hidden_size - 1}], got {self.neuron}")
+        check_view(pl_module.model, self.state, self.layer, self.neuron, "VisualizeNeurons ")  # now, not an hour in
         if self.text_file is None and "val" not in getattr(trainer.datamodule, "splits", {}):
             raise ValueError("VisualizeNeurons reads the validation text of a charlm data module; this run has none, "
                              "so give it text_file: a passage to visualise.")
         if self.text_file is not None:
-            file = Path(self.text_file).expanduser()
-            if not file.is_file():
-                raise FileNotFoundError(f"VisualizeNeurons text_file: {file} does not exist (or is not a file).")
-            self._passage = file.read_bytes()[: self.max_bytes]
-            if not self._passage:
-                raise ValueError(f"VisualizeNeurons text_file: {file} is empty; there is nothing to visualise.")
-            try:
-                pl_module.vocab.encode(self._passage)
-            except ValueError as err:
-                raise ValueError(f"VisualizeNeurons text_file {file}: {err}") from None
+            self._passage = read_passage(self.text_file, self.max_bytes, "VisualizeNeurons text_file")
+            missing = pl_module.vocab.missing_bytes(self._passage)
+            if missing:
+                raise ValueError(f"VisualizeNeurons text_file {self.text_file}: it contains "
+                                 f"{pl_module.vocab.describe_missing(self._passage)}, which the corpus does not; "
+                                 f"give a passage written with the corpus's characters.")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -93,13 +81,9 @@ class VisualizeNeurons(L.Callback):
     def render_and_log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
         model, step = pl_module.model, trainer.global_step
         source = f"Step {step} of training" + (f", reading {self.text_file}" if self.text_file else ", reading the validation text")
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             page, ranking, _ = build_page(model, pl_module.vocab, self.passage(trainer, pl_module), source, self.state,
                                           self.layer, self.neuron, self.find, self.guesses)
-        finally:
-            model.train(was_training)
         log_dir = run_log_dir(trainer)
         if log_dir is not None:
             write_page(log_dir / self.key / f"step-{step}.html", page)
@@ -108,17 +92,11 @@ class VisualizeNeurons(L.Callback):
         return page
 
     def _log_wandb(self, trainer: L.Trainer, page: str, rows: list[list]) -> None:
-        for logger in trainer.loggers:
-            if not isinstance(logger, WandbLogger):
-                continue
+        for logger in wandb_loggers(trainer):
             import wandb  # only when a W&B logger is configured
 
-            entry = {f"{self.key}/page": wandb.Html(page, inject=False, data_is_not_path=True), "trainer/global_step": trainer.global_step}
+            entry = {f"{self.key}/page": wandb.Html(page, inject=False, data_is_not_path=True),
+                     "trainer/global_step": trainer.global_step}
             if rows:
-                table = self._tables.get(id(logger))
-                if table is None:
-                    table = self._tables[id(logger)] = wandb.Table(columns=RANKING_COLUMNS, log_mode="INCREMENTAL")
-                for row in rows:
-                    table.add_data(*row)
-                entry[f"{self.key}/ranking"] = table
+                entry[f"{self.key}/ranking"] = self._table.extend(logger, rows)
             logger.experiment.log(entry)

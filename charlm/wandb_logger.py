@@ -106,3 +106,31 @@ class WandbLogger(_LightningWandbLogger):
 @rank_zero_only
 def _tell(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+class GrowingTable:
+    """One W&B table per W&B logger of a trainer, logged again with each new batch of rows.
+
+    ``log_mode="INCREMENTAL"`` makes W&B upload only the new rows each time, while the run page
+    shows one table holding them all.
+    """
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self._tables: dict[int, Any] = {}  # id(logger) -> wandb.Table
+
+    def extend(self, logger: _LightningWandbLogger, rows: list[list]) -> Any:
+        """Add ``rows`` to ``logger``'s table and return the table, ready for ``experiment.log``."""
+        import wandb  # only when a W&B logger is configured
+
+        table = self._tables.get(id(logger))
+        if table is None:
+            table = self._tables[id(logger)] = wandb.Table(columns=self.columns, log_mode="INCREMENTAL")
+        for row in rows:
+            table.add_data(*row)
+        return table
+
+
+def wandb_loggers(trainer) -> list[_LightningWandbLogger]:
+    """The trainer's W&B loggers (Lightning's class or charlm's)."""
+    return [logger for logger in trainer.loggers if isinstance(logger, _LightningWandbLogger)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 from datamodules.base import CharDataModule, Corpus

@@ -43,17 +43,20 @@ def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
     assert "position in line" in {r[1] for r in rows}  # the validation text has no quotes or brackets
 
 
-@pytest.mark.parametrize(("init", "message"), [
-    ("neuron=64", "neuron must be in \\[0, 63\\]"),
-    ("state=cell", None),  # fine for the LSTM of cli.yaml
-    ("text_file=missing.txt", "text_file: .*missing.txt does not exist"),
+@pytest.mark.parametrize(("init", "extra", "message"), [
+    ("neuron=64", [], "neuron must be in \\[0, 63\\]"),
+    ("state=cell", [], None),  # fine for the LSTM of cli.yaml ...
+    ("state=cell", ["--model.cell", "gru"], "VisualizeNeurons state cell needs an LSTM; .* use VisualizeNeurons state hidden"),
+    ("text_file=missing.txt", [], "text_file: .*missing.txt does not exist"),
+    ("text_file=code.txt", [], "'\\{' \\(0x7b\\).*written with the corpus's characters"),
 ])
-def test_bad_settings_fail_before_training(tmp_path, shakespeare_path, init, message):
+def test_bad_settings_fail_before_training(tmp_path, shakespeare_path, init, extra, message):
+    (tmp_path / "code.txt").write_text("x = {a: b}")
     key, value = init.split("=")
-    args = small_run(shakespeare_path, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+    args = small_run(shakespeare_path, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", *extra,
                      "--trainer.callbacks=[]", *with_callback("charlm.visualize_callback.VisualizeNeurons", **{key: value}))
     if message is None:
-        run_in(tmp_path, args)
+        assert run_in(tmp_path, args).trainer.global_step == 2  # it trained
         return
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         run_in(tmp_path, args)
