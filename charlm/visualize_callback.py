@@ -25,6 +25,7 @@ class VisualizeNeurons(L.Callback):
         text_file: str | None = None,
         max_bytes: int = 1000,
         every_n_validations: int = 1,
+        at_end: bool = True,
         state: State = "hidden",
         layer: int = -1,
         neuron: int = 0,
@@ -37,6 +38,8 @@ class VisualizeNeurons(L.Callback):
             text_file: the passage to read through the model (default: the start of the validation split).
             max_bytes: read at most this many bytes of it.
             every_n_validations: render after every N-th validation during fit (1: each).
+            at_end: also render when training ends, unless the last validation just did (so even a
+                short run gets a page of its final model).
             state: the panel always shown: hidden, or cell (LSTM only) ...
             layer: ... of this layer (-1: the last) ...
             neuron: ... and this unit.
@@ -47,6 +50,8 @@ class VisualizeNeurons(L.Callback):
         if max_bytes < 1 or every_n_validations < 1:
             raise ValueError(f"VisualizeNeurons max_bytes and every_n_validations must be positive, got {max_bytes} and {every_n_validations}")
         self.text_file, self.max_bytes, self.every_n_validations = text_file, max_bytes, every_n_validations
+        self.at_end = at_end
+        self._rendered_step: int | None = None  # global step of the last page
         self.state, self.layer, self.neuron, self.find, self.guesses, self.key = state, layer, neuron, find, guesses, key
         self._validations = 0
         self._table = GrowingTable(RANKING_COLUMNS)
@@ -72,6 +77,10 @@ class VisualizeNeurons(L.Callback):
         if self._validations % self.every_n_validations == 0 and trainer.is_global_zero:
             self.render_and_log(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_end and trainer.is_global_zero and self._rendered_step != trainer.global_step:
+            self.render_and_log(trainer, pl_module)
+
     def passage(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bytes:
         if self._passage is None:
             val = trainer.datamodule.splits["val"][: self.max_bytes]  # (N,) token ids
@@ -80,6 +89,7 @@ class VisualizeNeurons(L.Callback):
 
     def render_and_log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
         model, step = pl_module.model, trainer.global_step
+        self._rendered_step = step
         source = f"Step {step} of training" + (f", reading {self.text_file}" if self.text_file else ", reading the validation text")
         with eval_mode(model):
             page, ranking, _ = build_page(model, pl_module.vocab, self.passage(trainer, pl_module), source, self.state,
