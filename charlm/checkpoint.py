@@ -21,27 +21,70 @@ class LoadedModel:
     hparams: dict[str, Any]
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: str = "--ckpt_path") -> LoadedModel:
-    """Rebuild the network and vocabulary from a checkpoint (any device it was saved on).
+def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[str, Any]:
+    """Load a checkpoint file (onto the CPU) and check that charlm wrote it; returns its contents.
 
-    Loads with ``weights_only=True``: a checkpoint cannot run code on this machine.
+    Loads with ``weights_only=True``: a checkpoint cannot run code on this machine. Raises
+    FileNotFoundError or ValueError with a one-line message naming ``arg`` and the file.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{arg}: {path} does not exist (or is not a file).")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: read only what is used
     except Exception as err:  # torch.load raises many kinds for a damaged file  # noqa: BLE001
         raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: {err}") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "vocab" not in hparams or not isinstance(state, dict):
-        raise ValueError(f"{arg}: {path} is not a charlm checkpoint (it has no vocabulary and model weights).")
+        what = None
+        if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            what = "a bare state dict"
+        elif isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt:
+            what = "a Lightning checkpoint of another model"
+        raise ValueError(
+            f"{arg}: {path} is not a charlm checkpoint (it has no vocabulary and model weights"
+            f"{'; it is ' + what if what else ''}). Pass a .ckpt file written by `charlm fit`."
+        )
+    return ckpt
+
+
+def check_resume_checkpoint(path: str | Path, arg: str = "--ckpt_path") -> dict[str, Any]:
+    """``check_checkpoint_file``, and that the file can resume training (not weights only)."""
+    ckpt = check_checkpoint_file(path, arg)
+    if "optimizer_states" not in ckpt or "loops" not in ckpt:
+        raise ValueError(
+            f"{arg}: {Path(path).expanduser()} holds model weights only (ModelCheckpoint(save_weights_only=True)), "
+            "so `fit` cannot resume from it; `validate`, `test` and `sample` can use it."
+        )
+    return ckpt
+
+
+def check_ckpt_path(ckpt_path: str | Path | None, subcommand: str) -> None:
+    """Check ``fit/validate/test --ckpt_path`` before Lightning loads it (a traceback for a bad file).
+
+    Lightning's own names ("last", "best", "hpc", "registry...") and URLs are left to Lightning.
+    """
+    if not ckpt_path or "://" in str(ckpt_path):
+        return
+    name = str(ckpt_path)
+    if (name in ("last", "best", "hpc") or name.lower().startswith("registry")) and not Path(name).exists():
+        return
+    (check_resume_checkpoint if subcommand == "fit" else check_checkpoint_file)(ckpt_path)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: str = "--ckpt_path") -> LoadedModel:
+    """Rebuild the network and vocabulary from a checkpoint (any device it was saved on).
+
+    Loads with ``weights_only=True``: a checkpoint cannot run code on this machine.
+    """
+    ckpt = check_checkpoint_file(path, arg)
+    hparams, state = ckpt["hyper_parameters"], ckpt["state_dict"]
     vocab = Vocabulary(tuple(hparams["vocab"]))
     model = CharRNN(len(vocab), **{k: hparams[k] for k in _ARCHITECTURE if k in hparams})
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        raise ValueError(f"{arg}: {path} does not match the architecture its hyperparameters describe: {err}") from None
+        raise ValueError(f"{arg}: {Path(path).expanduser()} does not match the architecture its hyperparameters describe: {err}") from None
     return LoadedModel(model.to(device).eval(), vocab, hparams)
