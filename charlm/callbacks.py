@@ -11,6 +11,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from charlm.faults import DivergedError, weights_finite
+
 
 class InterruptCheckpoint(L.Callback):
     """On Ctrl-C (or a crash) during fit, save ``interrupted.ckpt`` beside the run's other checkpoints.
@@ -29,6 +31,8 @@ class InterruptCheckpoint(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.global_step == 0 or trainer.state.fn != "fit":
             return  # nothing trained yet: nothing worth keeping
+        if isinstance(exception, DivergedError) or not weights_finite(pl_module):
+            return  # NaN weights are not worth keeping either (and would replace a good interrupted.ckpt)
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
         path = Path(folder or trainer.default_root_dir) / f"{self.filename}.ckpt"
         trainer.save_checkpoint(path)  # Lightning writes to a temp file and renames

@@ -46,6 +46,11 @@ def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[st
             f"{arg}: {path} is not a charlm checkpoint (it has no vocabulary and model weights"
             f"{'; it is ' + what if what else ''}). Pass a .ckpt file written by `charlm fit`."
         )
+    if not all(torch.isfinite(w).all() for w in state.values() if isinstance(w, torch.Tensor) and w.is_floating_point()):
+        raise ValueError(
+            f"{arg}: {path} holds weights that are not finite (NaN or infinity): the run that wrote it diverged. "
+            f"Use an earlier checkpoint of that run, or train again with a lower --model.lr."
+        )
     return ckpt
 
 

@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_warn
 
+from charlm.faults import DivergedError, FitGuard, LossWatch, diverged_message, refuse_untrainable_precision, weights_finite
 from charlm.metrics import BitsPerByte
 from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device
+from charlm.resume import redo_interrupted_validation
 from datamodules.streams import IGNORE
 from datamodules.vocab import Vocabulary
 
@@ -76,6 +78,14 @@ class CharLM(L.LightningModule):
         self._eval_hidden: Hidden | None = None  # validation/test have their own
         self._restored_rng: dict[str, Any] | None = None  # applied at the first batch after a resume
         self._total_steps_cache: int | None = None
+        self.loss_watch = LossWatch()  # first non-finite training loss, kept on the device
+        self._validation_open = False  # a validation (not the sanity check) is under way in fit
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # Lightning asks for these on every process before any logger starts: the earliest point
+        # that sees the trainer, so a precision that cannot train is refused before anything runs
+        refuse_untrainable_precision(self.trainer)
+        return [FitGuard()]  # Ctrl-C at a safe point, exit 143 on SIGTERM, stop on a non-finite loss
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         return self.model(tokens, hidden)
@@ -97,6 +107,7 @@ class CharLM(L.LightningModule):
         self._train_hidden = detach_hidden(hidden)  # BPTT stops at the window edge
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # mean nats per byte
         self.train_bpc.update(loss.detach() * y.numel(), y.numel())
+        self.loss_watch.update(loss.detach(), self.global_step + 1)  # no sync: FitGuard reads it on logging steps
         if self._trainer is None or (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             # only on the steps Lightning writes logs: each self.log costs host time on the hot path
             self.log("train/loss", loss, prog_bar=True)
@@ -114,6 +125,18 @@ class CharLM(L.LightningModule):
         nats = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum", ignore_index=IGNORE)
         metric.update(nats, (y != IGNORE).sum())
         self.log(f"{stage}/bpc", metric, prog_bar=True)
+
+    def on_validation_start(self) -> None:
+        self._validation_open = self._trainer is not None and not self.trainer.sanity_checking
+
+    def on_validation_epoch_end(self) -> None:
+        if self._validation_open and self.trainer.state.fn == "fit":
+            bpc = self.val_bpc.compute()  # before ModelCheckpoint sees it (its hook comes later)
+            if not torch.isfinite(bpc):
+                raise DivergedError(diverged_message(self, f"the validation bpc is {float(bpc)} at step {self.global_step}"))
+
+    def on_validation_end(self) -> None:
+        self._validation_open = False  # after every callback's on_validation_end (ModelCheckpoint's too)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, self.val_bpc, "val")
@@ -152,6 +175,8 @@ class CharLM(L.LightningModule):
 
     # --- checkpoints carry the vocabulary, the carried hidden state and the dropout RNG -------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not weights_finite(self):  # the last guard: no file, "best" or last, ever holds NaN weights
+            raise DivergedError(diverged_message(self, f"the weights are not finite at step {self.global_step}"))
         hidden = self._train_hidden
         if hidden is not None and self.trainer.world_size > 1:
             if self.trainer.state.status == TrainerStatus.INTERRUPTED:
@@ -162,6 +187,9 @@ class CharLM(L.LightningModule):
             "train_hidden": hidden,
             "world_size": self.trainer.world_size,
             "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+            # written because fit stopped (Ctrl-C, SIGTERM, a crash) while a validation was under way:
+            # a resumed run must redo that validation, whose partial sums this file does not hold
+            "mid_validation": self._validation_open and self.trainer.state.status == TrainerStatus.INTERRUPTED,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -172,6 +200,11 @@ class CharLM(L.LightningModule):
                 f"module's ({len(self.vocab)} symbols), so its token ids mean other bytes. Use the corpus it was "
                 f"trained on, or train a new model."
             )
+        weights = checkpoint.get("state_dict", {})
+        if not all(torch.isfinite(w).all() for w in weights.values() if torch.is_floating_point(w)):
+            raise ValueError("The checkpoint's weights are not finite (NaN or infinity): its run diverged. "
+                             "Use an earlier checkpoint of that run, or train again with a lower --model.lr.")
+        redo_interrupted_validation(checkpoint)  # before Lightning restores its loops from the same dict
         state = checkpoint.get("charlm", {})
         hidden, world = state.get("train_hidden"), state.get("world_size", 1)
         rank, my_world = (self._trainer.global_rank, self._trainer.world_size) if self._trainer else (0, 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -72,3 +74,35 @@ class TouchAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step >= self.step and not self.path.exists():
             self.path.touch()
+
+
+class InterruptInValidation(L.Callback):
+    """Raise KeyboardInterrupt (as Ctrl-C would) at the start of validation batch ``batch`` of the
+    validation that runs after optimizer step ``step``."""
+
+    def __init__(self, step: int, batch: int) -> None:
+        self.step, self.batch = step, batch
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking and trainer.global_step == self.step and batch_idx == self.batch:
+            raise KeyboardInterrupt
+
+
+class _SendsSigintWhenFinalized:
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # os.kill runs the Python handler at once: here, in __del__
+
+
+class SigintInFinalizer(L.Callback):
+    """Send this process SIGINT from inside an object's finalizer after optimizer step ``step``.
+
+    A KeyboardInterrupt raised inside a finalizer (or a weakref callback) is printed as
+    "Exception ignored in ..." and lost: a deterministic case of a Ctrl-C landing at an unlucky moment.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            _SendsSigintWhenFinalized()  # dropped at once, so finalized here

@@ -1,13 +1,14 @@
-"""Real multi-process runs: DDP with 2 CPU processes (gloo), and a real Ctrl-C (SIGINT)."""
+"""Real multi-process runs: DDP with 2 CPU processes (gloo), and torchrun.
+
+(Real Ctrl-C and SIGTERM to a real process: tests/charlm/test_train_faults.py.)
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -63,34 +64,6 @@ def test_ddp_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isol
     run_cli(tmp_path / "single", small_run(shakespeare_path, "--ckpt_path", str(last),
                       *with_callback("tests.helpers.DumpMetrics", path=single), cmd="validate"), isolated_cache)
     assert read_metrics(single)[-1]["val/bpc"] == pytest.approx(ddp_bpc, rel=1e-5)
-
-
-@pytest.mark.slow
-def test_ctrl_c_leaves_a_checkpoint_that_resumes(tmp_path, shakespeare_path, isolated_cache):
-    started = tmp_path / "started"
-    args = small_run(shakespeare_path, "--trainer.max_steps", "100000",
-                     *with_callback("tests.helpers.TouchAt", step=15, path=started))
-    env = {**os.environ, "CHARLM_CACHE": str(isolated_cache), "PYTHONPATH": str(REPO)}
-    (tmp_path / "run").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "charlm", *args], cwd=tmp_path / "run", env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not started.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert "resume with --ckpt_path" in output, output[-3000:]
-    ckpt = next((tmp_path / "run").rglob("interrupted.ckpt"))
-    step = torch.load(ckpt, weights_only=True)["global_step"]
-    assert step >= 15
-    resumed = run_cli(tmp_path / "run", small_run(shakespeare_path, "--ckpt_path", str(ckpt),
-                                "--trainer.max_steps", str(step + 10),
-                                *with_callback("tests.helpers.DumpMetrics", path=tmp_path / "m.jsonl")), isolated_cache)
-    assert read_metrics(tmp_path / "m.jsonl")[-1]["step"] == step + 10, resumed.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -1,0 +1,228 @@
+"""Training that is interrupted, pre-empted or diverges: through the real CLI, in-process and as a
+real ``python -m charlm`` process sent real signals."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.charlm.test_train import run_in, small_run, with_callback
+from tests.conftest import REPO
+from tests.helpers import read_metrics
+
+CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "runs"]  # no W&B start-up
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """These tiny models run 4x faster on one thread than on a shared, oversubscribed 2-core CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def keeping_sigint(fn, *args):
+    """Call ``fn``; give back the SIGINT handler Lightning leaves ignored after a Ctrl-C shutdown."""
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        return fn(*args)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+
+
+def val_rows(path: Path) -> dict[int, float]:
+    """{step: val/bpc} of the validations in a DumpMetrics file (not its end-of-training row)."""
+    return {r["step"]: r["val/bpc"] for r in read_metrics(path)[:-1] if "val/bpc" in r} if path.exists() else {}
+
+
+# --- a validation interrupted midway is redone from its start ---------------------------------------
+COMMON = ["--trainer.max_steps", "30", "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "6",
+          "--model.dropout", "0.3", "--model.num_layers", "2", "--model.warmup_steps", "5", *CSV_ONLY]
+
+
+def test_resume_from_an_interrupted_validation_redoes_it(tmp_path, shakespeare_path):
+    def fit(folder: Path, *extra: str):
+        metrics = folder / "m.jsonl"
+        cli = run_in(folder, small_run(shakespeare_path, *COMMON, *extra,
+                                       *with_callback("tests.helpers.DumpMetrics", path=metrics)))
+        return cli, val_rows(metrics)
+
+    full, full_val = fit(tmp_path / "full")
+    expected = {k: v.clone() for k, v in full.model.state_dict().items()}
+    assert sorted(full_val) == [10, 20, 30]
+
+    # Ctrl-C at the start of validation batch 3 of 6 of the validation after step 20
+    with pytest.raises(SystemExit):
+        keeping_sigint(fit, tmp_path / "cut", *with_callback("tests.helpers.InterruptInValidation", step=20, batch=3))
+    saved = next((tmp_path / "cut").rglob("interrupted.ckpt"))
+    ckpt = torch.load(saved, weights_only=True)
+    assert ckpt["global_step"] == 20 and ckpt["charlm"]["mid_validation"]
+
+    resumed, got_val = fit(tmp_path / "resumed", "--ckpt_path", str(saved))
+    # the whole validation at step 20 again: the uninterrupted run's value (Lightning alone skipped it)
+    assert got_val == {20: full_val[20], 30: full_val[30]}
+    best = Path(resumed.trainer.checkpoint_callback.best_model_path).name
+    assert best == f"best-step{min(got_val, key=got_val.get)}-bpc{min(got_val.values()):.4f}.ckpt"
+    # and training went on exactly where it stopped: carried hidden state, data position, dropout RNG
+    got = resumed.model.state_dict()
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+    # `validate` on the interrupted checkpoint's weights agrees
+    validated = run_in(tmp_path / "validate", small_run(shakespeare_path, "--trainer.limit_val_batches", "6", *CSV_ONLY,
+                                                        "--ckpt_path", str(saved), cmd="validate"))
+    assert float(validated.trainer.callback_metrics["val/bpc"]) == pytest.approx(full_val[20], abs=1e-6)
+
+    # a checkpoint from before this fix, whose exception came inside a validation step: Lightning's
+    # counters said "go on at batch 3" and so measured the bpc of the streams' batches 0-2 only
+    ckpt["charlm"].pop("mid_validation")
+    progress = ckpt["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+    for counters in (progress["current"], progress["total"]):
+        counters.update(ready=4, started=4, processed=3, completed=3)
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    _, old_val = fit(tmp_path / "old", "--ckpt_path", str(tmp_path / "old.ckpt"))
+    assert old_val == {20: full_val[20], 30: full_val[30]}
+
+    # a checkpoint written at the end of a validation (last.ckpt after step 10) does not redo it
+    last = next((tmp_path / "cut").rglob("last.ckpt"))
+    assert torch.load(last, weights_only=True)["global_step"] == 10
+    _, after_last = fit(tmp_path / "after_last", "--ckpt_path", str(last))
+    assert after_last == {20: full_val[20], 30: full_val[30]}
+
+
+# --- Ctrl-C is acted on wherever it lands -----------------------------------------------------------
+def test_ctrl_c_inside_a_finalizer_still_stops_training(tmp_path, shakespeare_path):
+    """Python loses a KeyboardInterrupt raised inside a finalizer; charlm's handler only records the
+    Ctrl-C and stops at the next batch start, so it cannot be lost."""
+    args = ["--trainer.max_steps", "40", "--trainer.limit_val_batches", "2", *CSV_ONLY,
+            *with_callback("tests.helpers.SigintInFinalizer", step=7)]
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            run_in(tmp_path, small_run(shakespeare_path, *args))
+        assert signal.getsignal(signal.SIGINT) is before  # charlm's handler is gone with the fit
+    finally:
+        signal.signal(signal.SIGINT, before)
+    saved = next(tmp_path.rglob("interrupted.ckpt"))
+    assert torch.load(saved, weights_only=True)["global_step"] == 7  # stopped before step 8
+
+
+# --- 16-true is refused ----------------------------------------------------------------------------
+def test_fp16_true_is_refused_with_one_line(charlm_main, shakespeare_path):
+    done = charlm_main(*small_run(shakespeare_path, "--trainer.precision", "16-true", "--trainer.max_steps", "5"))
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert last.startswith("charlm: error: --trainer.precision 16-true cannot train"), done.stderr
+    assert "16-mixed" in last and "bf16-mixed" in last
+    assert not list(Path().rglob("*.ckpt")) and not list(Path().rglob("offline-run-*"))  # refused before anything ran
+
+
+# --- a diverged run stops, exit 2, and never records NaN ------------------------------------------
+def test_diverged_run_stops_with_one_line_and_keeps_good_checkpoints(charlm_main, shakespeare_path):
+    good = charlm_main(*small_run(shakespeare_path, "--trainer.max_steps", "10", "--trainer.val_check_interval", "10",
+                                  "--trainer.limit_val_batches", "2", *CSV_ONLY))
+    assert good.returncode == 0, good.stderr
+    last = next(Path().rglob("last.ckpt"))
+    before = last.read_bytes()
+    # a second run in the same folder with lr 1e9: the loss is NaN within a few steps
+    done = charlm_main(*small_run(shakespeare_path, "--model.lr", "1e9", "--trainer.max_steps", "40",
+                                  "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "2",
+                                  "--trainer.log_every_n_steps", "5", "--model.warmup_steps", "0", *CSV_ONLY))
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert line.startswith("charlm: error: training diverged: the loss is not finite at step "), line
+    assert "last finite loss" in line and "--model.lr (now 1e+09)" in line and "--model.grad_clip" in line
+    # no checkpoint holds NaN weights, no "best" holds a NaN score, and the first run's files are untouched
+    assert last.read_bytes() == before
+    for path in Path().rglob("*.ckpt"):
+        assert "nan" not in path.name
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in state.values() if w.is_floating_point()), path
+
+    # sampling a checkpoint whose weights are NaN (as this bug left them) says so in one line
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, "nan.ckpt")
+    sampled = charlm_main("sample", "--ckpt_path", "nan.ckpt", "--length", "20")
+    assert sampled.returncode == 2 and "Traceback" not in sampled.stderr
+    assert "not finite" in sampled.stderr.strip().splitlines()[-1], sampled.stderr
+
+
+# --- real signals to a real `python -m charlm fit`, with W&B on (offline) --------------------------
+@contextlib.contextmanager
+def sigint_default() -> Iterator[None]:
+    """Start children with Ctrl-C's default action even if this pytest ignores SIGINT.
+
+    A process started in the background by a non-interactive shell (``pytest ... &``, nohup, some
+    CI runners) ignores SIGINT, and its children inherit that: Python then never installs its
+    KeyboardInterrupt handler, and a Ctrl-C test sees the signal ignored, as a terminal would not.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # exec resets a handler to the default
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def start_fit(folder: Path, args: list[str], cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "CHARLM_CACHE": str(cache), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    folder.mkdir(parents=True, exist_ok=True)
+    with sigint_default():
+        return subprocess.Popen([sys.executable, "-m", "charlm", "fit", *args], cwd=folder, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def signal_when(proc: subprocess.Popen, marker: Path, signum: int, delay: float, timeout: float = 300) -> tuple[int, str]:
+    """Wait for ``marker`` (bounded by ``timeout`` and by the process ending), wait ``delay`` more
+    seconds, send ``signum``, and return the exit status and output."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not marker.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"training never reached its marker:\n{proc.communicate()[0][-3000:]}")
+            time.sleep(0.05)
+        time.sleep(delay)  # a random moment inside the following steps
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, output
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume(tmp_path, shakespeare_path, isolated_cache):
+    seed = int(os.environ.get("CHARLM_TEST_SEED", random.randrange(10**6)))
+    rng = random.Random(seed)
+    # validation every 8 steps (8 batches): a random moment lands in validation about half the time
+    args = small_run(shakespeare_path, "--trainer.max_steps", "100000", "--trainer.val_check_interval", "8",
+                     "--trainer.limit_val_batches", "8", "--trainer.log_every_n_steps", "5")[1:]
+    run = tmp_path / "run"
+    ckpt: Path | None = None
+    step = 0
+    for signum, status in ((signal.SIGINT, 1), (signal.SIGTERM, 143)):
+        marker = tmp_path / f"{signum}.started"
+        target = step + rng.randint(3, 20)
+        resume = ["--ckpt_path", str(ckpt)] if ckpt else []
+        proc = start_fit(run, [*args, *resume, *with_callback("tests.helpers.TouchAt", step=target, path=marker)], isolated_cache)
+        code, output = signal_when(proc, marker, signum, rng.uniform(0, 0.5))
+        context = f"{signal.Signals(signum).name} (seed {seed}):\n{output[-3000:]}"
+        assert code == status, context
+        assert "resume with --ckpt_path" in output, context
+        ckpt = run / output.split("resume with --ckpt_path ")[-1].split()[0]
+        saved = torch.load(ckpt, weights_only=True)["global_step"]
+        assert saved >= target, context
+        step = saved
+    finished = start_fit(run, [*args, "--trainer.max_steps", str(step + 5), "--ckpt_path", str(ckpt)], isolated_cache)
+    output, _ = finished.communicate(timeout=300)
+    assert finished.returncode == 0, output[-3000:]
+    assert f"max_steps={step + 5}` reached" in output, output[-3000:]
