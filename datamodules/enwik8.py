@@ -7,9 +7,14 @@ the literature (test bpc: AWD-LSTM 1.232, Mogrifier LSTM 1.146, ...).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from datamodules.base import CharDataModule, Corpus
+from datamodules.errors import ChecksumMismatchError, CorruptArchiveError, corrupt_archive
 from datamodules.prepare import file_chunks
-from datamodules.sources import CorruptArchiveError, zip_member_chunks, zip_member_size
+from datamodules.sources import zip_member_chunks, zip_member_size
 
 URL = "http://mattmahoney.net/dc/enwik8.zip"
 SHA256 = "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8"  # of the member, 100,000,000 bytes
@@ -43,13 +48,36 @@ class Enwik8DataModule(CharDataModule):
         # the zip has no published checksum: its member's sha256 is checked while preparing
         file = self._local_or_downloaded(self.path, self.url, "enwik8.zip", sha256=None)
         key = f"enwik8-{(self.sha256 or 'unverified')[:16]}-{file.stat().st_size}-{file.stat().st_mtime_ns}"
+        if self.path is None:
+            hint = "Check --data.url."
+        else:  # the user's own file: never suggest deleting it
+            hint = (f"It is not the standard enwik8; to train on it anyway, pass --data.sha256 null "
+                    f"(or check that --data.path {self.path} is the file you meant).")
         if file.suffix == ".zip":
-            try:
+            with self._set_aside_if_downloaded(file):
                 size = zip_member_size(file, MEMBER)
-            except CorruptArchiveError as err:
-                if self.path is None:  # a broken download: drop it so the next run fetches it again
-                    file.replace(file.with_name(file.name + ".bad"))
-                    raise CorruptArchiveError(f"{err} It was moved aside to {file.name}.bad; run again to download it anew.") from None
+            return Corpus(zip_member_chunks(file, MEMBER), f"{file}:{MEMBER}", size, key, self.sha256, hint)
+        return Corpus(file_chunks(file), str(file), file.stat().st_size, key, self.sha256, hint)
+
+    def prepare_data(self) -> None:
+        corpus = self.corpus  # outside: its own errors are already set aside and worded
+        with self._set_aside_if_downloaded(Path(corpus.source.removesuffix(f":{MEMBER}"))):
+            super().prepare_data()
+
+    @contextmanager
+    def _set_aside_if_downloaded(self, file: Path) -> Iterator[None]:
+        """A damaged or wrong download is moved aside to ``<file>.bad``, so the next run fetches it anew.
+        A file the user gave (``--data.path``) is left where it is."""
+        try:
+            yield
+        except (CorruptArchiveError, ChecksumMismatchError) as err:
+            if self.path is not None or not file.is_file():
                 raise
-            return Corpus(zip_member_chunks(file, MEMBER), f"{file}:{MEMBER}", size, key, self.sha256)
-        return Corpus(file_chunks(file), str(file), file.stat().st_size, key, self.sha256)
+            bad = file.with_name(file.name + ".bad")
+            file.replace(bad)
+            what = f"{file} (downloaded from {self.url})"
+            if isinstance(err, CorruptArchiveError):
+                raise corrupt_archive(what, err.detail or str(err),
+                                      f"It was moved aside to {bad.name}; run again to download it anew.") from None
+            raise ChecksumMismatchError(f"{err} {file} was moved aside to {bad.name}; run again to download it "
+                                        f"anew, or pass --data.sha256 null to accept what {self.url} serves.") from None

@@ -17,16 +17,11 @@ from pathlib import Path
 import pooch
 import requests
 
+from datamodules.errors import DISK_FULL, ChecksumMismatchError, CorpusUnavailableError, cache_write_error
+
+__all__ = ["ChecksumMismatchError", "CorpusUnavailableError", "download", "sha256_of"]
 
 _CHUNK = 1 << 20
-
-
-class CorpusUnavailableError(RuntimeError):
-    """The corpus could neither be found locally nor downloaded."""
-
-
-class ChecksumMismatchError(RuntimeError):
-    """A file's sha256 is not the published one."""
 
 
 def sha256_of(path: Path) -> str:
@@ -45,7 +40,10 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
     moved into place only after the hash matched).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cache_write_error(dest.parent, err) from None
     if dest.is_file():
         if sha256 is None or sha256_of(dest) == sha256:
             return dest
@@ -60,7 +58,11 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
             f"The file downloaded from {url} does not have the expected sha256 {sha256}; it was not used "
             f"({err}). Check the URL or mirror, or pass the expected checksum."
         ) from None
-    except (requests.RequestException, OSError) as err:
+    except OSError as err:  # requests' errors are OSErrors too
+        if not isinstance(err, requests.RequestException) and (
+            isinstance(err, PermissionError) or err.errno in DISK_FULL
+        ):  # writing into the cache failed, not the network
+            raise cache_write_error(dest, err) from None
         raise CorpusUnavailableError(
             f"Could not download {url} ({type(err).__name__}: {err}).\n"
             f"If this machine is offline, fetch the file elsewhere and put it at {dest} "

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 from pathlib import Path
 
 from datamodules.base import CharDataModule, Corpus
 from datamodules.fetch import CorpusUnavailableError, download
-from datamodules.prepare import is_prepared, prepare
-from datamodules.sources import expand_paths, files_chunks, spool_chunks, spool_tar_members
+from datamodules.sources import expand_paths, files_chunks, prepare_tarball
 
 MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
@@ -88,14 +86,6 @@ class LinuxDataModule(CharDataModule):
 
     def prepare_data(self) -> None:
         corpus = self.corpus
-        if is_prepared(self.prepared_dir) or Path(corpus.source).is_dir():
+        if Path(corpus.source).is_dir():
             return super().prepare_data()
-        # one streaming pass over the compressed tarball into a flat spool file, then two fast
-        # passes over the spool in path order; the spool is deleted afterwards
-        self.prepared_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.prepared_dir.parent, prefix=".spool-") as tmp:
-            spool = Path(tmp) / "members.bin"
-            index = spool_tar_members(Path(corpus.source), spool, self.extensions)
-            if not index:
-                raise ValueError(f"--data.path: {corpus.source} holds no files ending in {', '.join(self.extensions)}.")
-            prepare(self.prepared_dir, spool_chunks(spool, index), corpus.source, sum(size for _, _, size in index))
+        prepare_tarball(self.prepared_dir, Path(corpus.source), self.extensions)

@@ -1,61 +1,109 @@
 """Turning a corpus into a cached uint8 token file plus ``vocab.json``, once, atomically.
 
 A prepared folder holds ``tokens.u8`` (one token id per byte of the corpus), ``vocab.json`` and,
-written last, ``meta.json``. The folder counts as prepared only when ``meta.json`` exists and the
-token file has exactly the size it records, so a preparation killed half way (Ctrl-C, disk full,
-power loss) is never taken as valid: the next run starts it again. Two passes stream over the
-source in chunks (count bytes, then map them to ids), so a corpus larger than RAM is never loaded.
+written last, ``meta.json``, which records the token count and a CRC-32 of each of the other two.
+The folder counts as prepared only when both files match what ``meta.json`` says and every token
+id lies inside the vocabulary, so a preparation killed half way (Ctrl-C, disk full, power loss)
+or a file damaged on disk later is never trained on: the next run prepares it again, saying why.
+The check reads the token file once per process (0.03 s per 100 MB; see the README). Two passes
+stream over the source in chunks (count bytes, then map them to ids), so a corpus larger than RAM
+is never loaded.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
+import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.fetch import ChecksumMismatchError
+from datamodules.cache_files import atomic_write, folder_lock, remove_stale_temp_files, temp_name
+from datamodules.errors import DISK_FULL, ChecksumMismatchError, cache_write_error
 from datamodules.vocab import Vocabulary
 
 TOKENS = "tokens.u8"
 VOCAB = "vocab.json"
 META = "meta.json"
+FORMAT = 2  # 2: meta.json holds CRC-32s of tokens.u8 and vocab.json (1 had only the token count)
+_READ = 16 << 20
 
 ChunkSource = Callable[[], Iterable[bytes]]
 """A function that, each time it is called, streams the corpus again as byte chunks."""
 
+# folders this process has verified, with the files' stat signature then: a folder is read in full
+# once per process, not at every is_prepared() (prepare_data, setup, vocab and load_tokens all ask)
+_verified: dict[Path, tuple] = {}
+
+
+def _signature(folder: Path) -> tuple:
+    stats = [os.stat(folder / name) for name in (TOKENS, VOCAB, META)]
+    return tuple((s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats)
+
+
+def scan_tokens(path: Path) -> tuple[int, int]:
+    """(CRC-32, largest byte) of a token file, read in 16 MB blocks."""
+    crc, largest = 0, 0
+    buffer = bytearray(_READ)
+    with open(path, "rb") as f:
+        while n := f.readinto(buffer):
+            block = memoryview(buffer)[:n]
+            crc = zlib.crc32(block, crc)
+            largest = max(largest, int(np.frombuffer(block, dtype=np.uint8).max()))
+    return crc, largest
+
+
+def prepared_problem(folder: Path) -> str | None:
+    """None if ``folder`` holds a complete, intact preparation; else what is wrong with it."""
+    try:
+        signature = _signature(folder)
+    except OSError:
+        return "is not prepared"
+    if _verified.get(folder.resolve()) == signature:
+        return None
+    try:
+        meta = json.loads((folder / META).read_text())
+        vocab_bytes = (folder / VOCAB).read_bytes()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"has an unreadable {META}"
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return "was prepared by an older charlm, without checksums"
+    if os.stat(folder / TOKENS).st_size != meta.get("num_tokens"):
+        return f"has a {TOKENS} of the wrong size (not {meta.get('num_tokens')} bytes)"
+    if zlib.crc32(vocab_bytes) != meta.get("vocab_crc32"):
+        return f"has a {VOCAB} that does not match its checksum in {META} (changed or damaged on disk)"
+    try:
+        vocab_size = len(Vocabulary.from_json(vocab_bytes.decode()))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return f"has an unreadable {VOCAB}"
+    if vocab_size != meta.get("vocab_size"):
+        return f"has a {VOCAB} of {vocab_size} symbols where {META} says {meta.get('vocab_size')}"
+    crc, largest = scan_tokens(folder / TOKENS)
+    if crc != meta.get("tokens_crc32"):
+        return f"has a {TOKENS} that does not match its checksum in {META} (changed or damaged on disk)"
+    if largest >= vocab_size:
+        # only reachable if a bug wrote it or the checksum was forged: never let such an id reach the model
+        return f"holds token id {largest}, outside its {vocab_size}-symbol vocabulary"
+    _verified[folder.resolve()] = signature
+    return None
+
 
 def is_prepared(folder: Path) -> bool:
-    meta_path, tokens_path = folder / META, folder / TOKENS
-    if not (meta_path.is_file() and tokens_path.is_file() and (folder / VOCAB).is_file()):
-        return False
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return tokens_path.stat().st_size == meta.get("num_tokens")
-
-
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Serialise preparation of one folder across processes (DDP ranks, two terminals)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return prepared_problem(folder) is None
 
 
 def prepare(
-    folder: Path, chunks: ChunkSource, source: str, total_bytes: int | None = None, sha256: str | None = None
+    folder: Path,
+    chunks: ChunkSource,
+    source: str,
+    total_bytes: int | None = None,
+    sha256: str | None = None,
+    mismatch_hint: str = "Check where it came from.",
 ) -> None:
     """Prepare ``folder`` from the byte chunks ``chunks()`` yields, unless it already is prepared.
 
@@ -65,11 +113,16 @@ def prepare(
         source: what the corpus is (a path or URL), for messages and ``meta.json``.
         total_bytes: the corpus size if known, for the progress bars.
         sha256: if given, the corpus bytes must hash to this, or nothing is written.
+        mismatch_hint: what the user should do when the sha256 differs (the end of the message).
     """
-    with _folder_lock(folder):
-        if is_prepared(folder):
+    with folder_lock(folder):
+        problem = prepared_problem(folder)
+        if problem is None:
             return
-        for stale in (META, TOKENS, VOCAB):  # an earlier, interrupted attempt
+        if (folder / META).exists():
+            print(f"charlm: the prepared corpus in {folder} {problem}; preparing it again.", file=sys.stderr)
+        remove_stale_temp_files(folder)
+        for stale in (META, TOKENS, VOCAB):  # META first: the folder stops counting as prepared at once
             (folder / stale).unlink(missing_ok=True)
 
         counts = np.zeros(256, dtype=np.int64)
@@ -82,8 +135,8 @@ def prepare(
                 bar.update(len(chunk))
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ChecksumMismatchError(
-                f"The corpus {source} has sha256 {digest.hexdigest()}, but {sha256} was expected; it was not "
-                f"used. Delete it and run again (or check the mirror / local copy)."
+                f"The corpus {source} has sha256 {digest.hexdigest()}, but {sha256} was expected; "
+                f"it was not used. {mismatch_hint}"
             )
         num_tokens = int(counts.sum())
         if num_tokens == 0:
@@ -91,24 +144,37 @@ def prepare(
         vocab = Vocabulary.from_byte_counts(counts)
         table = vocab.byte_to_id.astype(np.uint8)  # every byte of the corpus is in the vocabulary
 
-        tmp = folder / f".{TOKENS}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as out, tqdm(total=num_tokens, unit="B", unit_scale=True, desc="Encoding") as bar:
-                for chunk in chunks():
-                    out.write(table[np.frombuffer(chunk, dtype=np.uint8)].tobytes())
-                    bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-            if tmp.stat().st_size != num_tokens:
-                raise RuntimeError(f"The corpus {source} changed while it was being prepared; run again.")
-            os.replace(tmp, folder / TOKENS)
-        finally:
-            tmp.unlink(missing_ok=True)
-        vocab.save(folder / VOCAB)
-        meta = {"source": source, "num_tokens": num_tokens, "vocab_size": len(vocab)}
-        tmp_meta = folder / f".{META}.{os.getpid()}.tmp"
-        tmp_meta.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp_meta, folder / META)  # last: marks the folder complete
+        tokens_crc = _write_tokens(folder, chunks, table, num_tokens, source)
+        vocab_bytes = vocab.to_json().encode()
+        atomic_write(folder / VOCAB, vocab_bytes)
+        meta = {"format": FORMAT, "source": source, "num_tokens": num_tokens, "vocab_size": len(vocab),
+                "tokens_crc32": tokens_crc, "vocab_crc32": zlib.crc32(vocab_bytes)}
+        atomic_write(folder / META, json.dumps(meta, indent=2).encode())  # last: marks the folder complete
+        _verified[folder.resolve()] = _signature(folder)  # what was just written needs no second read
+
+
+def _write_tokens(folder: Path, chunks: ChunkSource, table: np.ndarray, num_tokens: int, source: str) -> int:
+    """Encode the corpus into ``tokens.u8`` (temp file, fsync, rename); return its CRC-32."""
+    tmp, crc = temp_name(folder / TOKENS), 0
+    try:
+        with open(tmp, "wb") as out, tqdm(total=num_tokens, unit="B", unit_scale=True, desc="Encoding") as bar:
+            for chunk in chunks():
+                ids = table[np.frombuffer(chunk, dtype=np.uint8)].tobytes()
+                crc = zlib.crc32(ids, crc)
+                out.write(ids)
+                bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        if tmp.stat().st_size != num_tokens:
+            raise RuntimeError(f"The corpus {source} changed while it was being prepared; run again.")
+        os.replace(tmp, folder / TOKENS)
+    except OSError as err:
+        if isinstance(err, PermissionError) or err.errno in DISK_FULL:
+            raise cache_write_error(folder / TOKENS, err) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return crc
 
 
 def byte_counts(chunk: bytes, block: int = 1 << 20) -> np.ndarray:
@@ -134,7 +200,9 @@ def file_chunks(path: Path, chunk_size: int = 16 << 20) -> ChunkSource:
 
 def load_tokens(folder: Path) -> tuple[np.memmap, Vocabulary]:
     """Memory-map a prepared folder's tokens (shape (N,), uint8) and load its vocabulary."""
-    if not is_prepared(folder):
-        raise FileNotFoundError(f"{folder} holds no prepared corpus; call the data module's prepare_data() first.")
+    problem = prepared_problem(folder)
+    if problem is not None:
+        raise FileNotFoundError(f"{folder} {problem}: it holds no usable prepared corpus; call the data "
+                                f"module's prepare_data() first.")
     # mode "c": copy-on-write, so torch.from_numpy gets a writable view without touching the file
     return np.memmap(folder / TOKENS, dtype=np.uint8, mode="c"), Vocabulary.load(folder / VOCAB)

@@ -7,23 +7,36 @@ archive cannot smuggle in files from elsewhere under a harmless name.
 
 from __future__ import annotations
 
-import glob as globlib
+import bz2
+import fnmatch
+import gzip
+import lzma
 import os
 import tarfile
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from datamodules.prepare import ChunkSource
+from datamodules.cache_files import folder_lock, remove_stale_temp_files
+from datamodules.errors import CacheWriteError, CorruptArchiveError, cache_write_error, corrupt_archive
+from datamodules.prepare import ChunkSource, is_prepared, prepare
+
+__all__ = ["CorruptArchiveError", "expand_paths", "files_chunks", "prepare_tarball", "spool_chunks",
+           "spool_tar_members", "text_files", "zip_member_chunks", "zip_member_size"]
 
 CHUNK = 16 << 20
 BINARY_SNIFF = 8000  # like git: a NUL byte in the first 8000 bytes marks a file as binary
 
-
-class CorruptArchiveError(RuntimeError):
-    """An archive is truncated or damaged."""
+# what reading a damaged archive raises, besides the archive modules' own errors: a cut file
+# (EOFError), damaged deflate or xz data (zlib.error, LZMAError), a bit-flipped compression
+# method (NotImplementedError), an unreadable header field (ValueError)
+_DAMAGE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
+           ValueError, OSError)
 
 
 def is_binary(head: bytes) -> bool:
@@ -33,6 +46,13 @@ def is_binary(head: bytes) -> bool:
 def safe_member_name(name: str) -> bool:
     path = PurePosixPath(name)
     return not path.is_absolute() and ".." not in path.parts and not name.startswith("\\")
+
+
+def _damage(path: Path, err: BaseException, todo: str | None = None) -> BaseException:
+    """The error to raise for ``err`` met while reading the archive ``path``."""
+    if isinstance(err, (PermissionError, FileNotFoundError)):
+        return err  # the file itself cannot be opened: not damage, and the message already names it
+    return corrupt_archive(path, f"{type(err).__name__}: {err}", todo)
 
 
 # --- zip ------------------------------------------------------------------------------------------
@@ -45,9 +65,9 @@ def zip_member_chunks(zip_path: Path, member: str, chunk_size: int = CHUNK) -> C
                 while chunk := f.read(chunk_size):
                     yield chunk
         except KeyError:
-            raise CorruptArchiveError(f"{zip_path} has no member named {member!r}.") from None
-        except (zipfile.BadZipFile, EOFError, OSError) as err:
-            raise CorruptArchiveError(f"{zip_path} is truncated or corrupted ({err}).") from err
+            raise _no_member(zip_path, member) from None
+        except _DAMAGE as err:
+            raise _damage(zip_path, err) from None
 
     return read
 
@@ -57,31 +77,103 @@ def zip_member_size(zip_path: Path, member: str) -> int:
         with zipfile.ZipFile(zip_path) as archive:
             return archive.getinfo(member).file_size
     except KeyError:
-        raise CorruptArchiveError(f"{zip_path} has no member named {member!r}.") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise CorruptArchiveError(f"{zip_path} is truncated or corrupted ({err}); delete it and run again.") from err
+        raise _no_member(zip_path, member) from None
+    except _DAMAGE as err:
+        raise _damage(zip_path, err) from None
+
+
+def _no_member(zip_path: Path, member: str) -> CorruptArchiveError:
+    return corrupt_archive(zip_path, f"it has no member named {member!r}: is it the right archive?")
 
 
 # --- plain files, folders and globs ---------------------------------------------------------------
 def expand_paths(spec: str, extensions: Sequence[str] | None = None) -> list[Path]:
     """A file, a folder (searched recursively) or a glob (``**`` allowed) -> regular files, sorted.
 
-    Symbolic links inside folders are not followed (no duplicates, no cycles).
+    Every real file comes once: a folder's links are not followed, ``**`` never descends through a
+    link to a folder (``d/self -> .`` would repeat the corpus 41 times, ``lib64 -> lib`` twice), and
+    a file reached under two names (a hard link, a linked folder matched by ``*``) keeps the first
+    name in sorted order. Like the shell, wildcards skip names that start with a dot.
     """
     path = Path(spec).expanduser()
     if path.is_file():
         return [path]
     if path.is_dir():
-        # ordered by the relative path as a string, the order a tarball's sorted index uses too
+        # ordered by the relative path as a string, the order a tarball's sorted index uses too;
+        # rglob does not descend into linked folders, and links to files are dropped here
         files = sorted((p for p in path.rglob("*") if p.is_file() and not p.is_symlink()),
                        key=lambda p: p.relative_to(path).as_posix())
-    elif any(ch in spec for ch in "*?["):
-        files = sorted(Path(p) for p in globlib.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+    elif any(_magic(part) for part in path.parts):
+        files = sorted({p for p in _glob(path) if p.is_file()})
     else:
         raise FileNotFoundError(f"--data.path: {spec} is not a file, a folder or a glob that exists.")
     if extensions:
         files = [p for p in files if p.name.endswith(tuple(extensions))]
-    return files
+    return _each_file_once(files)
+
+
+def _magic(part: str) -> bool:
+    return any(ch in part for ch in "*?[")
+
+
+def _glob(pattern: Path) -> Iterator[Path]:
+    """The paths ``pattern`` matches, as glob.glob(recursive=True) finds them but without following
+    links to folders in ``**`` (glob.glob follows them, into cycles)."""
+    parts = pattern.parts
+    first = next(i for i, part in enumerate(parts) if _magic(part) or part == "**")
+    yield from _match(Path(*parts[:first]) if first else Path(), parts[first:])
+
+
+def _match(directory: Path, parts: tuple[str, ...]) -> Iterator[Path]:
+    head, rest = parts[0], parts[1:]
+    if head == "**":  # zero or more folders below `directory`
+        for folder in _folders_below(directory):
+            yield from _match(folder, rest) if rest else (Path(e.path) for e in _entries(folder) if not _hidden(e))
+    elif not _magic(head):
+        child = directory / head
+        if not rest:
+            yield child
+        elif child.is_dir():
+            yield from _match(child, rest)
+    else:
+        for entry in _entries(directory):
+            if fnmatch.fnmatchcase(entry.name, head) and (not _hidden(entry) or head.startswith(".")):
+                if not rest:
+                    yield Path(entry.path)
+                elif entry.is_dir():
+                    yield from _match(Path(entry.path), rest)
+
+
+def _folders_below(directory: Path) -> Iterator[Path]:
+    """``directory`` and every folder under it, not through links, not into hidden folders."""
+    yield directory
+    for entry in _entries(directory):
+        if not _hidden(entry) and entry.is_dir(follow_symlinks=False):
+            yield from _folders_below(Path(entry.path))
+
+
+def _entries(directory: Path) -> list[os.DirEntry]:
+    """The entries of ``directory`` (none if it cannot be listed)."""
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except OSError:
+        return []
+
+
+def _hidden(entry: os.DirEntry) -> bool:
+    return entry.name.startswith(".")
+
+
+def _each_file_once(files: list[Path]) -> list[Path]:
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for p in files:
+        stat = p.stat()
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            unique.append(p)
+    return unique
 
 
 def text_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -118,6 +210,32 @@ def files_chunks(paths: list[Path], chunk_size: int = CHUNK) -> ChunkSource:
 
 
 # --- tarballs -------------------------------------------------------------------------------------
+def prepare_tarball(folder: Path, tar_path: Path, extensions: Sequence[str]) -> None:
+    """Prepare ``folder`` from the members of ``tar_path`` whose names end in ``extensions``.
+
+    One streaming pass over the (compressed) tarball into a flat spool file inside ``folder``,
+    then prepare() over the spool in path order; the spool is deleted afterwards. All under the
+    folder's lock, taken before reading: a parallel run waits, then finds the work done (prepare()
+    takes the same lock again, which is re-entrant within a process).
+    """
+    if is_prepared(folder):
+        return
+    with folder_lock(folder):
+        if is_prepared(folder):  # a parallel run prepared it while this one waited
+            return
+        remove_stale_temp_files(folder)
+        try:  # the pid in the name: what a run killed while spooling leaves, the next one removes
+            spool_dir = tempfile.TemporaryDirectory(dir=folder, prefix=f".spool-{os.getpid()}-")
+        except OSError as err:
+            raise cache_write_error(folder, err) from None
+        with spool_dir as tmp:
+            spool = Path(tmp) / "members.bin"
+            index = spool_tar_members(tar_path, spool, extensions)
+            if not index:
+                raise ValueError(f"--data.path: {tar_path} holds no files ending in {', '.join(extensions)}.")
+            prepare(folder, spool_chunks(spool, index), str(tar_path), sum(size for _, _, size in index))
+
+
 def spool_tar_members(
     tar_path: Path, spool: Path, extensions: Sequence[str], strip_top: bool = True
 ) -> list[tuple[str, int, int]]:
@@ -127,14 +245,17 @@ def spool_tar_members(
     """
     index: list[tuple[str, int, int]] = []
     total = tar_path.stat().st_size
+    tarinfo = _end_aware_tarinfo()
     try:
-        with tarfile.open(tar_path, mode="r|*") as archive, open(spool, "wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=f"Reading {tar_path.name}"
-        ) as bar:
-            raw = getattr(archive.fileobj, "fileobj", None)  # the file on disk: its position is progress
+        out = open(spool, "wb", buffering=0)  # unbuffered: a full disk shows at the write that hit it
+    except OSError as err:
+        raise cache_write_error(spool, err) from None
+    try:
+        with out, open(tar_path, "rb") as raw, _decompressed(raw) as stream, tarfile.open(
+            fileobj=stream, mode="r|", tarinfo=tarinfo, bufsize=1 << 20
+        ) as archive, tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {tar_path.name}") as bar:
             for member in archive:
-                if raw is not None and hasattr(raw, "tell"):
-                    bar.update(min(total, raw.tell()) - bar.n)
+                bar.update(min(total, raw.tell()) - bar.n)  # the position in the file on disk is progress
                 if not member.isfile() or not safe_member_name(member.name):
                     continue
                 name = member.name.split("/", 1)[1] if strip_top and "/" in member.name else member.name
@@ -143,28 +264,72 @@ def spool_tar_members(
                 f = archive.extractfile(member)
                 offset = out.tell()
                 while chunk := f.read(CHUNK):
-                    out.write(chunk)
+                    _write(out, chunk, spool)
                 index.append((name, offset, out.tell() - offset))
-            _check_stream_complete(archive, tar_path)
+            _check_end_marker(archive, tarinfo, tar_path)
+            # to the end of the compressed stream: gzip, bz2 and xz check their CRCs and lengths
+            # there (an EOFError for a stream cut short, even on a member boundary)
+            while stream.read(CHUNK):
+                pass
             bar.update(total - bar.n)
-    except CorruptArchiveError:
+    except (CorruptArchiveError, CacheWriteError):
         spool.unlink(missing_ok=True)
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+    except _DAMAGE as err:
         spool.unlink(missing_ok=True)
-        raise CorruptArchiveError(f"{tar_path} is truncated or corrupted ({type(err).__name__}: {err}).") from err
+        raise _damage(tar_path, err) from None
     return sorted(index)
 
 
-def _check_stream_complete(archive: tarfile.TarFile, tar_path: Path) -> None:
-    """A truncated compressed tarball can end on a clean member boundary, where tarfile's stream
-    mode just stops; read to the end and ask the decompressor whether its stream really ended."""
-    stream = archive.fileobj
-    while stream.read(CHUNK):
-        pass
-    decompressor = getattr(stream, "cmp", None)
-    if decompressor is not None and hasattr(decompressor, "eof") and not decompressor.eof:
-        raise CorruptArchiveError(f"{tar_path} is truncated or corrupted (its compressed stream ends early).")
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    """``raw`` decompressed by its magic number (gzip, bzip2, xz) or as is. These readers, unlike
+    tarfile's own stream mode, verify the checksums (tarfile never checks a .tar.gz's CRC)."""
+    head = raw.read(6)
+    raw.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(raw, "rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw, "rb")
+    return raw  # a plain tar (closing it twice is harmless)
+
+
+def _write(out: BinaryIO, data: bytes, path: Path) -> None:
+    """Write all of ``data`` to the unbuffered spool; a full disk is reported as such, not as a damaged tarball."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[out.write(view):]
+    except OSError as err:
+        raise cache_write_error(path, err) from None
+
+
+def _end_aware_tarinfo() -> type[tarfile.TarInfo]:
+    """A TarInfo class that notes whether tarfile met an all-zero block, tar's end-of-archive marker.
+
+    tarfile's stream mode ends silently where data simply stops or a header is garbage; only
+    the marker says that the archive is complete. One class per archive, so the note is its own.
+    """
+
+    class EndAwareTarInfo(tarfile.TarInfo):
+        end_marker_seen = False
+
+        @classmethod
+        def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) == tarfile.BLOCKSIZE:
+                cls.end_marker_seen = True
+            return super().frombuf(buf, encoding, errors)
+
+    return EndAwareTarInfo
+
+
+def _check_end_marker(archive: tarfile.TarFile, tarinfo: type, tar_path: Path) -> None:
+    """A tar archive ends with two zero blocks; without them it was cut (a plain .tar cut on a member
+    boundary looks complete to tarfile) or a header is damaged, and members are missing."""
+    # tarfile stopped after reading the first zero block; the second one follows it in the stream
+    if not tarinfo.end_marker_seen or archive.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+        raise corrupt_archive(tar_path, "it ends without tar's end-of-archive marker, so members are missing")
 
 
 def spool_chunks(spool: Path, index: list[tuple[str, int, int]], chunk_size: int = CHUNK) -> ChunkSource:

@@ -82,6 +82,9 @@ class EvalStreams:
             )
         base, extra = divmod(predictions, num_streams)  # the first `extra` streams are one step longer
         longest = base + (extra > 0)
+        # a window longer than the longest stream would only be padding: memory stays bounded by the
+        # split (width < 2 x longest), whatever --data.seq_len is
+        seq_len = min(seq_len, longest)
         self.num_batches = math.ceil(longest / seq_len)
         width = self.num_batches * seq_len
         mine = range(rank, num_streams, world_size)

@@ -89,17 +89,28 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, text: str) -> Vocabulary:
-        return cls(tuple(json.loads(text)["symbols"]))
+        """Parse ``{"symbols": [...]}``; any malformed text is a ValueError."""
+        try:
+            return cls(tuple(json.loads(text)["symbols"]))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a vocabulary: {type(err).__name__}: {err}") from None
 
     def save(self, path: Path) -> None:
-        """Write ``vocab.json`` atomically (temp file, then rename)."""
+        """Write ``vocab.json`` atomically (temp file, then rename; the temp file never stays behind)."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(self.to_json())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
-        return cls.from_json(Path(path).read_text())
+        """Read a ``vocab.json``; a damaged one is a ValueError naming the file."""
+        try:
+            return cls.from_json(Path(path).read_bytes().decode())
+        except ValueError as err:  # also JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path} is not a readable vocabulary ({err}); delete it and run again.") from None
 
 
 def describe_byte(b: int) -> str:
