@@ -164,16 +164,21 @@ class FitGuard(L.Callback):
         check_finite(trainer, pl_module)  # runs before ModelCheckpoint's end-of-epoch save
 
 
-def check_finite(trainer: L.Trainer, pl_module: L.LightningModule, weights: bool = False) -> None:
-    """Raise DivergedError if a training loss so far, or (``weights``) a parameter, is not finite.
-    Every process takes the same decision, so none is left waiting for the others."""
+def divergence(pl_module: L.LightningModule, weights: bool = False) -> str | None:
+    """What is not finite (a training loss so far, or with ``weights`` a parameter), or None."""
     bad = pl_module.loss_watch.first_bad()
-    nan_weights = weights and not weights_finite(pl_module)
-    if not trainer.strategy.reduce_boolean_decision(bad is not None or nan_weights, all=False):
-        return
     if bad is not None:
         step, good_step, good_loss = bad
         last = f"last finite loss {good_loss:.4g} at step {good_step}" if good_step else "no finite loss before it"
-        raise DivergedError(diverged_message(pl_module, f"the loss is not finite at step {step} ({last})"))
-    where = "on another process" if not nan_weights else f"the weights are not finite at step {trainer.global_step}"
-    raise DivergedError(diverged_message(pl_module, where))
+        return f"the loss is not finite at step {step} ({last})"
+    if weights and not weights_finite(pl_module):
+        return f"the weights are not finite at step {pl_module.global_step}"
+    return None
+
+
+def check_finite(trainer: L.Trainer, pl_module: L.LightningModule, weights: bool = False) -> None:
+    """Raise DivergedError if :func:`divergence` finds something on any process: every process
+    takes the same decision, so none is left waiting for the others."""
+    what = divergence(pl_module, weights)
+    if trainer.strategy.reduce_boolean_decision(what is not None, all=False):
+        raise DivergedError(diverged_message(pl_module, what or "on another process"))

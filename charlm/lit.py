@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_warn
 
-from charlm.faults import DivergedError, FitGuard, LossWatch, diverged_message, refuse_untrainable_precision, weights_finite
+from charlm.faults import (
+    DivergedError,
+    FitGuard,
+    LossWatch,
+    diverged_message,
+    divergence,
+    refuse_untrainable_precision,
+    weights_finite,
+)
 from charlm.metrics import BitsPerByte
 from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device
 from charlm.resume import redo_interrupted_validation
@@ -176,7 +184,7 @@ class CharLM(L.LightningModule):
     # --- checkpoints carry the vocabulary, the carried hidden state and the dropout RNG -------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if not weights_finite(self):  # the last guard: no file, "best" or last, ever holds NaN weights
-            raise DivergedError(diverged_message(self, f"the weights are not finite at step {self.global_step}"))
+            raise DivergedError(diverged_message(self, divergence(self, weights=True)))
         hidden = self._train_hidden
         if hidden is not None and self.trainer.world_size > 1:
             if self.trainer.state.status == TrainerStatus.INTERRUPTED:

@@ -148,6 +148,20 @@ def test_diverged_run_stops_with_one_line_and_keeps_good_checkpoints(charlm_main
         state = torch.load(path, weights_only=True)["state_dict"]
         assert all(torch.isfinite(w).all() for w in state.values() if w.is_floating_point()), path
 
+    # with checks only every 100 steps and a checkpoint every 3 steps, the save itself refuses NaN weights
+    saving = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+              "--trainer.callbacks.every_n_train_steps=3", "--trainer.callbacks.save_top_k=-1",
+              "--trainer.callbacks.dirpath=every3", "--trainer.callbacks.filename={step}"]
+    done = charlm_main(*small_run(shakespeare_path, "--model.lr", "1e9", "--trainer.max_steps", "40",
+                                  "--trainer.log_every_n_steps", "100", "--model.warmup_steps", "0", *CSV_ONLY, *saving))
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and line.startswith("charlm: error: training diverged: the loss is not finite"), done.stderr
+    saved = sorted(Path("every3").glob("*.ckpt"))
+    assert saved, "the steps before the divergence were saved"
+    for path in saved:
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in state.values() if w.is_floating_point()), path
+
     # sampling a checkpoint whose weights are NaN (as this bug left them) says so in one line
     ckpt = torch.load(last, weights_only=True)
     ckpt["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
