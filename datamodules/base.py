@@ -17,6 +17,7 @@ import torch
 
 from datamodules.fetch import download
 from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
+from datamodules.sizes import BatchSettings, check_corpus_fits, split_sizes
 from datamodules.streams import EvalStreams, TrainStreams
 from datamodules.vocab import Vocabulary
 
@@ -36,12 +37,6 @@ class Corpus:
 def default_cache_dir() -> Path:
     """``$CHARLM_CACHE`` if set, else ``~/.cache/charlm``."""
     return Path(os.environ.get("CHARLM_CACHE") or Path.home() / ".cache" / "charlm")
-
-
-def split_sizes(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    """Sizes of the contiguous (train, val, test) splits; val and test are rounded to whole bytes."""
-    val, test = round(num_tokens * val_fraction), round(num_tokens * test_fraction)
-    return num_tokens - val - test, val, test
 
 
 class CharDataModule(L.LightningDataModule):
@@ -130,69 +125,16 @@ class CharDataModule(L.LightningDataModule):
         self.prepare_data()  # a no-op once prepared; covers use outside a Trainer
         tokens_np, self._vocab = load_tokens(self.prepared_dir)
         tokens = torch.from_numpy(tokens_np)  # (N,) uint8, memory-mapped
-        self._check_corpus_fits(len(tokens), stage)  # before any stream is cut or padded
+        _, world = self._rank_and_world()
+        settings = BatchSettings(self.batch_size, self.seq_len, self.eval_batch_size, world, self.val_fraction,
+                                 self.test_fraction)
+        check_corpus_fits(len(tokens), self.corpus.source, stage, settings)  # before any stream is cut or padded
         n_train, n_val, n_test = split_sizes(len(tokens), self.val_fraction, self.test_fraction)
         self.splits = {
             "train": tokens[:n_train],
             "val": tokens[n_train : n_train + n_val],
             "test": tokens[n_train + n_val :],
         }
-
-    def _split_needs(self, world: int, smallest: bool = False) -> dict[str, int]:
-        """Bytes each split needs: train, one batch of B x processes streams of T+1 bytes; val and
-        test, one prediction per evaluation stream. ``smallest``: with the smallest settings."""
-        batch, seq_len, eval_batch = (1, 1, world) if smallest else (self.batch_size, self.seq_len, self.eval_batch_size)
-        return {"train": batch * world * (seq_len + 1), "val": eval_batch + 1, "test": eval_batch + 1}
-
-    def _smallest_corpus(self, needs: dict[str, int], splits: tuple[str, ...]) -> int:
-        """The fewest corpus bytes whose ``splits`` meet ``needs`` at the configured fractions."""
-        fractions = {"train": 1 - self.val_fraction - self.test_fraction, "val": self.val_fraction,
-                     "test": self.test_fraction}
-        n = max(1, int(max(needs[s] / fractions[s] for s in splits)) - int(2 / min(fractions.values())))
-        while any(size < needs[s] for s, size in zip(("train", "val", "test"),
-                                                     split_sizes(n, self.val_fraction, self.test_fraction))
-                  if s in splits):
-            n += 1
-        return n
-
-    def _check_corpus_fits(self, num_tokens: int, stage: str | None) -> None:
-        """Refuse settings the corpus cannot serve, before anything is allocated, in one message."""
-        _, world = self._rank_and_world()
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val", "test"))
-        if self.eval_batch_size < world and splits != ("train",):
-            raise ValueError(
-                f"--data.eval_batch_size ({self.eval_batch_size}) must be at least the number of processes ({world}), "
-                f"so that every process evaluates at least one stream."
-            )
-        sizes = dict(zip(("train", "val", "test"), split_sizes(num_tokens, self.val_fraction, self.test_fraction)))
-        needs = self._split_needs(world)
-        short = [s for s in splits if sizes[s] < needs[s]]
-        if not short:
-            return
-        source = self.corpus.source
-        smallest = self._smallest_corpus(self._split_needs(world, smallest=True), splits)
-        if num_tokens < smallest:
-            raise ValueError(
-                f"The corpus {source} has only {num_tokens:,} byte{'s' if num_tokens != 1 else ''}: too small to train and evaluate on. It needs at "
-                f"least {smallest:,} bytes even with the smallest settings ({self._smallest_corpus(needs, splits):,} "
-                f"with these); use a bigger corpus."
-            )
-        problems, flags = [], []
-        if "train" in short:
-            processes = f" x {world} processes" if world > 1 else ""
-            problems.append(f"the training split ({sizes['train']:,} bytes) is shorter than one batch, "
-                            f"--data.batch_size {self.batch_size}{processes} x (--data.seq_len {self.seq_len} + 1) "
-                            f"= {needs['train']:,} bytes")
-            flags += ["--data.seq_len", "--data.batch_size"]
-        for s in (s for s in short if s != "train"):
-            problems.append(f"the {'validation' if s == 'val' else 'test'} split ({sizes[s]:,} bytes) is shorter "
-                            f"than --data.eval_batch_size {self.eval_batch_size} streams + 1 = {needs[s]:,} bytes")
-            flags += [] if "--data.eval_batch_size" in flags else ["--data.eval_batch_size"]
-        raise ValueError(
-            f"The corpus {source} ({num_tokens:,} bytes: train {sizes['train']:,}, val {sizes['val']:,}, "
-            f"test {sizes['test']:,}) is too small for these settings: {'; '.join(problems)}. Lower "
-            f"{' or '.join(flags)}, or use a corpus of at least {self._smallest_corpus(needs, splits):,} bytes."
-        )
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer

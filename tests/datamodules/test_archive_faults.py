@@ -87,7 +87,8 @@ TARBALLS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "wrong CRC in a .tar.gz trailer": ("linux.tar.gz", lambda: flip(tar_bytes("w:gz"), len(tar_bytes("w:gz")) - 8)),
     "bit-flipped .tar.bz2": ("linux.tar.bz2", lambda: flip(tar_bytes("w:bz2"), len(tar_bytes("w:bz2")) // 2)),
     "plain .tar cut at a member boundary": ("linux.tar", lambda: tar_bytes("w")[: member_offsets(tar_bytes("w"))[3]]),
-    "plain .tar with a damaged header": ("linux.tar", lambda: flip(tar_bytes("w"), member_offsets(tar_bytes("w"))[2] + 150)),
+    "plain .tar with a damaged header": ("linux.tar",
+                                         lambda: flip(tar_bytes("w"), member_offsets(tar_bytes("w"))[2] + 150)),
     "plain .tar cut inside a member": ("linux.tar", lambda: tar_bytes("w")[: member_offsets(tar_bytes("w"))[3] + 700]),
 }
 
