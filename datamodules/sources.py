@@ -252,7 +252,7 @@ def spool_tar_members(
         raise cache_write_error(spool, err) from None
     try:
         with out, open(tar_path, "rb") as raw, _decompressed(raw) as stream, tarfile.open(
-            fileobj=stream, mode="r|", tarinfo=tarinfo, bufsize=1 << 20
+            fileobj=stream, mode="r|", tarinfo=tarinfo  # its default 10 KB blocks: it copies its buffer per read
         ) as archive, tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {tar_path.name}") as bar:
             for member in archive:
                 bar.update(min(total, raw.tell()) - bar.n)  # the position in the file on disk is progress
