@@ -6,19 +6,17 @@ The commands that need only a checkpoint (sample, visualize, score, classify) ar
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import lightning as L
-import yaml
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
+import charlm.lr_monitor  # noqa: F401
 import charlm.sample_callback  # noqa: F401
 import charlm.wandb_logger  # noqa: F401
 import charlm.visualize_callback  # noqa: F401
-from charlm.callbacks import run_log_dir
 from charlm.lit import CharLM
+from charlm.run_config import RunConfig, resume_wandb_run
+from charlm.run_folders import check_run_folders, follow_root_dir
+from charlm.wandb_logger import check_logger_config
 from datamodules import (  # noqa: F401  (imported so that --data accepts each corpus by class name)
     CharDataModule,
     Enwik8DataModule,
@@ -34,23 +32,6 @@ text), `charlm classify --help` (which model's training text does a passage rese
 `charlm visualize --help` (an HTML page of neuron activations)."""
 
 
-class RunConfig(SaveConfigCallback):
-    """Record the resolved configuration with the run: ``config.yaml`` in the run's own log folder
-    (never a folder shared by several runs) and, for W&B, in the run's config and files."""
-
-    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
-        log_dir = run_log_dir(trainer)  # rank 0 only here: trainer.log_dir would hang under DDP
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / self.config_filename).write_text(text)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.config.update(yaml.safe_load(text), allow_val_change=True)
-                # not config.yaml: W&B keeps its own run config under that name in the same folder
-                (Path(logger.experiment.dir) / "charlm-config.yaml").write_text(text)
-
-
 class CharLMCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the model's vocabulary is the corpus's: read once the data module exists
@@ -64,6 +45,13 @@ class CharLMCLI(LightningCLI):
         for logger in loggers:
             if str(getattr(logger, "class_path", "")).endswith("CSVLogger") and logger.init_args.get("name") is None:
                 logger.init_args.name = corpus
+        # W&B and the run folders: loggers with an empty save_dir follow default_root_dir; every folder the
+        # run writes is checked now, not at the first checkpoint; a resumed fit continues its W&B run
+        follow_root_dir(config.trainer)
+        check_run_folders(config.trainer)
+        check_logger_config(config.trainer)
+        if self.subcommand == "fit":
+            resume_wandb_run(config)
 
 
 def main(args: list[str] | None = None) -> CharLMCLI:

@@ -1,73 +1,85 @@
 """Weights & Biases logging that never prompts and never hangs.
 
 ``mode="auto"`` logs online when W&B credentials are present and its server answers, and offline
-otherwise, saying how to upload the run later with ``wandb sync``.
+otherwise, saying how to upload the run later with ``wandb sync``. Online on purpose
+(``mode="online"`` or ``WANDB_MODE=online``) checks both first and stops with one line saying what
+to do. ``disabled`` (or ``WANDB_MODE=disabled`` under ``auto``) turns W&B off: nothing is written
+or logged, and charlm's callbacks skip it.
 """
 
 from __future__ import annotations
 
-import netrc
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from charlm.run_folders import ROOT_FLAG, check_writable, loggers_of
+from charlm.wandb_probe import has_credentials, probe_server
+
 Mode = Literal["auto", "online", "offline", "disabled"]
+# WANDB_MODE values W&B accepts -> what charlm does with them ("dryrun" and "run" are W&B's old names)
+_ENV_MODES = {"online": "online", "run": "online", "shared": "online", "offline": "offline", "dryrun": "offline",
+              "disabled": "disabled"}
+INIT_TIMEOUT = 30.0  # seconds wandb.init may take online (W&B's default is 90, plus its own retries)
 
 
-def _host() -> str:
-    return urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+class WandbUnavailableError(ValueError):
+    """W&B was asked to log online and cannot (a user error: one line, exit 2)."""
 
 
-def has_credentials() -> bool:
-    """An API key in the environment or in ~/.netrc (where ``wandb login`` puts it)."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(_host()) is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
-def server_reachable(timeout: float = 3.0) -> bool:
-    """Whether the W&B server accepts a connection within ``timeout`` seconds, DNS lookup included
-    (a thread bounds the lookup, which socket timeouts do not cover)."""
-
-    def connect() -> bool:
-        try:
-            with socket.create_connection((_host(), 443), timeout=timeout):
-                return True
-        except OSError:
-            return False
-
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(connect).result(timeout=timeout)
-    except FutureTimeout:
-        return False
-    finally:
-        pool.shutdown(wait=False)
+def env_mode() -> str | None:
+    """The mode ``WANDB_MODE`` asks for, if any."""
+    value = os.environ.get("WANDB_MODE", "").strip().lower()
+    if value and value not in _ENV_MODES:
+        raise ValueError(f"WANDB_MODE={value} is not a W&B mode; use online, offline or disabled.")
+    return _ENV_MODES.get(value)
 
 
 def resolve_mode(mode: Mode) -> tuple[str, str]:
-    """The W&B mode to use, and why."""
-    if mode != "auto":
-        return mode, f"mode={mode} was asked for"
-    env_mode = os.environ.get("WANDB_MODE")
-    if env_mode in ("online", "offline", "disabled"):
-        return env_mode, f"WANDB_MODE={env_mode}"
+    """The W&B mode to use, and why. ``mode`` wins over ``WANDB_MODE``, which applies under ``auto``
+    (as in ``wandb.init``, whose ``mode=`` beats the environment)."""
+    if mode == "auto":
+        asked = env_mode()
+        if asked in ("offline", "disabled"):
+            return asked, f"WANDB_MODE={os.environ['WANDB_MODE']}"
+        if asked == "online":
+            check_online(f"WANDB_MODE={os.environ['WANDB_MODE']}", "WANDB_MODE=offline")
+            return "online", "WANDB_MODE=online"
+        if not has_credentials():
+            return "offline", "no W&B credentials (run `wandb login` or set WANDB_API_KEY to log online)"
+        why = probe_server()
+        if why:
+            return "offline", why
+        return "online", "credentials found and the server answers"
+    if mode == "online":
+        check_online("mode=online", "--trainer.logger.mode offline")
+    return mode, f"mode={mode} was asked for"
+
+
+def check_logger_config(trainer_config: Any) -> None:
+    """Resolve the mode of each charlm W&B logger of a parsed config before anything is built, so an
+    impossible online run is one line (raised while jsonargparse builds the logger, it would be
+    buried in a dump of every type the logger could have been). The logger's own check reuses the
+    probe's answer."""
+    for logger in loggers_of(trainer_config):
+        if str(logger.class_path) == f"{__name__}.WandbLogger":
+            resolve_mode(logger.init_args.get("mode") or "auto")
+
+
+def check_online(asked: str, offline_flag: str) -> None:
+    """Raise :class:`WandbUnavailableError` unless credentials exist and the server answers (bounded)."""
+    offline = f"or log offline with {offline_flag} and upload later with `wandb sync`"
     if not has_credentials():
-        return "offline", "no W&B credentials (run `wandb login` or set WANDB_API_KEY to log online)"
-    if not server_reachable():
-        return "offline", f"the W&B server {_host()} cannot be reached"
-    return "online", "credentials found and the server answers"
+        raise WandbUnavailableError(f"W&B online mode was asked for ({asked}) but no W&B credentials were found; "
+                                    f"run `wandb login` or set WANDB_API_KEY, {offline}.")
+    why = probe_server()
+    if why:
+        raise WandbUnavailableError(f"W&B online mode was asked for ({asked}) but {why}; "
+                                    f"check the network (and HTTPS_PROXY), {offline}.")
 
 
 class WandbLogger(_LightningWandbLogger):
@@ -76,7 +88,7 @@ class WandbLogger(_LightningWandbLogger):
     def __init__(
         self,
         project: str = "charlm",
-        save_dir: str = "runs",
+        save_dir: str | None = "runs",
         name: str | None = None,
         mode: Mode = "auto",
         **kwargs: Any,
@@ -84,27 +96,70 @@ class WandbLogger(_LightningWandbLogger):
         """
         Args:
             project: the W&B project the run goes to.
-            save_dir: folder that holds the local ``wandb/`` run folders.
+            save_dir: folder that holds the local ``wandb/`` run folders ("" or null: the trainer's
+                default_root_dir, under the CLI).
             name: display name of the run (W&B picks one if not given).
-            mode: auto (online with credentials and network, else offline), online, offline or disabled.
+            mode: auto (online with credentials and network, else offline), online (checked first),
+                offline, or disabled (W&B off).
         """
+        self.requested_mode = mode
         self.resolved_mode, reason = resolve_mode(mode)
+        save_dir = save_dir or "."
         if self.resolved_mode == "offline":
-            _tell(f"W&B logs offline: {reason}.")
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
+            tell(f"W&B logs offline: {reason}.")
+        if self.resolved_mode != "disabled":
+            # wandb would quietly fall back to the system temp folder
+            check_writable(save_dir, f"choose a writable folder with {ROOT_FLAG} DIR (or the W&B logger's save_dir), "
+                                     f"or turn W&B off with WANDB_MODE=disabled")
+            Path(save_dir).mkdir(parents=True, exist_ok=True)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}  # unset: W&B's and Lightning's defaults
+        if "settings" not in kwargs:
+            import wandb
+
+            if self.resolved_mode == "online" and "WANDB_INIT_TIMEOUT" not in os.environ:
+                kwargs["settings"] = wandb.Settings(init_timeout=INIT_TIMEOUT)
+            elif self.resolved_mode == "disabled":  # records nothing: no look for a git repo in a save_dir not made
+                kwargs["settings"] = wandb.Settings(disable_git=True)
         super().__init__(project=project, save_dir=save_dir, name=name, mode=self.resolved_mode, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)  # wandb warns about the key even when unset
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run; started on first use. If it cannot start, ``auto`` goes offline and an
+        explicit online mode stops with one line."""
+        import wandb
+
+        try:
+            return super().experiment
+        except wandb.errors.Error as err:
+            why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            if self.requested_mode == "auto" and self.resolved_mode == "online":
+                tell(f"W&B logs offline: the online run did not start ({why}).")
+                self.resolved_mode = self._wandb_init["mode"] = "offline"
+                return super().experiment
+            raise WandbUnavailableError(
+                f"W&B could not start its {self.resolved_mode} run ({why}); check `wandb login` / WANDB_API_KEY and "
+                f"the network, or log offline with WANDB_MODE=offline (upload later with `wandb sync`).") from None
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
         if self.resolved_mode == "offline" and self._experiment is not None:
             run_dir = Path(self._experiment.dir).parent
-            _tell(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
+            parts = list(run_dir.parent.glob(f"offline-run-*-{self._experiment.id}"))
+            if len(parts) > 1:  # a resumed run: one folder per part, uploaded together into one run
+                run_dir = run_dir.parent / f"offline-run-*-{self._experiment.id}"
+            tell(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
+
+
+def is_enabled(logger: _LightningWandbLogger) -> bool:
+    """False for a W&B logger that was turned off (mode disabled, or WANDB_MODE=disabled)."""
+    mode = getattr(logger, "resolved_mode", None) or logger._wandb_init.get("mode") or os.environ.get("WANDB_MODE")
+    return mode != "disabled"
 
 
 @rank_zero_only
-def _tell(message: str) -> None:
+def tell(message: str) -> None:
     print(message, file=sys.stderr)
 
 
@@ -132,5 +187,5 @@ class GrowingTable:
 
 
 def wandb_loggers(trainer) -> list[_LightningWandbLogger]:
-    """The trainer's W&B loggers (Lightning's class or charlm's)."""
-    return [logger for logger in trainer.loggers if isinstance(logger, _LightningWandbLogger)]
+    """The trainer's W&B loggers (Lightning's class or charlm's) that are not turned off."""
+    return [logger for logger in trainer.loggers if isinstance(logger, _LightningWandbLogger) and is_enabled(logger)]

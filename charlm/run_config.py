@@ -1,0 +1,74 @@
+"""What a run records about itself: its resolved configuration (``config.yaml`` in its own log
+folder, and in its W&B run), and the W&B run's id inside every checkpoint, so that
+``fit --ckpt_path`` continues the same W&B run instead of opening a second one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.cli import SaveConfigCallback
+
+from charlm.callbacks import run_log_dir
+from charlm.run_folders import loggers_of
+from charlm.wandb_logger import tell, wandb_loggers
+
+
+class RunConfig(SaveConfigCallback):
+    """Record the resolved configuration with the run: ``config.yaml`` in the run's own log folder
+    (never a folder shared by several runs) and, for W&B, in the run's config and files. Checkpoints
+    carry the W&B run id (``checkpoint["callbacks"]["RunConfig"]["wandb_run_id"]``)."""
+
+    wandb_run_id: str | None = None
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        log_dir = run_log_dir(trainer)  # rank 0 only here: trainer.log_dir would hang under DDP
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / self.config_filename).write_text(text)
+        for logger in wandb_loggers(trainer):  # not a disabled one: it has no run folder
+            run = logger.experiment
+            run.config.update(yaml.safe_load(text), allow_val_change=True)
+            # not config.yaml: W&B keeps its own run config under that name in the same folder
+            (Path(run.dir) / "charlm-config.yaml").write_text(text)
+            self.wandb_run_id = self.wandb_run_id or run.id
+
+    def state_dict(self) -> dict[str, Any]:
+        # written by rank 0, where save_config ran
+        return {"wandb_run_id": self.wandb_run_id} if self.wandb_run_id else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # resumed with W&B off: later checkpoints still name the run to continue
+        self.wandb_run_id = self.wandb_run_id or state_dict.get("wandb_run_id")
+
+
+def recorded_wandb_run_id(ckpt_path: str | Path) -> str | None:
+    """The W&B run id a checkpoint was saved from, if it has one (memory-mapped: weights are not read)."""
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        run_id = ckpt["callbacks"][RunConfig.__qualname__]["wandb_run_id"]
+    except Exception:  # noqa: BLE001  (no id to resume: an unreadable file is refused by the fit itself)
+        return None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def resume_wandb_run(config: Any) -> None:
+    """For ``fit --ckpt_path FILE``: the first W&B logger (unless given an id) continues the run the
+    checkpoint was saved from (``resume="allow"``: a new run with that id if it is gone)."""
+    ckpt_path = config.get("ckpt_path")
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return  # none, or "last"/"hpc": Lightning finds that file later
+    run_id = recorded_wandb_run_id(ckpt_path)
+    if run_id is None:
+        return
+    for logger in loggers_of(config.trainer):
+        if str(logger.class_path).endswith("WandbLogger"):
+            if logger.init_args.get("id") is None and logger.init_args.get("version") is None:
+                logger.init_args.id, logger.init_args.resume = run_id, "allow"
+                tell(f"W&B: continuing run {run_id}, recorded in {ckpt_path}.")
+            return
