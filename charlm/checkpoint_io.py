@@ -112,15 +112,17 @@ class _Writer:
         self.file.flush()
 
 
-def write_atomically(path: _PATH, write: Callable[[BinaryIO], None], what: str = "checkpoint") -> None:
+def write_atomically(path: _PATH, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(file)`` so that it is either the old file or the whole new one.
 
-    Raises OSError (with the errno of the cause, e.g. ENOSPC or EFBIG) naming ``path`` if the new
-    file could not be written; the temp file is then gone and ``path`` is as it was.
+    If the new file cannot be written, raises OSError with the errno of the cause (ENOSPC, EFBIG,
+    EACCES ...) and ``filename=path``, saying that the previous file is unchanged; the temp file is
+    then gone. A KeyboardInterrupt mid-write also removes the temp file and leaves ``path`` as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)
+    existed = path.exists()
     tmp = temp_path(path)
     writer = None
     try:
@@ -130,18 +132,15 @@ def write_atomically(path: _PATH, write: Callable[[BinaryIO], None], what: str =
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException as err:  # also KeyboardInterrupt mid-write: never leave the temp file
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
         if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit: as they are
             raise
         cause = writer.error if writer is not None and writer.error is not None else err
         if isinstance(cause, OSError):
             reason = os.strerror(cause.errno) if cause.errno else str(cause)
-            raise OSError(
-                cause.errno or errno.EIO,
-                f"could not write the {what} {path} ({reason}); the file that was there is unchanged. "
-                "Free disk space (or raise the file size limit) and resume from it.",
-            ) from err
+            kept = f"the previous {path.name} is unchanged" if existed else "no partial file was left"
+            raise OSError(cause.errno or errno.EIO, f"{reason}; {kept}", str(path)) from err
         raise
     fsync_dir(path.parent)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -16,8 +17,16 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
-from charlm.checkpoint_io import AtomicCheckpointIO, remove_stale_temp_files, temp_path
+from charlm.checkpoint_io import (
+    AtomicCheckpointIO,
+    _atomic_link_checkpoint,
+    remove_stale_temp_files,
+    temp_path,
+    use_atomic_checkpoints,
+)
 from tests.charlm.test_train import checkpoint_dir, run_in, small_run, with_callback
 from tests.conftest import REPO
 
@@ -42,7 +51,7 @@ SAVE_PAST_LIMIT = textwrap.dedent("""
     try:
         AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2**22)}}, sys.argv[1])  # 16 MB
     except OSError as err:
-        print(f"OSError {err.errno}: {err}")
+        print(err.errno, err.filename, err.strerror, sep="\\n")
 """)
 
 
@@ -117,8 +126,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_byte_identical(tmp_path):
     done = _python("-c", SAVE_PAST_LIMIT, str(path), str(4 * 2**20), stdout=subprocess.PIPE)
     out, _ = done.communicate()
     assert done.returncode == 0
-    assert out.startswith("OSError 27: ")  # EFBIG, as the kernel said it
-    assert f"could not write the checkpoint {path} (File too large)" in out and "unchanged" in out
+    assert out.splitlines() == [str(errno.EFBIG), str(path), "File too large; the previous best.ckpt is unchanged"]
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]  # no temp file left
 
@@ -155,17 +163,19 @@ def _audit(event: str, args: tuple) -> None:
             _file_events["written"].append(Path(os.fsdecode(args[0])).absolute())
     elif event == "os.rename":
         _file_events["renamed"].append(tuple(Path(os.fsdecode(p)).absolute() for p in args[:2]))
+    elif event == "os.remove":
+        _file_events["removed"].append(Path(os.fsdecode(args[0])).absolute())
 
 
 @pytest.fixture
 def file_events():
-    """The files this process opens for writing ("written") and renames ("renamed": (src, dst))
-    during the test: an audit hook sees the real calls, nothing is mocked."""
+    """The files this process opens for writing ("written"), renames ("renamed": (src, dst)) and
+    removes ("removed") during the test: an audit hook sees the real calls, nothing is mocked."""
     global _file_events
     if not getattr(sys, "_charlm_file_audit", False):
         sys.addaudithook(_audit)  # hooks cannot be removed: one, installed once, idle when no test listens
         sys._charlm_file_audit = True
-    _file_events = {"written": [], "renamed": []}
+    _file_events = {"written": [], "renamed": [], "removed": []}
     try:
         yield _file_events
     finally:
@@ -180,7 +190,9 @@ def test_every_checkpoint_of_a_fit_is_written_atomically_and_never_in_tmpdir(tmp
     record = tmp_path / "io.json"
     args = ["--trainer.max_steps", "8", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2",
             *with_callback("tests.charlm.test_checkpoint_io.RecordCheckpointIO", path=record)]
-    cli = run_in(tmp_path / "fit", small_run(shakespeare_path, *args))
+    linked = tmp_path / "linked"  # a second ModelCheckpoint whose last.ckpt is a link to its best
+    cli = run_in(tmp_path / "fit", small_run(shakespeare_path, *args, *with_callback(
+        "lightning.pytorch.callbacks.ModelCheckpoint", dirpath=linked, save_last="link")))  # the latest, no monitor
     folder = checkpoint_dir(tmp_path / "fit", cli).absolute()
     seen = json.loads(record.read_text())
     assert seen["class"] == "AtomicCheckpointIO"
@@ -207,3 +219,33 @@ def test_every_checkpoint_of_a_fit_is_written_atomically_and_never_in_tmpdir(tmp
         assert sources and all(src.parent == ckpt.parent and src.name.endswith(".tmp") for src in sources), (ckpt, sources)
         assert ckpt not in file_events["written"]
     assert [p for p in file_events["written"] if p.parent == tmpdir] == []
+
+    # save_last="link": last.ckpt is re-pointed by renaming a new link over it, never deleted first
+    last = (linked / "last.ckpt").absolute()
+    assert last.is_symlink() and last.resolve().parent == last.parent and last.resolve().is_file()
+    assert last not in file_events["removed"]
+    assert [src.parent for src, dst in file_events["renamed"] if dst == last] == [last.parent] * 2  # two validations
+
+
+class OwnCheckpointIO(TorchCheckpointIO):
+    """A user's own way of storing checkpoints."""
+
+
+@pytest.mark.parametrize("plugins, expected", [
+    (None, "AtomicCheckpointIO"),
+    ([TorchCheckpointIO()], "AtomicCheckpointIO"),
+    ([AsyncCheckpointIO()], "AsyncCheckpointIO(AtomicCheckpointIO)"),  # saves in a thread, through ours
+    ([OwnCheckpointIO()], "OwnCheckpointIO"),  # the user's choice is kept (with a warning)
+])
+def test_the_default_checkpoint_io_is_replaced_wherever_it_sits(plugins, expected, tmp_path):
+    trainer = L.Trainer(plugins=plugins, accelerator="cpu", logger=False, default_root_dir=tmp_path,
+                        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last="link")])
+    if expected == "OwnCheckpointIO":
+        with pytest.warns(UserWarning, match="checkpoints are saved by your OwnCheckpointIO, not atomically"):
+            use_atomic_checkpoints(trainer)
+    else:
+        use_atomic_checkpoints(trainer)
+    io = trainer.strategy.checkpoint_io
+    inner = getattr(io, "checkpoint_io", None)
+    assert (f"{type(io).__name__}({type(inner).__name__})" if inner else type(io).__name__) == expected
+    assert trainer.checkpoint_callback._link_checkpoint is _atomic_link_checkpoint
