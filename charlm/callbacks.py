@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from charlm.faults import DivergedError, weights_finite
 
@@ -35,7 +35,11 @@ class InterruptCheckpoint(L.Callback):
             return  # NaN weights are not worth keeping either (and would replace a good interrupted.ckpt)
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
         path = Path(folder or trainer.default_root_dir) / f"{self.filename}.ckpt"
-        trainer.save_checkpoint(path)  # Lightning writes to a temp file and renames
+        try:
+            trainer.save_checkpoint(path)  # atomic: charlm.checkpoint_io (temp file beside it, os.replace)
+        except OSError as err:  # e.g. the disk is full: report it, and let the exception that stopped training through
+            rank_zero_warn(f"charlm: could not save {path}: {err.strerror or err}")
+            return
         rank_zero_info(f"Saved a checkpoint at step {trainer.global_step}; resume with --ckpt_path {path}")
 
 

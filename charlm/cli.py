@@ -13,6 +13,8 @@ import charlm.lr_monitor  # noqa: F401
 import charlm.sample_callback  # noqa: F401
 import charlm.wandb_logger  # noqa: F401
 import charlm.visualize_callback  # noqa: F401
+from charlm.checkpoint import check_ckpt_path
+from charlm.checkpoint_io import use_atomic_checkpoints
 from charlm.lit import CharLM
 from charlm.run_config import RunConfig, resume_wandb_run
 from charlm.run_folders import check_run_folders, follow_root_dir
@@ -33,6 +35,17 @@ text), `charlm classify --help` (which model's training text does a passage rese
 
 
 class CharLMCLI(LightningCLI):
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        # before LightningCLI reads hyperparameters from --ckpt_path (a traceback for a bad file)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_ckpt_path(self.config[subcommand].get("ckpt_path"), subcommand)
+
+    def instantiate_trainer(self, **kwargs):
+        # every checkpoint this Trainer writes: temp file beside it, fsync, os.replace (charlm.checkpoint_io)
+        return use_atomic_checkpoints(super().instantiate_trainer(**kwargs))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the model's vocabulary is the corpus's: read once the data module exists
         parser.link_arguments("data.vocab_symbols", "model.vocab", apply_on="instantiate")
