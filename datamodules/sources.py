@@ -52,7 +52,8 @@ def _damage(path: Path, err: BaseException, todo: str | None = None) -> BaseExce
     """The error to raise for ``err`` met while reading the archive ``path``."""
     if isinstance(err, (PermissionError, FileNotFoundError)):
         return err  # the file itself cannot be opened: not damage, and the message already names it
-    return corrupt_archive(path, f"{type(err).__name__}: {err}", todo)
+    kind = type(err).__name__ if type(err).__name__ != "error" else f"{type(err).__module__}.error"  # zlib.error
+    return corrupt_archive(path, f"{kind}: {err}", todo)
 
 
 # --- zip ------------------------------------------------------------------------------------------
