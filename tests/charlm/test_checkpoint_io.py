@@ -249,3 +249,23 @@ def test_the_default_checkpoint_io_is_replaced_wherever_it_sits(plugins, expecte
     inner = getattr(io, "checkpoint_io", None)
     assert (f"{type(io).__name__}({type(inner).__name__})" if inner else type(io).__name__) == expected
     assert trainer.checkpoint_callback._link_checkpoint is _atomic_link_checkpoint
+
+
+def test_a_failed_interrupted_checkpoint_is_reported_and_ctrl_c_still_ends_the_run(tmp_path):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from charlm.callbacks import InterruptCheckpoint
+    from tests.helpers import InterruptAt
+
+    (tmp_path / "blocker").write_text("a file where the checkpoint's folder would go")
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=5, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[InterruptCheckpoint(filename="blocker/interrupted"), InterruptAt(step=2)])
+    use_atomic_checkpoints(trainer)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.warns(UserWarning, match="charlm: could not save .*blocker/interrupted.ckpt"):
+            with pytest.raises(SystemExit):  # Lightning's end of a Ctrl-C, not the OSError of the save
+                trainer.fit(BoringModel())
+    finally:
+        signal.signal(signal.SIGINT, sigint)
