@@ -30,10 +30,15 @@ def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[st
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{arg}: {path} does not exist (or is not a file).")
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise ValueError(f"{arg}: {path} is not a checkpoint (torch.save writes a zip archive; this file starts with {head!r}).")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: read only what is used
     except Exception as err:  # torch.load raises many kinds for a damaged file  # noqa: BLE001
-        raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: {err}") from None
+        why = str(err).split(". ")[0]  # torch's first sentence; the rest is advice about saving
+        raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: {why}.") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "vocab" not in hparams or not isinstance(state, dict):

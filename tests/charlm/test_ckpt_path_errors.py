@@ -27,7 +27,7 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
                 "hyper_parameters": {"lr": 0.1}, "loops": {}, "optimizer_states": [], "lr_schedulers": []}, lightning)
     return {
         "truncated": (truncated, "is not a readable checkpoint (truncated or corrupted?)"),
-        "text": (text, "is not a readable checkpoint"),
+        "text": (text, "is not a checkpoint (torch.save writes a zip archive; this file starts with b'not '"),
         "state dict only": (state_dict, "is not a charlm checkpoint (it has no vocabulary and model weights; it is a bare state dict)"),
         "another Lightning model": (lightning, "is not a charlm checkpoint (it has no vocabulary and model weights; it is a Lightning checkpoint of another model)"),
         "missing": (folder / "no-such.ckpt", "does not exist"),
