@@ -61,18 +61,19 @@ class LossWatch:
     last finite loss before it, so that training steps never wait for the device to answer."""
 
     def __init__(self) -> None:
-        self._state: torch.Tensor | None = None  # (3,) float64: first bad step, last good step, last good loss
+        self._state: torch.Tensor | None = None  # (3,) float32: first bad step, last good step, last good loss
 
     def update(self, loss: torch.Tensor, step: int) -> None:
         """Record the (detached) loss of optimizer step ``step`` (1-based); a few tiny device ops."""
         if self._state is None or self._state.device != loss.device:
-            self._state = torch.tensor([-1.0, 0.0, float("nan")], dtype=torch.float64, device=loss.device)
+            # float32 (not float64, which MPS lacks): steps are exact up to 2**24, enough for a message
+            self._state = torch.tensor([-1.0, 0.0, float("nan")], dtype=torch.float32, device=loss.device)
         s = self._state
         still_good = s[0] < 0
         finite = torch.isfinite(loss)
         keep = finite & still_good
         s[1] = torch.where(keep, step, s[1])
-        s[2] = torch.where(keep, loss.double(), s[2])
+        s[2] = torch.where(keep, loss.float(), s[2])
         s[0] = torch.where(~finite & still_good, step, s[0])
 
     def reset(self) -> None:
@@ -153,7 +154,7 @@ class FitGuard(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step % trainer.log_every_n_steps == 0:  # the steps that read the device anyway
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:  # the steps that read the device anyway
             check_finite(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -215,6 +215,8 @@ def signal_when(proc: subprocess.Popen, marker: Path, signum: int, delay: float,
 
 @pytest.mark.slow
 def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume(tmp_path, shakespeare_path, isolated_cache):
+    """Ctrl-C, then SIGTERM to the resumed run, each at a random moment (training, validation, a
+    W&B log, sampling...); CHARLM_TEST_SEED=<seed from a failure> repeats the same moments."""
     seed = int(os.environ.get("CHARLM_TEST_SEED", random.randrange(10**6)))
     rng = random.Random(seed)
     # validation every 8 steps (8 batches): a random moment lands in validation about half the time
@@ -236,7 +238,7 @@ def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume
         saved = torch.load(ckpt, weights_only=True)["global_step"]
         assert saved >= target, context
         step = saved
-    finished = start_fit(run, [*args, "--trainer.max_steps", str(step + 5), "--ckpt_path", str(ckpt)], isolated_cache)
-    output, _ = finished.communicate(timeout=300)
-    assert finished.returncode == 0, output[-3000:]
-    assert f"max_steps={step + 5}` reached" in output, output[-3000:]
+    # the second checkpoint resumes to the end (in-process, without W&B: the quicker way to show it)
+    resumed = run_in(run, small_run(shakespeare_path, "--trainer.max_steps", str(step + 5), "--trainer.val_check_interval",
+                                    "8", "--trainer.limit_val_batches", "8", *CSV_ONLY, "--ckpt_path", str(ckpt)))
+    assert resumed.trainer.global_step == step + 5
