@@ -133,7 +133,8 @@ class WandbLogger(_LightningWandbLogger):
         try:
             return super().experiment
         except wandb.errors.Error as err:
-            why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            text = " ".join(str(err).split())  # wandb's messages span lines; the user gets one
+            why = f"{type(err).__name__}: {text}" if text else type(err).__name__
             if self.requested_mode == "auto" and self.resolved_mode == "online":
                 tell(f"W&B logs offline: the online run did not start ({why}).")
                 self.resolved_mode = self._wandb_init["mode"] = "offline"

@@ -16,16 +16,29 @@ import time
 import urllib.request
 from urllib.parse import ParseResult, unquote, urlparse
 
-DEFAULT_BASE_URL = "https://api.wandb.ai"
+def default_base_url() -> str:
+    """W&B's own default server (wandb 0.31: CoreWeave's ``https://api.forge.coreweave.com``)."""
+    try:
+        from wandb.sdk.lib.urls import DEFAULT_BASE_URL
+    except ImportError:  # older or newer wandb without that module
+        return "https://api.wandb.ai"
+    return DEFAULT_BASE_URL
 
 
 def base_url() -> ParseResult:
     """The W&B server, as ``WANDB_BASE_URL`` (or W&B's default) names it."""
-    return urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
+    return urlparse(os.environ.get("WANDB_BASE_URL") or default_base_url())
 
 
-def host() -> str:
-    return base_url().hostname or "api.wandb.ai"
+def _netrc_machines(url: ParseResult) -> list[str]:
+    """The ~/.netrc entries W&B reads a key from for ``url`` (``wandb login`` writes host[:port];
+    a Forge host also reads the W&B API host behind it)."""
+    machines = [url.netloc, url.hostname or ""]
+    try:
+        from wandb.sdk.lib.urls import forge_upstream_url
+    except ImportError:
+        return machines
+    return [*machines, urlparse(forge_upstream_url(url.geturl())).netloc]
 
 
 def has_credentials() -> bool:
@@ -33,9 +46,10 @@ def has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
     try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host()) is not None
+        entries = netrc.netrc(os.environ.get("NETRC"))
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
+    return any(machine and entries.authenticators(machine) for machine in _netrc_machines(base_url()))
 
 
 def proxy_for(url: ParseResult) -> str | None:
@@ -71,7 +85,7 @@ def probe_server(timeout: float = 3.0) -> str | None:
     included (socket timeouts do not cover lookups), and never delays the interpreter's exit.
     """
     url = base_url()
-    target_host, scheme = url.hostname or "api.wandb.ai", url.scheme or "https"
+    target_host, scheme = url.hostname or "", url.scheme or "https"
     port = url.port or (443 if scheme == "https" else 80)
     target = f"{target_host}:{port}"
     proxy_text = proxy_for(url)

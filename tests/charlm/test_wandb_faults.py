@@ -24,7 +24,8 @@ from charlm.wandb_logger import resolve_mode
 from charlm.wandb_probe import probe_server
 from tests.charlm.test_train import small_run, with_callback
 
-TINY = ["--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+# limit_val_batches 2, not 1: Lightning reads 1 as 100%
+TINY = ["--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "2",
         "--data.eval_batch_size", "4"]
 
 
@@ -52,6 +53,7 @@ def cli(charlm_main):
             return charlm_main(*args)
         finally:
             wandb.finish()
+            wandb.teardown()  # W&B keeps the environment it first saw (server, key) until torn down
             signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C after an interrupt
 
     return call
@@ -192,7 +194,7 @@ def test_an_immutable_run_folder_is_one_line(env, cli, tmp_path, shakespeare_pat
 # --- item 13: a resumed fit continues its W&B run -----------------------------------------------------
 def test_a_resumed_fit_logs_into_the_same_wandb_run(env, cli, tmp_path, shakespeare_path):
     args = small_run(shakespeare_path, "--trainer.max_steps", "9", "--trainer.val_check_interval", "3",
-                     "--trainer.limit_val_batches", "1", "--data.eval_batch_size", "4")
+                     "--trainer.limit_val_batches", "2", "--data.eval_batch_size", "4")
     out = cli(*args, *with_callback("tests.helpers.InterruptAt", step=6))
     assert out.returncode == 1  # Lightning's exit after Ctrl-C
     (ckpt,) = (tmp_path / "runs").rglob("interrupted.ckpt")
