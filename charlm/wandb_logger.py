@@ -126,8 +126,8 @@ class WandbLogger(_LightningWandbLogger):
 
     @property
     def experiment(self) -> Any:
-        """The W&B run; started on first use. If it cannot start, ``auto`` goes offline and an
-        explicit online mode stops with one line."""
+        """The W&B run; started on first use. If it cannot start, ``auto`` goes offline and online
+        asked for (``mode`` or ``WANDB_MODE``) stops with one line."""
         import wandb
 
         try:
@@ -135,7 +135,7 @@ class WandbLogger(_LightningWandbLogger):
         except wandb.errors.Error as err:
             text = " ".join(str(err).split())  # wandb's messages span lines; the user gets one
             why = f"{type(err).__name__}: {text}" if text else type(err).__name__
-            if self.requested_mode == "auto" and self.resolved_mode == "online":
+            if self.requested_mode == "auto" and env_mode() is None and self.resolved_mode == "online":
                 tell(f"W&B logs offline: the online run did not start ({why}).")
                 self.resolved_mode = self._wandb_init["mode"] = "offline"
                 return super().experiment
