@@ -1,33 +1,84 @@
 """Entry point of ``python -m charlm`` and the ``charlm`` console script.
 
-Mistakes in what the user asked for (a missing file, a bad value) end with one clear line instead
-of a traceback; set CHARLM_TRACEBACK=1 to see the traceback anyway.
+Mistakes in what the user asked for (a missing file, a bad value, a damaged archive, a full disk, a
+folder without permission) end with one line ``charlm: error: ...`` and exit status 2 instead of a
+traceback; set CHARLM_TRACEBACK=1 to see the traceback anyway. ``charlm sample | head`` ends
+quietly with 141 once ``head`` has had enough, and Ctrl-C outside training with 130 (training
+handles Ctrl-C itself: it saves ``interrupted.ckpt``).
 """
+
+from __future__ import annotations
 
 import os
 import sys
 
 from charlm.commands import NAMES as CHECKPOINT_COMMANDS
-from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError
+from charlm.exits import (
+    BROKEN_PIPE_EXIT_STATUS,
+    INTERRUPT_EXIT_STATUS,
+    describe_os_error,
+    quiet_broken_pipe,
+    quiet_interrupt,
+)
+from datamodules.errors import CacheWriteError, ChecksumMismatchError, CorpusUnavailableError, CorruptArchiveError
 
-USER_ERRORS = (ValueError, FileNotFoundError, CorpusUnavailableError, ChecksumMismatchError)
+# Exceptions whose message is written for the user: printed as one line, exit status 2. Add a
+# class here when its messages name the file or flag at fault and say what to do. (Most of
+# charlm's own errors subclass ValueError and are covered already.) OSErrors are described from
+# their errno and file name by charlm.exits.describe_os_error.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    CorpusUnavailableError,
+    ChecksumMismatchError,
+    CorruptArchiveError,
+    CacheWriteError,
+)
+
+
+def _dispatch() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in CHECKPOINT_COMMANDS:
+        from charlm.commands import run_command  # no Lightning import: half the start-up time
+
+        run_command(sys.argv[1:])
+    else:
+        from charlm.cli import main
+
+        main()
+
+
+def _fail(message: str) -> None:
+    try:
+        print(f"charlm: error: {message}", file=sys.stderr)
+    except OSError:  # stderr itself is a closed pipe (`2>&1 | head`)
+        quiet_broken_pipe()
+    sys.exit(2)
 
 
 def run() -> None:
+    traceback = bool(os.environ.get("CHARLM_TRACEBACK"))
     try:
-        if len(sys.argv) > 1 and sys.argv[1] in CHECKPOINT_COMMANDS:
-            from charlm.commands import run_command  # no Lightning import: half the start-up time
-
-            run_command(sys.argv[1:])
-        else:
-            from charlm.cli import main
-
-            main()
-    except USER_ERRORS as err:
-        if os.environ.get("CHARLM_TRACEBACK"):
+        _dispatch()
+    except BrokenPipeError:
+        if traceback or not quiet_broken_pipe():
             raise
-        print(f"charlm: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(BROKEN_PIPE_EXIT_STATUS)
+    except KeyboardInterrupt:
+        if traceback:
+            raise
+        quiet_interrupt()
+        sys.exit(INTERRUPT_EXIT_STATUS)
+    except OSError as err:
+        line = describe_os_error(err) if err.errno is not None else None
+        if line is None and isinstance(err, USER_ERRORS):
+            line = str(err)  # charlm's own FileNotFoundError: its message is already the line
+        if traceback or line is None:
+            raise
+        _fail(line)
+    except USER_ERRORS as err:
+        if traceback:
+            raise
+        _fail(str(err))
 
 
 if __name__ == "__main__":

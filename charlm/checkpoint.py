@@ -97,4 +97,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise ValueError(f"{arg}: {Path(path).expanduser()} does not match the architecture its hyperparameters describe: {err}") from None
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # sampling would draw from NaN
+        raise ValueError(f"{arg}: {Path(path).expanduser()} holds weights that are not finite (NaN or infinity): its run "
+                         f"diverged before saving it. Use an earlier checkpoint of that run.")
     return LoadedModel(model.to(device).eval(), vocab, hparams)

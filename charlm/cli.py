@@ -6,6 +6,8 @@ The commands that need only a checkpoint (sample, visualize, score, classify) ar
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
@@ -15,7 +17,11 @@ import charlm.wandb_logger  # noqa: F401
 import charlm.visualize_callback  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
+from charlm.devices import check_accelerator
 from charlm.lit import CharLM
+from charlm.model_size import check_training_size
+from charlm.parse_errors import OneLineErrors
+from charlm.quiet import quiet_library_noise
 from charlm.run_config import RunConfig, resume_wandb_run
 from charlm.run_folders import check_run_folders, follow_root_dir
 from charlm.wandb_logger import check_logger_config
@@ -27,14 +33,46 @@ from datamodules import (  # noqa: F401  (imported so that --data accepts each c
     TextDataModule,
 )
 
-DESCRIPTION = """Character-level RNN / GRU / LSTM language models.
+DESCRIPTION = """Character-level RNN / GRU / LSTM language models. Train and evaluate: `charlm fit`,
+`charlm validate`, `charlm test` (each reads the default run, charlm/defaults.yaml: a 2 x 256 LSTM
+on Tiny Shakespeare, before any --config). Use a checkpoint: `charlm sample` (generate text),
+`charlm score` (bpc of a text), `charlm classify` (which model's training text does a passage
+resemble?), `charlm visualize` (an HTML page of neuron activations). Add --help to any command."""
 
-Also: `charlm sample --help` (generate text from a checkpoint), `charlm score --help` (bpc of a
-text), `charlm classify --help` (which model's training text does a passage resemble?),
-`charlm visualize --help` (an HTML page of neuron activations)."""
+# the default run, installed with the package: `charlm fit` works in any folder (cli.yaml is optional)
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
+
+def _raised_by_jsonargparse(err: BaseException) -> bool:
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
+
+
+class CharLMParser(OneLineErrors, LightningArgumentParser):
+    """LightningCLI's parser, with one-line errors (charlm.parse_errors)."""
 
 
 class CharLMCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # no `predict`: a language model has no predict_dataloader; `charlm sample` generates text
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as err:
+            # jsonargparse wraps what a class's __init__ raised ("--data.batch_size must be ...") in a
+            # report on every Union subtype it tried: raise the original, the one that says what is wrong
+            root = err
+            while root.__cause__ is not None and _raised_by_jsonargparse(root):
+                root = root.__cause__
+            if root is err:
+                raise
+            raise root.with_traceback(root.__traceback__) from None
+
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
         # before LightningCLI reads hyperparameters from --ckpt_path (a traceback for a bad file)
@@ -65,16 +103,27 @@ class CharLMCLI(LightningCLI):
         check_logger_config(config.trainer)
         if self.subcommand == "fit":
             resume_wandb_run(config)
+        # before the corpus is prepared or anything allocated: the devices exist, the model fits
+        check_accelerator(config.trainer.accelerator, config.trainer.devices)
+        check_training_size(config.model, config.trainer.accelerator, self.subcommand)
+        quiet_library_noise(self.subcommand)
 
 
 def main(args: list[str] | None = None) -> CharLMCLI:
     """fit / validate / test (``charlm.__main__`` sends the checkpoint-only commands elsewhere)."""
+    quiet_library_noise()
+    defaults = {"default_config_files": [str(DEFAULTS)]}
     return CharLMCLI(
         CharLM,
         CharDataModule,
         subclass_mode_data=True,
         save_config_callback=RunConfig,
         save_config_kwargs={"save_to_log_dir": False},
-        parser_kwargs={"description": DESCRIPTION},
+        parser_kwargs={"prog": "charlm", "description": DESCRIPTION, "fit": defaults, "validate": defaults,
+                       "test": defaults},
+        parser_class=CharLMParser,
+        # the optimizer and its schedule are CharLM's (--model.lr, --model.warmup_steps, ...): LightningCLI's
+        # --optimizer / --lr_scheduler would silently replace AdamW and drop warmup and cosine decay
+        auto_configure_optimizers=False,
         args=args,
     )

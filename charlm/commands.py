@@ -24,6 +24,12 @@ def run_command(argv: list[str]) -> Any:
     name, rest = argv[0], argv[1:]
     if name in ARGPARSE_COMMANDS:
         return _load(ARGPARSE_COMMANDS[name])(rest)
-    from jsonargparse import CLI
+    from jsonargparse import CLI, ArgumentParser
 
-    return CLI(_load(FUNCTION_COMMANDS[name]), args=rest, as_positional=False, prog=f"charlm {name}")
+    from charlm.parse_errors import OneLineErrors
+
+    class CommandParser(OneLineErrors, ArgumentParser):
+        """jsonargparse's parser with one-line errors (charlm.parse_errors)."""
+
+    return CLI(_load(FUNCTION_COMMANDS[name]), args=rest, as_positional=False, prog=f"charlm {name}",
+               parser_class=CommandParser)

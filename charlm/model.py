@@ -12,6 +12,8 @@ from typing import Literal, Union
 import torch
 from torch import nn
 
+from charlm.model_size import check_model_size, parameter_count
+
 Cell = Literal["rnn", "gru", "lstm"]
 Hidden = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # (layers, B, H), or (h, c) for LSTM
 
@@ -37,6 +39,9 @@ class CharRNN(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        # before allocating: a typo like hidden_size 100000 would otherwise exhaust the memory
+        check_model_size(parameter_count(cell, vocab_size, num_layers, hidden_size, embedding_dim),
+                         f"hidden_size {hidden_size} x num_layers {num_layers} ({cell}, embedding_dim {embedding_dim})")
         self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
         self.embed = nn.Embedding(vocab_size, embedding_dim)
         # dropout between stacked layers (cuDNN applies it), and once more before the head

@@ -26,7 +26,7 @@ class RunConfig(SaveConfigCallback):
     wandb_run_id: str | None = None
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
+        text = self.parser.dump(self.config, skip_unset=False)  # skip_none: gone in jsonargparse 5
         log_dir = run_log_dir(trainer)  # rank 0 only here: trainer.log_dir would hang under DDP
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,13 @@ from typing import TextIO
 import torch
 
 from charlm.checkpoint import load_checkpoint
+from charlm.devices import KNOWN as KNOWN_DEVICES
+from charlm.devices import resolve_device
+from charlm.model import CharRNN
+from charlm.model_size import available_memory, gib
 from charlm.sampling import Utf8Stream, check_sampling_args, generate
+
+SEEDS = 2**64  # torch.Generator.manual_seed takes [0, 2^64)
 
 
 class StopAt:
@@ -39,6 +45,23 @@ class StopAt:
     def flush(self) -> str:
         out, self.emitted = self.text[self.emitted :], len(self.text)
         return out
+
+
+def check_memory(model: CharRNN, num_samples: int, prompt_len: int, length: int, device: torch.device) -> None:
+    """Refuse a run whose batch cannot fit: the prompt pass holds (N, P) embeddings, recurrent states
+    and logits in float32 on ``device``; several samples keep their texts (N x length) in RAM."""
+    h, e, v = model.hidden_size, model.embed.embedding_dim, model.head.out_features
+    on_device = 4 * num_samples * prompt_len * (e + 5 * h + v)  # 5H: the gates and the output of a layer
+    in_ram = num_samples * (length + 2048) if num_samples > 1 else 0  # the texts, and each stream's objects
+    if device.type == "cuda":
+        checks = [(on_device, torch.cuda.mem_get_info(device)[0], "free GPU memory"), (in_ram, available_memory(), "memory")]
+    else:
+        checks = [(on_device + in_ram, available_memory(), "memory")]
+    for need, have, name in checks:
+        if have is not None and need > have:
+            raise ValueError(f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and --length {length:,} needs "
+                             f"about {gib(need)}, more than the {gib(have)} of {name} available here. Ask for fewer "
+                             f"samples at a time (several runs with different --seed), or a shorter prompt.")
 
 
 def unescape(text: str) -> str:
@@ -75,15 +98,16 @@ def sample(
         stop: end a sample when it writes this string (or any string of a list; not printed).
             ``\\n`` and ``\\t`` mean newline and tab: --stop "\\n\\n" ends at a blank line.
         echo_prompt: print the prompt before the generated text.
-        device: cpu, cuda, cuda:1, ... or auto (a GPU if there is one).
+        device: {devices} (auto: a GPU if there is one).
     """
     check_sampling_args(temperature, top_k, top_p)
     if length < 0:
         raise ValueError(f"--length must be >= 0, got {length}")
     if num_samples < 1:
         raise ValueError(f"--num_samples must be a positive integer, got {num_samples}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if seed is not None and not 0 <= seed < SEEDS:
+        raise ValueError(f"--seed must lie in [0, 2^64), got {seed}")
+    device = resolve_device(device)  # before loading: a device this machine lacks is named as such
     loaded = load_checkpoint(ckpt_path, device)
     if prompt_file is not None:
         file = Path(prompt_file).expanduser()
@@ -98,6 +122,7 @@ def sample(
         ids = loaded.vocab.encode(prompt_bytes)
     except ValueError as err:
         raise ValueError(f"--prompt: {err}") from None
+    check_memory(loaded.model, num_samples, len(ids), length, device)
     prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device).expand(num_samples, -1)  # (N, P)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(time.time_ns() % 2**63))
@@ -131,3 +156,6 @@ def sample(
             out.write(f"===== sample {i + 1}/{num_samples} =====\n{head}{text}\n")
     out.flush()
     return texts
+
+
+sample.__doc__ = sample.__doc__.replace("{devices}", KNOWN_DEVICES)  # --help lists the devices charlm knows

@@ -8,6 +8,7 @@ applied before sampling, to the temperature-scaled distribution.
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Iterator
 from typing import Literal
 
@@ -19,24 +20,28 @@ StepMode = Literal["auto", "graph", "cells", "fused"]
 
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if temperature < 0:
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"--top_k must be a positive integer, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
+    if top_p is not None and not 0 < top_p <= 1:  # False for nan too
         raise ValueError(f"--top_p must lie in (0, 1], got {top_p}")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Set every logit outside the top-k / top-p support to -inf. logits: (N, V) -> (N, V)."""
+    """Set every logit outside the top-k / top-p support to -inf. logits: (N, V) -> (N, V).
+
+    The most likely byte always stays, however small ``top_p`` is.
+    """
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (N, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
         # drop a byte once the bytes before it already reach top_p (the most likely one always stays)
-        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
+        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
+        drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -49,11 +54,17 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw one token per row. logits: (N, V) -> token ids (N,)."""
-    logits = logits.float()
+    """Draw one token per row. logits: (N, V) -> token ids (N,).
+
+    Works for any temperature down to the smallest float: logits are shifted so that the largest is
+    0 and divided in float64, so a tiny temperature sends every other logit to -inf (exp -> 0), never
+    the largest to inf (softmax -> nan); the limit is argmax among the tied best, as it should be.
+    """
     if temperature == 0:
-        return logits.argmax(dim=-1)
-    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
+        return logits.float().argmax(dim=-1)
+    logits = logits.double()  # (N, V); float64: 1e-300 is not 0 there, as it would be in float32
+    shifted = logits - logits.max(dim=-1, keepdim=True).values  # (N, V) <= 0, the best is 0
+    probs = filter_logits(shifted / temperature, top_k, top_p).softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 

@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from charlm.checkpoint import LoadedModel, load_checkpoint
+from charlm.devices import KNOWN as KNOWN_DEVICES
+from charlm.devices import resolve_device
+from charlm.parse_errors import OneLineErrors
 
 
 @torch.inference_mode()
@@ -81,21 +84,25 @@ def drop_unknown(data: bytes, models: list[tuple[str, LoadedModel]], unknown: st
     return kept
 
 
+class _Parser(OneLineErrors, argparse.ArgumentParser):
+    """argparse with one-line errors, like the other commands."""
+
+
 def _parser(prog: str, many: bool) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", nargs="+" if many else None, required=True,
                         help="charlm checkpoints" if many else "a charlm checkpoint")
     parser.add_argument("--text_file", help="the text to score ('-' or nothing: standard input)")
     parser.add_argument("--text", help="the text to score, given inline")
     parser.add_argument("--unknown", choices=["error", "skip"], default="error",
                         help="bytes a model never saw: refuse the text (default) or drop them")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help=f"{KNOWN_DEVICES} (auto: a GPU if there is one)")
     return parser
 
 
 def score_main(argv: list[str]) -> float:
     args = _parser("charlm score", many=False).parse_args(argv)
-    loaded = load_checkpoint(args.ckpt_path, args.device)
+    loaded = load_checkpoint(args.ckpt_path, resolve_device(args.device))
     data = drop_unknown(read_text(args.text, args.text_file), [(args.ckpt_path, loaded)], args.unknown)
     bpc, count = bits_per_byte(loaded, data)
     print(f"{bpc:.4f} bpc over {count:,} bytes ({args.ckpt_path})")
@@ -106,7 +113,8 @@ def classify_main(argv: list[str]) -> list[tuple[str, float]]:
     args = _parser("charlm classify", many=True).parse_args(argv)
     if len(args.ckpt_path) < 2:
         raise ValueError("--ckpt_path: classify needs at least two checkpoints to choose between.")
-    models = [(path, load_checkpoint(path, args.device)) for path in args.ckpt_path]
+    device = resolve_device(args.device)
+    models = [(path, load_checkpoint(path, device)) for path in args.ckpt_path]
     data = drop_unknown(read_text(args.text, args.text_file), models, args.unknown)
     scores = sorted(((path, bits_per_byte(loaded, data)[0]) for path, loaded in models), key=lambda s: s[1])
     best_path, best = scores[0]

@@ -13,6 +13,7 @@ Activations come from stepping the model one byte at a time through the same wei
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -199,23 +200,45 @@ def check_view(model: CharRNN, state: State, layer: int, neuron: int, name: str 
         raise ValueError(f"{name}neuron must be in [0, {model.hidden_size - 1}] (hidden_size {model.hidden_size}), got {neuron}")
 
 
+MAX_BYTES = 100_000  # a page holds ~300 bytes of HTML per character: 30 MB at this bound
+
+
 def read_passage(path: str, max_bytes: int, name: str = "--text_file") -> bytes:
-    """The first ``max_bytes`` of a text file, refusing a missing or empty one."""
+    """The first ``max_bytes`` of a text file (only those are read), refusing a missing or empty one."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"{name}: {file} does not exist (or is not a file).")
-    data = file.read_bytes()[:max_bytes]
+    with file.open("rb") as f:
+        data = f.read(max_bytes)
     if not data:
         raise ValueError(f"{name}: {file} is empty; there is nothing to visualise.")
     return data
 
 
+def check_out(out: str, name: str = "--out") -> Path:
+    """The page's path, refusing a folder (the page is one file: name it) and a path through a file."""
+    target = Path(out).expanduser()
+    if target.is_dir():
+        raise ValueError(f"{name} {out} is a folder; give the page a file name, e.g. {name} {target / 'visualize.html'}")
+    parent = next((p for p in target.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"{name} {out}: {parent} is a file, not a folder; choose another path for the page.")
+    return target
+
+
 def write_page(target: Path, page: str) -> Path:
-    """Write to a temporary file, then rename: an existing page is never left half-written."""
+    """Write to a temporary file beside ``target``, then rename: an existing page is never left
+    half-written, and a failed write leaves no temporary file behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(target)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:  # a failed write(): name the page
+            raise type(err)(err.errno, err.strerror, str(target)) from err
+        raise
     return target
 
 
@@ -241,16 +264,20 @@ def visualize(
         state: hidden, or cell (LSTM only).
         neuron: which unit of that layer to show (besides those --find picks).
         find: rank all neurons against interpretable features and show the best ones.
-        max_bytes: read at most this many bytes of the text.
+        max_bytes: read at most this many bytes of the text (1 to 100,000).
         guesses: show the top-5 next-character guesses under each character.
         unknown: bytes the model never saw: refuse the text (error) or leave them out (skip).
     """
+    if not 1 <= max_bytes <= MAX_BYTES:
+        raise ValueError(f"--max_bytes must lie in [1, {MAX_BYTES:,}] (a page holds ~300 bytes of HTML per "
+                         f"character), got {max_bytes}")
+    target = check_out(out)
     loaded = load_checkpoint(ckpt_path, "cpu")
     check_view(loaded.model, state, layer, neuron)
     data = drop_unknown(read_passage(text_file, max_bytes), [(f"--ckpt_path {ckpt_path}", loaded)], unknown)
     page, ranking, num_panels = build_page(loaded.model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
                                            neuron, find, guesses)
-    target = write_page(Path(out), page)
+    target = write_page(target, page)
     print(f"wrote {target} ({len(data):,} bytes, {num_panels} panels)")
     if ranking:
         for fname, best in ranking.items():

@@ -1,0 +1,102 @@
+"""One line for a command line jsonargparse cannot parse, instead of its usage dump.
+
+jsonargparse reports a bad value inside a subclass (``--data.batch_size abc``) as a nest of
+"Parser key", "Does not validate against any of the Union subtypes", "Errors:" and "Given value"
+lines, after thirty lines of usage. :func:`short_parse_error` keeps the flag and the one line that
+says what is wrong; :class:`OneLineErrors` prints it as ``charlm: error: ...`` with a ``--help``
+hint (CHARLM_TRACEBACK=1 shows jsonargparse's full report). No Lightning import here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from typing import NoReturn
+
+_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+          "- Expected a <class 'NoneType'>", "Expected a <class 'NoneType'>")
+_KEY = re.compile(r'(?:- )?Parser key "([^"]+)":\s*(.*)')
+_CLASS_PATH = re.compile(r"(?:- )?Problem with given class_path '[^']*':\s*(.*)")
+
+# charlm builds its optimizer and schedule itself (lit.py); LightningCLI's --optimizer / --lr_scheduler
+# would silently replace AdamW and drop warmup and cosine decay, so they are not offered
+OPTIMIZER_FLAGS = ("--optimizer", "--lr_scheduler")
+OPTIMIZER_HINT = ("charlm trains with AdamW, linear warmup and cosine decay, set by --model.lr, --model.weight_decay, "
+                  "--model.betas, --model.warmup_steps, --model.lr_schedule (cosine or constant), "
+                  "--model.min_lr_ratio and --model.grad_clip")
+
+
+def _readable(detail: str) -> str:
+    """jsonargparse's type names as a user would write them."""
+    detail = re.sub(r"<class '(?:builtins\.)?(\w+)'>", r"\1", detail)
+    detail = re.sub(r"typing\.Literal\[(.*?)\]", lambda m: "one of " + m[1].replace("'", ""), detail)
+    return detail.replace("Expected a ", "expected ").replace(". Got value:", ", got")
+
+
+def short_parse_error(message: str) -> str:
+    """The flag and the first line that says what is wrong with it (see the module docstring)."""
+    keys: list[str] = []
+    details: list[str] = []
+    given = None
+    for line in message.splitlines():
+        text = line.strip()
+        if text.startswith("Given value:"):
+            given = text.removeprefix("Given value:").strip()
+        if not text or text.startswith(_NOISE):
+            continue
+        if match := _KEY.fullmatch(text):
+            keys.append(match[1])
+            text = match[2]
+        elif match := _CLASS_PATH.fullmatch(text):
+            text = match[1]
+        if text and not text.startswith(_NOISE):
+            details.append(text.removeprefix("- "))
+    if not details:
+        return message.strip().splitlines()[0] if message.strip() else "invalid arguments"
+    if re.search(r'argument subcommand: invalid choice|"subcommand" to be one of', message):
+        from charlm.commands import NAMES
+
+        given = re.search(r"invalid choice: '([^']*)'", message)
+        commands = ", ".join(["fit", "validate", "test", *sorted(NAMES)])
+        return f"{'no command ' + repr(given[1]) if given else 'give a command'}: charlm's commands are {commands}"
+    if keys == ["data"] and "Expected a dot import path" in message:  # --data Foo: no such class
+        from datamodules import _WHERE
+
+        corpora = ", ".join(n for n in _WHERE if n.endswith("DataModule") and n != "CharDataModule")
+        return f"--data {given}: no such data module; choose one of {corpora} (or a class path, a.b.MyDataModule)"
+    detail = _readable(details[0])
+    if given is not None and ", got" not in detail:
+        detail += f", got {given}"
+    flag = "--" + ".".join(keys) if keys else ""
+    return detail if not flag or detail.startswith("--") else f"{flag}: {detail}"
+
+
+def _suggestion(message: str, options: list[str]) -> str:
+    """' (did you mean --trainer.max_steps?)' for a misspelt flag among ``options``."""
+    match = re.search(r"unrecognized arguments: (\S+)", message)
+    if not match:
+        return ""
+    flag = match[1].split("=", 1)[0]
+    if flag.startswith(OPTIMIZER_FLAGS):
+        return ""
+    close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class OneLineErrors:
+    """Mixin for jsonargparse parsers: ``error`` prints one line and exits 2."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:  # noqa: D102
+        if os.environ.get("CHARLM_TRACEBACK") or not getattr(self, "exit_on_error", True):
+            super().error(message, ex)  # type: ignore[misc]
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = str(getattr(parser, "prog", "charlm")).replace(" [options]", "")
+        if flag := re.search(r"unrecognized arguments: .*?(--optimizer|--lr_scheduler)\b", message):
+            line = f"{flag[1]} is not available: {OPTIMIZER_HINT}"
+        else:
+            options = [s for a in getattr(parser, "_actions", []) for s in a.option_strings]
+            line = short_parse_error(message) + _suggestion(message, options)
+        sys.stderr.write(f"charlm: error: {line} (see `{prog} --help`)\n")
+        sys.exit(2)

@@ -1,0 +1,38 @@
+"""Silence what libraries print on every run that no charlm user can act on.
+
+Each filter is scoped to one message, so any other warning still shows:
+
+- torch's "``isinstance(treespec, LeafSpec)`` is deprecated", raised inside Lightning's own code;
+- Lightning's advertisement "💡 Tip: ... try installing litlogger";
+- for ``validate`` / ``test`` only: ModelCheckpoint's "The dirpath has changed from ...", which
+  concerns resuming a fit (the evaluation writes no checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+_LIGHTNING_INFO = "lightning.pytorch.utilities.rank_zero"  # the logger behind rank_zero_info / _warn
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+_TIPS = _DropMessages("💡 Tip: For seamless cloud logging")
+
+
+def quiet_library_noise(subcommand: str | None = None) -> None:
+    """Install the filters (idempotent); ``subcommand`` adds those that only make sense for it."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    logger = logging.getLogger(_LIGHTNING_INFO)
+    if _TIPS not in logger.filters:
+        logger.addFilter(_TIPS)
+    if subcommand in ("validate", "test"):
+        warnings.filterwarnings("ignore", message=r"The dirpath has changed from .* won't be reloaded")
