@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
 import charlm.lr_monitor  # noqa: F401
@@ -81,8 +82,12 @@ class CharLMCLI(LightningCLI):
             check_ckpt_path(self.config[subcommand].get("ckpt_path"), subcommand)
 
     def instantiate_trainer(self, **kwargs):
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:  # Trainer's own check of a --trainer.* value: one line
+            raise ValueError(f"--trainer: {err}") from None
         # every checkpoint this Trainer writes: temp file beside it, fsync, os.replace (charlm.checkpoint_io)
-        return use_atomic_checkpoints(super().instantiate_trainer(**kwargs))
+        return use_atomic_checkpoints(trainer)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the model's vocabulary is the corpus's: read once the data module exists
@@ -105,6 +110,10 @@ class CharLMCLI(LightningCLI):
             resume_wandb_run(config)
         # before the corpus is prepared or anything allocated: the devices exist, the model fits
         check_accelerator(config.trainer.accelerator, config.trainer.devices)
+        interval = config.trainer.val_check_interval
+        if isinstance(interval, (int, float)) and not interval > 0:  # Lightning: ZeroDivisionError mid-epoch
+            raise ValueError(f"--trainer.val_check_interval must be > 0 (a fraction of an epoch, or a number of "
+                             f"batches), got {interval}")
         check_training_size(config.model, config.trainer.accelerator, self.subcommand)
         quiet_library_noise(self.subcommand)
 

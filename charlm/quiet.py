@@ -3,7 +3,7 @@
 Each filter is scoped to one message, so any other warning still shows:
 
 - torch's "``isinstance(treespec, LeafSpec)`` is deprecated", raised inside Lightning's own code;
-- Lightning's advertisement "💡 Tip: ... try installing litlogger";
+- Lightning's advertisements "💡 Tip: ... try installing litlogger" (and litmodels);
 - for ``validate`` / ``test`` only: ModelCheckpoint's "The dirpath has changed from ...", which
   concerns resuming a fit (the evaluation writes no checkpoint).
 """
@@ -25,7 +25,7 @@ class _DropMessages(logging.Filter):
         return not str(record.msg).startswith(self.starts)
 
 
-_TIPS = _DropMessages("💡 Tip: For seamless cloud logging")
+_TIPS = _DropMessages("💡 Tip: For seamless cloud")  # litlogger, litmodels
 
 
 def quiet_library_noise(subcommand: str | None = None) -> None:

@@ -58,6 +58,8 @@ def assert_one_line(out, *words: str) -> str:
         (["--trainer.max_stepz", "3"], ["unrecognized arguments", "did you mean --trainer.max_steps?"]),
         (["--model.cell", "transformer"], ["--model.cell", "rnn, gru, lstm", "transformer"]),
         (["--data", "Foo"], ["--data Foo: no such data module", "ShakespeareDataModule"]),
+        (["--trainer.val_check_interval", "0"], ["--trainer.val_check_interval must be > 0", "got 0"]),
+        (["--trainer.max_epochs", "-3"], ["--trainer: `max_epochs` must be a non-negative integer or -1"]),
     ],
 )
 def test_bad_values_are_one_line_naming_the_flag(args, words, shakespeare_path, charlm_main):
@@ -171,8 +173,9 @@ def test_library_noise_is_silenced_and_nothing_else(caplog):
     assert [str(w.message) for w in caught] == ["something the user should see"]
     with caplog.at_level(logging.INFO):
         rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing litlogger")
+        rank_zero_info("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]")
         rank_zero_info("GPU available: False, used: False")
-    assert "litlogger" not in caplog.text and "GPU available" in caplog.text
+    assert "litlogger" not in caplog.text and "litmodels" not in caplog.text and "GPU available" in caplog.text
 
 
 def test_first_screen_of_a_fit_has_no_library_noise(tmp_path, shakespeare_path):
