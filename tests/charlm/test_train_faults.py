@@ -190,6 +190,9 @@ def sigint_default() -> Iterator[None]:
 
 def start_fit(folder: Path, args: list[str], cache: Path) -> subprocess.Popen:
     env = {**os.environ, "CHARLM_CACHE": str(cache), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # not the W&B service of an in-process run of an earlier test: a run killed by the signal would
+    # keep its id "in use" there, and the resumed run could not take it back
+    env.pop("WANDB_SERVICE", None)
     folder.mkdir(parents=True, exist_ok=True)
     with sigint_default():
         return subprocess.Popen([sys.executable, "-m", "charlm", "fit", *args], cwd=folder, env=env,
