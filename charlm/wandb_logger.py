@@ -10,6 +10,7 @@ or logged, and charlm's callbacks skip it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -147,10 +148,17 @@ class WandbLogger(_LightningWandbLogger):
         super().finalize(status)
         if self.resolved_mode == "offline" and self._experiment is not None:
             run_dir = Path(self._experiment.dir).parent
-            parts = list(run_dir.parent.glob(f"offline-run-*-{self._experiment.id}"))
-            if len(parts) > 1:  # a resumed run: one folder per part, uploaded together into one run
-                run_dir = run_dir.parent / f"offline-run-*-{self._experiment.id}"
+            if len(offline_parts(run_dir.parent, self._experiment.id)) > 1:
+                # a resumed run: one folder per part, uploaded together into one run
+                run_dir = run_dir.parent / f"offline-run-*-{self._experiment.id}*"
             tell(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
+
+
+def offline_parts(wandb_dir: Path, run_id: str) -> list[Path]:
+    """The offline folders of one W&B run, oldest first: wandb names each part
+    ``offline-run-<YYYYmmdd_HHMMSS>-<id>``, plus ``-<n>`` when two parts start within one second."""
+    name = re.compile(rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(run_id)}(-\d+)?")
+    return sorted(p for p in wandb_dir.glob(f"offline-run-*-{run_id}*") if name.fullmatch(p.name))
 
 
 def is_enabled(logger: _LightningWandbLogger) -> bool:

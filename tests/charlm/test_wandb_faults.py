@@ -20,7 +20,7 @@ import pytest
 import torch
 import wandb
 
-from charlm.wandb_logger import resolve_mode
+from charlm.wandb_logger import offline_parts, resolve_mode
 from charlm.wandb_probe import probe_server
 from tests.charlm.test_train import small_run, with_callback
 
@@ -206,8 +206,9 @@ def test_a_resumed_fit_logs_into_the_same_wandb_run(env, cli, tmp_path, shakespe
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"W&B: continuing run {run_id}" in out.stderr
     parts = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
-    assert [p.name.rsplit("-", 1)[-1] for p in parts] == [run_id, run_id]  # offline: one folder per part, one id
-    assert f"wandb sync runs/wandb/offline-run-*-{run_id}" in out.stderr  # uploads both into that one run
+    # offline: one folder per part, one id (and a "-1" suffix when both parts started within a second)
+    assert len(parts) == 2 and offline_parts(tmp_path / "runs" / "wandb", run_id) == parts
+    assert f"wandb sync runs/wandb/offline-run-*-{run_id}*" in out.stderr  # uploads both into that one run
 
     steps = []  # the sample table continues: rows at each validation, none repeated, none missing
     for part in parts:
@@ -277,3 +278,13 @@ def test_no_proxy_sends_the_probe_direct(env):
     env.setenv("WANDB_BASE_URL", f"https://127.0.0.1:{port}")
     assert probe_server().startswith(f"the W&B server 127.0.0.1:{port} cannot be reached (ConnectionRefusedError")
     assert proxy.requests == []
+
+
+def test_offline_parts_of_a_run_include_those_started_within_the_same_second(tmp_path):
+    for name in ["offline-run-20261128_124032-1tnje231", "offline-run-20261128_124032-1tnje231-1",
+                 "offline-run-20261128_130000-1tnje231", "offline-run-20261128_124032-1tnje2310",
+                 "offline-run-20261128_124032-other"]:
+        (tmp_path / name).mkdir()
+    assert [p.name for p in offline_parts(tmp_path, "1tnje231")] == [
+        "offline-run-20261128_124032-1tnje231", "offline-run-20261128_124032-1tnje231-1",
+        "offline-run-20261128_130000-1tnje231"]
