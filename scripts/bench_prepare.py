@@ -31,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 import datamodules
 kind, path, cache, batches = sys.argv[1:5]
+module_class = getattr(datamodules, kind)  # imports Lightning (~2 s): not preparation time
 start = time.perf_counter()
-dm = getattr(datamodules, kind)(path=path, cache_dir=cache, **json.loads(sys.argv[5]))
+dm = module_class(path=path, cache_dir=cache, **json.loads(sys.argv[5]))
 dm.prepare_data()
 prepared = time.perf_counter() - start
 if int(batches):
