@@ -9,6 +9,7 @@ Inputs larger than memory are fine: they are streamed twice in chunks and memory
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Literal
@@ -76,7 +77,8 @@ class TextDataModule(CharDataModule):
         listing = hashlib.sha256((self.separator or "").encode())
         for p in paths:
             stat = p.stat()
-            listing.update(f"{p.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            # os.fsencode: a name that is not UTF-8 (b"caf\xe9.txt") round-trips to its own bytes
+            listing.update(os.fsencode(p.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         chunks = files_chunks(paths)
         if self.separator:
             chunks = _joined([files_chunks([p]) for p in paths], self.separator.encode())

@@ -113,3 +113,12 @@ def test_shakespeare_local_copy_is_used_as_is(tmp_path: Path):
     (tmp_path / "input.txt").write_bytes(b"not shakespeare at all\n" * 200)
     dm = ShakespeareDataModule(path=str(tmp_path / "input.txt"), cache_dir=str(tmp_path / "c"), **SMALL)
     assert corpus_bytes(dm) == b"not shakespeare at all\n" * 200  # a local copy is not checked against the sha256
+
+
+# --- file names that are not UTF-8 (a Latin-1 name from an old archive) --------------------------
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path: Path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name\n" * 200)
+    dm = TextDataModule(path=f"{folder}/*", cache_dir=str(tmp_path / "c"), **SMALL)
+    assert corpus_bytes(dm) == b"latin-1 name\n" * 200
