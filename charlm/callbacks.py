@@ -36,7 +36,9 @@ class InterruptCheckpoint(L.Callback):
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
         path = Path(folder or trainer.default_root_dir) / f"{self.filename}.ckpt"
         try:
-            trainer.save_checkpoint(path)  # atomic: charlm.checkpoint_io (temp file beside it, os.replace)
+            # atomic: charlm.checkpoint_io (temp file beside it, os.replace); weights_only=False said
+            # outright, or Lightning logs "`weights_only` was not set" under the resume line
+            trainer.save_checkpoint(path, weights_only=False)
         except OSError as err:  # e.g. the disk is full: report it, and let the exception that stopped training through
             rank_zero_warn(f"charlm: could not save {path}: {err.strerror or err}")
             return

@@ -100,9 +100,10 @@ def test_resume_from_an_interrupted_validation_redoes_it(tmp_path, shakespeare_p
 
 
 # --- Ctrl-C is acted on wherever it lands -----------------------------------------------------------
-def test_ctrl_c_inside_a_finalizer_still_stops_training(tmp_path, shakespeare_path):
+def test_ctrl_c_inside_a_finalizer_still_stops_training(tmp_path, shakespeare_path, caplog):
     """Python loses a KeyboardInterrupt raised inside a finalizer; charlm's handler only records the
-    Ctrl-C and stops at the next batch start, so it cannot be lost."""
+    Ctrl-C and stops at the next batch start, so it cannot be lost. What it prints is the resume
+    line, without Lightning's "`weights_only` was not set" chatter."""
     args = ["--trainer.max_steps", "40", "--trainer.limit_val_batches", "2", *CSV_ONLY,
             *with_callback("tests.helpers.SigintInFinalizer", step=7)]
     before = signal.getsignal(signal.SIGINT)
@@ -114,6 +115,8 @@ def test_ctrl_c_inside_a_finalizer_still_stops_training(tmp_path, shakespeare_pa
         signal.signal(signal.SIGINT, before)
     saved = next(tmp_path.rglob("interrupted.ckpt"))
     assert torch.load(saved, weights_only=True)["global_step"] == 7  # stopped before step 8
+    assert "resume with --ckpt_path runs/lightning_logs/version_0/checkpoints/interrupted.ckpt" in caplog.text
+    assert "weights_only" not in caplog.text
 
 
 # --- 16-true is refused ----------------------------------------------------------------------------
