@@ -23,6 +23,7 @@ from charlm.lit import CharLM
 from charlm.model_size import check_training_size
 from charlm.parse_errors import OneLineErrors
 from charlm.quiet import quiet_library_noise
+from charlm.resume_folder import continue_run_folder
 from charlm.run_config import RunConfig, resume_wandb_run
 from charlm.run_folders import check_run_folders, follow_root_dir
 from charlm.wandb_logger import check_logger_config
@@ -102,11 +103,13 @@ class CharLMCLI(LightningCLI):
             if str(getattr(logger, "class_path", "")).endswith("CSVLogger") and logger.init_args.get("name") is None:
                 logger.init_args.name = corpus
         # W&B and the run folders: loggers with an empty save_dir follow default_root_dir; every folder the
-        # run writes is checked now, not at the first checkpoint; a resumed fit continues its W&B run
+        # run writes is checked now, not at the first checkpoint; a resumed fit continues its run folder
+        # (runs/<corpus>/version_N, when the checkpoint is in it) and its W&B run
         follow_root_dir(config.trainer)
         check_run_folders(config.trainer)
         check_logger_config(config.trainer)
         if self.subcommand == "fit":
+            continue_run_folder(config)
             resume_wandb_run(config)
         # before the corpus is prepared or anything allocated: the devices exist, the model fits
         check_accelerator(config.trainer.accelerator, config.trainer.devices)

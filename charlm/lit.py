@@ -23,7 +23,7 @@ from charlm.faults import (
 )
 from charlm.metrics import BitsPerByte
 from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device
-from charlm.resume import redo_interrupted_validation
+from charlm.resume import count_logged_steps_once, redo_interrupted_validation
 from datamodules.streams import IGNORE
 from datamodules.vocab import Vocabulary
 
@@ -213,6 +213,7 @@ class CharLM(L.LightningModule):
             raise ValueError("The checkpoint's weights are not finite (NaN or infinity): its run diverged. "
                              "Use an earlier checkpoint of that run, or train again with a lower --model.lr.")
         redo_interrupted_validation(checkpoint)  # before Lightning restores its loops from the same dict
+        count_logged_steps_once(checkpoint, self._trainer.accumulate_grad_batches if self._trainer else 1)
         state = checkpoint.get("charlm", {})
         hidden, world = state.get("train_hidden"), state.get("world_size", 1)
         rank, my_world = (self._trainer.global_rank, self._trainer.world_size) if self._trainer else (0, 1)

@@ -6,7 +6,8 @@ the evaluation hidden state are not in the checkpoint. Left alone, Lightning 2.6
 rest of that validation (when the interrupt came between two batches) or runs only the batches
 its counter has left, from the start of the streams (when it came inside a step): a val/bpc of
 the first few batches, and a "best" checkpoint named after it. So the validation is redone from
-its first batch.
+its first batch. And a checkpoint written between two training batches (Ctrl-C) would have every
+later row logged one step late (``count_logged_steps_once``).
 
 Lightning's levers (lightning/pytorch/loops/evaluation_loop.py and training_epoch_loop.py): when
 the validation loop's ``total`` counters read ``started == ready``, ``processed == started - 1``,
@@ -45,3 +46,33 @@ def redo_interrupted_validation(checkpoint: dict[str, Any]) -> bool:
         done = total["completed"]
         progress["total"] = {"ready": done, "started": done, "processed": done, "completed": done}
     return unfinished
+
+
+TRAIN_PROGRESS = "epoch_loop.batch_progress"
+TRAIN_STATE = "epoch_loop.state_dict"
+
+
+def count_logged_steps_once(checkpoint: dict[str, Any], accumulate_grad_batches: int = 1) -> bool:
+    """Rewrite ``checkpoint["loops"]`` in place so that a run resumed from a checkpoint written
+    between two training batches (Ctrl-C acts at a batch start; a crash inside a training step)
+    logs its metrics at the steps an uninterrupted run would. Returns whether it changed anything.
+
+    Lightning's logging step (``_batches_that_stepped``) counts optimizer steps and is incremented
+    after each batch; on restart Lightning adds 1 more unless the training counters read "last batch
+    completed", assuming the file was written before that increment (true of a checkpoint from
+    ``on_train_batch_end`` or a validation). From a batch start it was already counted: resumed, every
+    row would be logged one step late (the validation after step 30 as 30, not 29) and one training
+    row skipped. So the count is lowered by the 1 that Lightning adds.
+    """
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    progress, state = loops.get(TRAIN_PROGRESS), loops.get(TRAIN_STATE)
+    if not progress or not state or not state.get("_batches_that_stepped"):
+        return False
+    total, current = progress["total"], progress["current"]
+    batch_undone = total["ready"] > total["completed"] and total["processed"] == total["completed"]
+    # Lightning's increment on restart, TrainingEpochLoop.reset: when the batch in hand would step the optimizer
+    steps_now = current["ready"] % max(1, accumulate_grad_batches) == 0 or progress.get("is_last_batch", False)
+    if not (batch_undone and steps_now):
+        return False
+    state["_batches_that_stepped"] -= 1
+    return True

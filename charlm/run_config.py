@@ -30,13 +30,23 @@ class RunConfig(SaveConfigCallback):
         log_dir = run_log_dir(trainer)  # rank 0 only here: trainer.log_dir would hang under DDP
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
-            (log_dir / self.config_filename).write_text(text)
+            (log_dir / self._filename(trainer, log_dir, text)).write_text(text)
         for logger in wandb_loggers(trainer):  # not a disabled one: it has no run folder
             run = logger.experiment
             run.config.update(yaml.safe_load(text), allow_val_change=True)
             # not config.yaml: W&B keeps its own run config under that name in the same folder
             (Path(run.dir) / "charlm-config.yaml").write_text(text)
             self.wandb_run_id = self.wandb_run_id or run.id
+
+    def _filename(self, trainer: L.Trainer, log_dir: Path, text: str) -> str:
+        # a fit continuing its run folder (charlm.resume_folder) keeps the run's own config.yaml and
+        # writes what the resumed part ran with beside it (its ckpt_path, version, ... differ)
+        step = next((logger.continue_from_step for logger in trainer.loggers
+                     if getattr(logger, "continue_from_step", None) is not None), None)
+        original = log_dir / self.config_filename
+        if step is None or not original.is_file() or original.read_text() == text:
+            return self.config_filename
+        return f"{Path(self.config_filename).stem}-resume-step{step}{Path(self.config_filename).suffix}"
 
     def state_dict(self) -> dict[str, Any]:
         # written by rank 0, where save_config ran

@@ -8,6 +8,9 @@ found. Under DDP only rank 0 samples; the other ranks go on and meet it at the n
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -16,6 +19,33 @@ from charlm.sampling import Utf8Stream, check_sampling_args, generate
 from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]
+SAMPLES_FILE = "samples.jsonl"  # in the run's log folder: one JSON object (COLUMNS) per line
+
+
+def drop_rows_after(path: Path, step: int) -> None:
+    """Rewrite the samples file ``path`` without its rows of ``global_step > step`` (atomically: a temp
+    file in the same folder, fsynced, renamed over it); untouched when there are none."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+    def after(line: str) -> bool:
+        try:
+            return json.loads(line)["global_step"] > step
+        except (ValueError, KeyError, TypeError):
+            return False  # a line cut short by a kill, or not ours: kept as it is
+
+    kept = [line for line in lines if not after(line)]
+    if len(kept) == len(lines):
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class SampleText(L.Callback):
@@ -59,6 +89,13 @@ class SampleText(L.Callback):
                 pl_module.vocab.encode(prompt.encode())
             except ValueError as err:
                 raise ValueError(f"SampleText prompt {prompt!r}: {err}") from None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a fit resumed in its own run folder (charlm.resume_folder) appends to the samples.jsonl
+        # there: first drop the rows of steps after the checkpoint's, which it samples again
+        log_dir = run_log_dir(trainer) if trainer.is_global_zero and trainer.global_step > 0 else None
+        if log_dir is not None and (log_dir / SAMPLES_FILE).is_file():
+            drop_rows_after(log_dir / SAMPLES_FILE, trainer.global_step)
 
     # --- when ---------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
@@ -114,7 +151,7 @@ class SampleText(L.Callback):
         log_dir = run_log_dir(trainer)
         if log_dir is None:
             return
-        path = log_dir / "samples.jsonl"
+        path = log_dir / SAMPLES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             for row in rows:

@@ -1,0 +1,123 @@
+"""Lightning's CSVLogger, able to continue a run's ``metrics.csv`` when a fit resumes in its folder.
+
+Lightning's writer deletes the ``metrics.csv`` it finds in its folder ("Previous log files in this
+directory will be deleted"), so a resumed fit that continues its run folder (``charlm.resume_folder``)
+would lose every row logged before the interrupt. This one keeps them, adopts the file's header,
+and drops the rows logged after the checkpoint was written (the resumed fit logs those steps again).
+Every rewrite of the file is atomic: a temp file in the same folder, fsynced, renamed over it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+
+def _step(row: dict[str, str]) -> int | None:
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None
+
+
+def write_rows_atomically(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
+    """Replace the CSV file ``path`` by ``fieldnames`` and ``rows``; a kill mid-write leaves the old file whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ContinuingWriter(ExperimentWriter):
+    """Lightning's metrics writer; with ``continue_from_step`` it continues an existing ``metrics.csv``."""
+
+    def __init__(self, log_dir: str, continue_from_step: int | None = None) -> None:
+        self.continue_from_step = continue_from_step
+        super().__init__(log_dir=log_dir)  # calls _check_log_dir_exists
+
+    def _check_log_dir_exists(self) -> None:
+        if self.continue_from_step is None:
+            super()._check_log_dir_exists()  # a new run: Lightning's (an old metrics.csv is replaced)
+        elif os.path.isfile(self.metrics_file_path):
+            self._keep_rows_before(self.continue_from_step)
+
+    def _keep_rows_before(self, step: int) -> None:
+        # Lightning logs step s while doing optimizer step s + 1 (its learning rate at the batch start,
+        # its loss, the validation after it), so a checkpoint of global step N holds rows 0 .. N - 1
+        path = Path(self.metrics_file_path)
+        with open(path, newline="") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+        kept = [row for row in rows if (_step(row) is None or _step(row) < step)]
+        self.metrics_keys = header  # later saves append under it (or widen it, as Lightning does)
+        if len(kept) < len(rows) and header:
+            # DictReader gives None for the missing fields of a row cut short by a kill: write them empty
+            write_rows_atomically(path, header, [{k: ("" if v is None else v) for k, v in row.items() if k in header}
+                                                 for row in kept])
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        # Lightning rewrites the whole file in place when a new metric appears: atomically here
+        path = Path(self.metrics_file_path)
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        write_rows_atomically(path, fieldnames, [{k: ("" if v is None else v) for k, v in row.items() if k in fieldnames}
+                                                 for row in rows])
+
+
+class ResumableCSVLogger(_LightningCSVLogger):
+    """Lightning's CSVLogger (``metrics.csv`` and ``hparams.yaml`` in ``save_dir/name/version_N``)
+    that can continue the ``metrics.csv`` of a resumed run instead of deleting it."""
+
+    def __init__(
+        self,
+        save_dir: _PATH,
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        prefix: str = "",
+        flush_logs_every_n_steps: int = 100,
+        continue_from_step: int | None = None,
+    ) -> None:
+        """
+        Args:
+            save_dir: folder holding the runs (``""`` in charlm's config: ``--trainer.default_root_dir``).
+            name: subfolder of this experiment (null in charlm's config: named after the corpus).
+            version: the run's folder, ``version_<N>`` for an int N or the string itself; None: the next
+                free ``version_<N>`` (``fit --ckpt_path`` of a checkpoint in a run's own
+                ``checkpoints/`` folder sets it to that run's N).
+            prefix: put at the beginning of every metric name.
+            flush_logs_every_n_steps: how often rows are written to disk.
+            continue_from_step: keep the ``metrics.csv`` already in the run folder and append to it,
+                first dropping its rows of steps >= this (logged after the checkpoint the fit resumes
+                from, and logged again by it). ``fit --ckpt_path`` sets it to the checkpoint's global
+                step along with ``version``. None: a new ``metrics.csv`` (an old one is replaced).
+        """
+        super().__init__(save_dir, name=name, version=version, prefix=prefix,
+                         flush_logs_every_n_steps=flush_logs_every_n_steps)
+        self.continue_from_step = continue_from_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ContinuingWriter:
+        """The metrics writer (rank 0 only; created on first use)."""
+        if self._experiment is not None:
+            return self._experiment
+        self._fs.makedirs(self.root_dir, exist_ok=True)
+        self._experiment = ContinuingWriter(self.log_dir, self.continue_from_step)
+        return self._experiment
