@@ -37,6 +37,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _dispatch() -> None:
+    from charlm.parse_errors import check_config_files
+
+    check_config_files(sys.argv[1:])  # before jsonargparse, whose reports of a broken file do not name it
     if len(sys.argv) > 1 and sys.argv[1] in CHECKPOINT_COMMANDS:
         from charlm.commands import run_command  # no Lightning import: half the start-up time
 

@@ -85,6 +85,43 @@ def _suggestion(message: str, options: list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Raise ValueError naming a ``--config`` file that is not UTF-8 text or not a YAML mapping.
+
+    jsonargparse reports these as "Problems parsing config: while parsing a flow node", "Unexpected
+    config: hello" or a bare UnicodeDecodeError, none naming the file. Values that are not existing
+    files (inline YAML, a missing path) are left to jsonargparse, which already words those well.
+    """
+    import yaml  # PyYAML, as jsonargparse reads configs with it
+
+    values = [b for a, b in zip(argv, argv[1:]) if a in ("--config", "-c")]
+    values += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for value in values:
+        if not os.path.isfile(value):
+            continue
+        with open(value, "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"--config {value}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
+                             f"save it as UTF-8.") from None
+        try:
+            settings = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"--config {value}: not valid YAML: {problem}{where}.") from None
+        if settings is None:  # empty, or comments only: jsonargparse says "Unexpected config: "
+            raise ValueError(f"--config {value}: holds no settings; write some (e.g. 'trainer: {{max_steps: 100}}', "
+                             f"or '{{}}' for none) or leave --config out.")
+        if not isinstance(settings, dict):
+            shown = text.strip().splitlines()[0][:40]
+            raise ValueError(f"--config {value}: holds {shown!r}, not a mapping of settings such as "
+                             f"'trainer: {{max_steps: 100}}' (see `charlm fit --print_config`).")
+
+
 class OneLineErrors:
     """Mixin for jsonargparse parsers: ``error`` prints one line and exits 2."""
 

@@ -220,3 +220,20 @@ def test_fit_without_a_config_reads_the_packaged_defaults(charlm_main, tmp_path)
     assert with_cli_yaml.stdout == out.stdout  # cli.yaml adds nothing: one source of truth
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert DEFAULTS.name in package_data["charlm"] and DEFAULTS.parent.name == "charlm" and DEFAULTS.is_file()
+
+
+# --- a --config file that is not a YAML mapping of settings --------------------------------------
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"trainer: [\n", ["--config bad.yaml: not valid YAML", "line 2"]),
+        (b"\xff\xfe", ["--config bad.yaml: not UTF-8 text", "byte 0xff"]),
+        (b"hello\n", ["--config bad.yaml", "not a mapping of settings", "trainer:"]),
+        (b"# only a comment\n", ["--config bad.yaml: holds no settings", "leave --config out"]),
+    ],
+    ids=["syntax", "not-utf8", "scalar", "empty"],
+)
+@pytest.mark.parametrize("command", ["fit", "sample"])
+def test_a_config_file_that_is_not_yaml_settings_is_one_line_naming_it(content, words, command, tmp_path, charlm_main):
+    (tmp_path / "bad.yaml").write_bytes(content)
+    assert_one_line(charlm_main(command, "--config", "bad.yaml"), *words)
