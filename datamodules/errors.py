@@ -49,6 +49,13 @@ def cache_write_error(path: Path | str, err: OSError) -> CacheWriteError:
             f"for it); nothing half-written was kept. Free some space there, or point the cache at another "
             f"disk with {where}."
         )
+    if err.errno == errno.ENOTDIR:  # --data.cache_dir (or a folder under it) is a file
+        blocker = next((p for p in Path(path).parents if p.is_file()), None)
+        if blocker is not None:
+            return CacheWriteError(
+                f"Could not write {path}: {blocker} is a file, not a folder. "
+                f"Point the cache at a folder with {where}, or move that file away."
+            )
     return CacheWriteError(
         f"Could not write {path} ({type(err).__name__}: {err.strerror or err}). "
         f"Make that folder writable, or point the cache elsewhere with {where}."

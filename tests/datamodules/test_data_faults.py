@@ -122,3 +122,15 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path: Path):
     (folder / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name\n" * 200)
     dm = TextDataModule(path=f"{folder}/*", cache_dir=str(tmp_path / "c"), **SMALL)
     assert corpus_bytes(dm) == b"latin-1 name\n" * 200
+
+
+# --- a cache_dir that is (or lies under) a file -------------------------------------------------
+def test_a_cache_dir_that_is_a_file_says_so(tmp_path: Path):
+    (tmp_path / "c.txt").write_bytes(b"some text\n" * 500)
+    (tmp_path / "afile").write_bytes(b"")
+    dm = TextDataModule(path=str(tmp_path / "c.txt"), cache_dir=str(tmp_path / "afile"), **SMALL)
+    with pytest.raises(Exception) as caught:
+        dm.prepare_data()
+    message = str(caught.value)
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in message and "--data.cache_dir" in message
+    assert "writable" not in message
