@@ -71,7 +71,11 @@ class CharRNN(nn.Module):
         """
         if hidden is None:
             hidden = self.initial_hidden(tokens.shape[0], tokens.device)
-        x = self.embed(tokens)  # (N, E)
+        # the recurrence in its weights' dtype, as in forward (bf16-true / 64-true weights; a float32
+        # hidden state from initial_hidden or a caller would not multiply with them)
+        dtype = self.rnn.weight_hh_l0.dtype
+        hidden = _cast(hidden, dtype)
+        x = self.embed(tokens).to(dtype)  # (N, E)
         hs, cs = [], []
         for layer in range(self.num_layers):
             weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]

@@ -129,6 +129,17 @@ def test_fp16_true_is_refused_with_one_line(charlm_main, shakespeare_path):
     assert not list(Path().rglob("*.ckpt")) and not list(Path().rglob("offline-run-*"))  # refused before anything ran
 
 
+# --- the precisions the 16-true message recommends do train, callbacks and all --------------------
+@pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
+def test_true_precisions_other_than_fp16_train_with_the_default_callbacks(precision, charlm_main, shakespeare_path):
+    """The sample and neuron-page callbacks step the model one byte at a time (CharRNN.step),
+    whose hidden state must follow the weights' dtype (was: "mat1 and mat2 must have the same dtype")."""
+    done = charlm_main(*small_run(shakespeare_path, "--trainer.precision", precision, "--trainer.max_steps", "3",
+                                  "--trainer.limit_val_batches", "2", "--model.warmup_steps", "1", *CSV_ONLY))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(Path().rglob("neurons/step-3.html")) and list(Path().rglob("last.ckpt"))
+
+
 # --- a diverged run stops, exit 2, and never records NaN ------------------------------------------
 def test_diverged_run_stops_with_one_line_and_keeps_good_checkpoints(charlm_main, shakespeare_path):
     good = charlm_main(*small_run(shakespeare_path, "--trainer.max_steps", "10", "--trainer.val_check_interval", "10",
