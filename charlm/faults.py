@@ -50,6 +50,22 @@ def refuse_untrainable_precision(trainer: L.Trainer) -> None:
         )
 
 
+def refuse_untrainable_settings(trainer: L.Trainer) -> None:
+    """--trainer values Lightning accepts but that cannot train: a negative gradient_clip_val
+    (torch's clip_grad_norm_ scales the gradients by max_norm / norm, so they flip sign and the run
+    climbs the loss), accumulate_grad_batches or check_val_every_n_epoch < 1 (ZeroDivisionError
+    mid-epoch)."""
+    if trainer.state.fn != "fit":
+        return
+    clip = trainer.gradient_clip_val
+    if clip is not None and not float(clip) >= 0:
+        raise ValueError(f"--trainer.gradient_clip_val must be >= 0 (0: no clipping; null: --model.grad_clip's), got {clip}")
+    for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
+        value = getattr(trainer, name)
+        if value is not None and not value >= 1:
+            raise ValueError(f"--trainer.{name} must be a positive integer, got {value}")
+
+
 def weights_finite(module: torch.nn.Module) -> bool:
     """Whether every parameter of ``module`` is finite (one device sync)."""
     flags = [torch.isfinite(p).all() for p in module.parameters()]

@@ -19,6 +19,7 @@ from charlm.faults import (
     diverged_message,
     divergence,
     refuse_untrainable_precision,
+    refuse_untrainable_settings,
     weights_finite,
 )
 from charlm.metrics import BitsPerByte
@@ -93,6 +94,7 @@ class CharLM(L.LightningModule):
         # Lightning asks for these on every process before any logger starts: the earliest point
         # that sees the trainer, so a precision that cannot train is refused before anything runs
         refuse_untrainable_precision(self.trainer)
+        refuse_untrainable_settings(self.trainer)
         return [FitGuard()]  # Ctrl-C at a safe point, exit 143 on SIGTERM, stop on a non-finite loss
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
@@ -178,7 +180,10 @@ class CharLM(L.LightningModule):
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning calls this after unscaling AMP gradients; --trainer.gradient_clip_val still wins if set
         clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
-        if clip:
+        algorithm = str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower()
+        if clip and algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.parameters(), clip)  # --trainer.gradient_clip_algorithm value
+        elif clip:
             torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
 
     # --- checkpoints carry the vocabulary, the carried hidden state and the dropout RNG -------------

@@ -129,6 +129,39 @@ def test_fp16_true_is_refused_with_one_line(charlm_main, shakespeare_path):
     assert not list(Path().rglob("*.ckpt")) and not list(Path().rglob("offline-run-*"))  # refused before anything ran
 
 
+# --- Trainer values Lightning accepts but that cannot train ----------------------------------------
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        # torch's clip_grad_norm_ scales the gradients by max_norm / norm: a negative max_norm flips
+        # them, and the run silently climbs the loss instead of descending it
+        ("--trainer.gradient_clip_val", "-1", ["--trainer.gradient_clip_val must be >= 0", "got -1"]),
+        ("--trainer.accumulate_grad_batches", "0", ["--trainer.accumulate_grad_batches must be a positive integer"]),
+        ("--trainer.check_val_every_n_epoch", "0", ["--trainer.check_val_every_n_epoch must be a positive integer"]),
+    ],
+)
+def test_trainer_values_that_cannot_train_are_one_line(flag, value, words, charlm_main, shakespeare_path):
+    done = charlm_main(*small_run(shakespeare_path, flag, value, "--trainer.max_steps", "3", *CSV_ONLY))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("charlm: error: ") and all(word in last for word in words), last
+    assert not list(Path().rglob("*.ckpt"))  # refused before training
+
+
+def test_gradient_clip_algorithm_value_clips_each_gradient(tmp_path, shakespeare_path):
+    """--trainer.gradient_clip_algorithm value was silently treated as norm clipping."""
+    cli = run_in(tmp_path, small_run(shakespeare_path, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "2",
+                                     *CSV_ONLY))
+    params = list(cli.model.parameters())
+    for p in params:
+        p.grad = torch.ones_like(p)
+    cli.model.configure_gradient_clipping(None, 1e-3, "value")
+    assert all(torch.equal(p.grad, torch.full_like(p, 1e-3)) for p in params)  # each clamped, none rescaled
+    cli.model.configure_gradient_clipping(None, 1e-3, "norm")
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    assert norm == pytest.approx(1e-3, rel=1e-3)
+
+
 # --- the precisions the 16-true message recommends do train, callbacks and all --------------------
 @pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
 def test_true_precisions_other_than_fp16_train_with_the_default_callbacks(precision, charlm_main, shakespeare_path):
