@@ -228,7 +228,21 @@ def check_out(out: str, name: str = "--out") -> Path:
 
 def write_page(target: Path, page: str) -> Path:
     """Write to a temporary file beside ``target``, then rename: an existing page is never left
-    half-written, and a failed write leaves no temporary file behind."""
+    half-written, and a failed write leaves no temporary file behind.
+
+    A name that is not a regular file (``/dev/stdout``, a FIFO, a device) is written through, as
+    a rename would put a file in its place; a symlink keeps pointing at the page it names."""
+    if target.exists() and not target.is_file():  # exists() and is_file() follow links
+        try:
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(page)
+        except OSError as err:
+            if err.filename is None and err.errno is not None:  # a failed write(): name the page
+                raise type(err)(err.errno, err.strerror, str(target)) from err
+            raise
+        return target
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))  # the page it names, renamed over; the link stays
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

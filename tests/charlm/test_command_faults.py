@@ -143,3 +143,33 @@ def test_a_failed_page_write_is_one_line_and_keeps_the_old_page(tiny_checkpoint,
     assert_one_line(out, f"could not write {page}", "ulimit -f")
     assert page.read_text() == "the previous page"
     assert os.listdir(tmp_path) == ["page.html"]  # the temporary file is gone
+
+
+def test_visualize_out_a_pipe_or_a_link_writes_through_it(tiny_checkpoint, tmp_path, shakespeare_path, charlm_main):
+    """--out /dev/stdout, a FIFO or a symlink: the page goes where the name points, and the name
+    stays what it was (the atomic rename used to put a regular file in its place: as root,
+    `--out /dev/full` replaced the device node and reported success)."""
+    import stat
+    import threading
+
+    base = ["visualize", "--ckpt_path", tiny_checkpoint, "--text_file", shakespeare_path, "--max_bytes", "50"]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    out = charlm_main(*base, "--out", fifo)
+    assert out.returncode == 0, out.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the pipe, not a file put in its place
+    reader.join()
+    assert got[0].startswith(b"<!DOCTYPE html>") or b"<html" in got[0][:200]
+
+    real = tmp_path / "pages" / "real.html"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "link.html"
+    link.symlink_to(real)
+    out = charlm_main(*base, "--out", link)
+    assert out.returncode == 0, out.stderr
+    assert link.is_symlink() and "<html" in real.read_text()[:200]
+    assert sorted(os.listdir(tmp_path)) == ["link.html", "pages", "pipe"] and os.listdir(real.parent) == ["real.html"]
