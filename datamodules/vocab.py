@@ -59,12 +59,12 @@ class Vocabulary:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return "the bytes " + ", ".join(describe_byte(b) for b in sorted(missing))
+            return "the bytes " + _first_few([describe_byte(b) for b in sorted(missing)])
         chars = dict.fromkeys(c for c in text if missing.intersection(c.encode()))
-        return "the characters " + ", ".join(
+        return "the characters " + _first_few([
             f"{c!r} (U+{ord(c):04X}, bytes {c.encode().hex(' ')})" if ord(c) > 127 else describe_byte(ord(c))
             for c in chars
-        )
+        ])
 
     def encode(self, data: bytes) -> np.ndarray:
         """Bytes -> uint8 token ids of shape (len(data),). Raises ValueError naming unknown bytes."""
@@ -111,6 +111,13 @@ class Vocabulary:
             return cls.from_json(Path(path).read_bytes().decode())
         except ValueError as err:  # also JSONDecodeError, UnicodeDecodeError
             raise ValueError(f"{path} is not a readable vocabulary ({err}); delete it and run again.") from None
+
+
+def _first_few(names: list[str], shown: int = 8) -> str:
+    """'a, b, c' or, for a binary file's hundreds, 'a, b, ... and 192 more' (one readable line)."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f", ... and {len(names) - shown} more"
 
 
 def describe_byte(b: int) -> str:

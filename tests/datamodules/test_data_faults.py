@@ -134,3 +134,15 @@ def test_a_cache_dir_that_is_a_file_says_so(tmp_path: Path):
     message = str(caught.value)
     assert f"{tmp_path / 'afile'} is a file, not a folder" in message and "--data.cache_dir" in message
     assert "writable" not in message
+
+
+# --- a binary file given as text: the message names a few bytes, not all 200 -----------------------
+def test_unknown_bytes_are_named_briefly():
+    from datamodules.vocab import Vocabulary
+
+    vocab = Vocabulary(tuple(sorted(b"abc \n")))
+    for data in (bytes(range(256)), "".join(map(chr, range(0x400, 0x500))).encode()):  # bytes / characters
+        with pytest.raises(ValueError) as caught:
+            vocab.encode(data)
+        message = str(caught.value)
+        assert len(message) < 400 and "more" in message, message
