@@ -47,6 +47,10 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
+NOT_FINITE = ("the model's outputs are not finite (inf or NaN) although its weights are: weights that large come "
+              "from a run that diverged. Use an earlier checkpoint of that run, or train again with a lower --model.lr.")
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -65,7 +69,12 @@ def sample_next(
     logits = logits.double()  # (N, V); float64: 1e-300 is not 0 there, as it would be in float32
     shifted = logits - logits.max(dim=-1, keepdim=True).values  # (N, V) <= 0, the best is 0
     probs = filter_logits(shifted / temperature, top_k, top_p).softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    try:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    except RuntimeError as err:  # logits inf or NaN midway (the check in generate saw the first step)
+        if "probability tensor" not in str(err):
+            raise
+        raise ValueError(NOT_FINITE) from None
 
 
 @torch.inference_mode()
@@ -87,6 +96,8 @@ def generate(
     step = make_step(model, prompt.shape[0], prompt.device, step_mode)
     logits, hidden = model(prompt)  # (N, P, V)
     last = logits[:, -1]
+    if not torch.isfinite(last).all():  # one device sync per call: weights far too large give inf
+        raise ValueError(NOT_FINITE)
     for _ in range(length):
         token = sample_next(last, temperature, top_k, top_p, generator)
         yield token

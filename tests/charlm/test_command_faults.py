@@ -173,3 +173,16 @@ def test_visualize_out_a_pipe_or_a_link_writes_through_it(tiny_checkpoint, tmp_p
     assert out.returncode == 0, out.stderr
     assert link.is_symlink() and "<html" in real.read_text()[:200]
     assert sorted(os.listdir(tmp_path)) == ["link.html", "pages", "pipe"] and os.listdir(real.parent) == ["real.html"]
+
+
+def test_finite_weights_too_large_to_sample_are_one_line(tiny_checkpoint, tmp_path, charlm_main):
+    """Finite weights (x 1e36) whose outputs are inf: sample said "probability tensor contains
+    either `inf`, `nan` or element < 0" in a traceback."""
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    for name, weights in ckpt["state_dict"].items():
+        if torch.is_floating_point(weights):
+            ckpt["state_dict"][name] = weights * 1e36
+    huge = tmp_path / "huge.ckpt"
+    torch.save(ckpt, huge)
+    out = charlm_main("sample", "--ckpt_path", huge, "--length", "20")
+    assert_one_line(out, "not finite", "earlier checkpoint")
