@@ -13,6 +13,9 @@ whichever callbacks a config lists:
   end and ``InterruptCheckpoint`` saves ``interrupted.ckpt``; the exit status is 143
   (128 + SIGTERM, what a shell reports for a process the signal ended) instead of 0, so
   ``&&`` chains and schedulers see that the run did not finish.
+- **SIGHUP** (the terminal was closed, an ssh session dropped): handled like SIGTERM — stop at the
+  next batch start, save ``interrupted.ckpt``, exit status 129 (128 + SIGHUP) — instead of dying
+  on the spot with everything since the last checkpoint lost. Left alone under ``nohup``.
 - **A loss or weights that are not finite** (a learning rate far too high) stop the run with
   :class:`DivergedError`, a user error (one line, exit 2), before any checkpoint or "best" score
   records them. The check reads the device only on logging steps, before each validation and
@@ -32,6 +35,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM  # 143
+SIGHUP_EXIT_STATUS = 128 + signal.SIGHUP  # 129
+
+
+class HangupStop(SIGTERMException):
+    """The fit was stopped because its terminal went away (SIGHUP); Lightning handles it as SIGTERM."""
 
 
 class DivergedError(ValueError):
@@ -118,8 +126,8 @@ class FitGuard(L.Callback):
 
     def __init__(self) -> None:
         self.sigint_pending = False
-        self._previous_sigint: Any = None
-        self._installed = False
+        self.hangup_pending = False
+        self._previous: dict[int, Any] = {}  # signal -> the handler it had before fit
 
     # --- Ctrl-C ---------------------------------------------------------------------------------
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -129,27 +137,34 @@ class FitGuard(L.Callback):
         self.sigint_pending = True
         os.write(2, b"\ncharlm: Ctrl-C: stopping at the start of the next batch (press again to interrupt at once)\n")
 
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        self.hangup_pending = True  # no message: the terminal that would show it is gone
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning's signal connector saves and restores every handler around fit, so this one is
         # gone again after fit ends, however it ends; on_train_end restores it for the normal path.
-        self.sigint_pending = False
+        self.sigint_pending = self.hangup_pending = False
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set handlers (and only it receives KeyboardInterrupt)
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is signal.SIG_IGN:
-            return  # started with Ctrl-C ignored (nohup, a background job): leave it so
-        self._previous_sigint, self._installed = previous, True
-        signal.signal(signal.SIGINT, self._on_sigint)
+        for signum, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGHUP, self._on_sighup)):
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
+                continue  # started with it ignored (nohup, a background job): leave it so
+            self._previous[signum] = previous
+            signal.signal(signum, handler)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous_sigint)
-            self._installed = False
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _stop_if_asked(self) -> None:
         if self.sigint_pending:
             self.sigint_pending = False
             raise KeyboardInterrupt
+        if self.hangup_pending:
+            self.hangup_pending = False
+            raise HangupStop  # InterruptCheckpoint saves, on_exception sets the exit status
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._stop_if_asked()  # before the batch starts: resuming redoes exactly this batch
@@ -160,9 +175,13 @@ class FitGuard(L.Callback):
 
     # --- SIGTERM --------------------------------------------------------------------------------
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
-            exception.code = SIGTERM_EXIT_STATUS  # a SystemExit: its code becomes the exit status
-            rank_zero_info(f"charlm: stopped by SIGTERM at step {trainer.global_step} (exit status {SIGTERM_EXIT_STATUS}).")
+        if isinstance(exception, SIGTERMException):  # HangupStop included
+            name, status = ("SIGHUP", SIGHUP_EXIT_STATUS) if isinstance(exception, HangupStop) else ("SIGTERM", SIGTERM_EXIT_STATUS)
+            exception.code = status  # a SystemExit: its code becomes the exit status
+            try:
+                rank_zero_info(f"charlm: stopped by {name} at step {trainer.global_step} (exit status {status}).")
+            except OSError:
+                pass  # SIGHUP: the terminal may be gone
 
     # --- divergence -----------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -229,10 +229,12 @@ def sigint_default() -> Iterator[None]:
     KeyboardInterrupt handler, and a Ctrl-C test sees the signal ignored, as a terminal would not.
     """
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # exec resets a handler to the default
+    previous_hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # and under nohup, SIGHUP would be ignored
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
 
 
 def start_fit(folder: Path, args: list[str], cache: Path) -> subprocess.Popen:
@@ -292,3 +294,16 @@ def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume
     resumed = run_in(run, small_run(shakespeare_path, "--trainer.max_steps", str(step + 5), "--trainer.val_check_interval",
                                     "8", "--trainer.limit_val_batches", "8", *CSV_ONLY, "--ckpt_path", str(ckpt)))
     assert resumed.trainer.global_step == step + 5
+
+
+@pytest.mark.slow
+def test_sighup_saves_a_checkpoint_and_exits_129(tmp_path, shakespeare_path, isolated_cache):
+    """Closing the terminal (SIGHUP) must not lose the training since the last checkpoint."""
+    args = small_run(shakespeare_path, "--trainer.max_steps", "100000", *CSV_ONLY)[1:]
+    marker = tmp_path / "started"
+    proc = start_fit(tmp_path / "run", [*args, *with_callback("tests.helpers.TouchAt", step=5, path=marker)], isolated_cache)
+    code, output = signal_when(proc, marker, signal.SIGHUP, 0.1)
+    assert code == 128 + signal.SIGHUP, output[-3000:]
+    assert "stopped by SIGHUP" in output, output[-3000:]
+    (ckpt,) = (tmp_path / "run").rglob("interrupted.ckpt")
+    assert torch.load(ckpt, weights_only=True)["global_step"] >= 5
