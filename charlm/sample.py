@@ -121,7 +121,7 @@ def sample(
     try:
         ids = loaded.vocab.encode(prompt_bytes)
     except ValueError as err:
-        raise ValueError(f"--prompt: {err}") from None
+        raise ValueError(f"{'--prompt_file' if prompt_file is not None else '--prompt'}: {err}") from None
     check_memory(loaded.model, num_samples, len(ids), length, device)
     prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device).expand(num_samples, -1)  # (N, P)
     generator = torch.Generator(device=device)

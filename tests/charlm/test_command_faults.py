@@ -102,6 +102,10 @@ def test_sample_edges_through_the_command(tiny_checkpoint, tmp_path, charlm_main
     }
     for extra, words in cases.items():
         assert_one_line(charlm_main(*base, *extra), *words)
+    unknown = tmp_path / "prompt.bin"
+    unknown.write_bytes(bytes([0xFE, 0x00]))
+    out = charlm_main("sample", "--ckpt_path", tiny_checkpoint, "--prompt_file", unknown, "--device", "cpu")
+    assert_one_line(out, "--prompt_file: ")  # the flag that brought the bytes, not --prompt
 
 
 def test_a_diverged_checkpoint_is_refused_by_name(tiny_checkpoint, tmp_path, charlm_main):
