@@ -10,8 +10,8 @@ Every rewrite of the file is atomic: a temp file in the same folder, fsynced, re
 from __future__ import annotations
 
 import csv
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from charlm.checkpoint_io import write_atomically
 
 
 def _step(row: dict[str, str]) -> int | None:
@@ -30,18 +32,11 @@ def _step(row: dict[str, str]) -> int | None:
 
 def write_rows_atomically(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
     """Replace the CSV file ``path`` by ``fieldnames`` and ``rows``; a kill mid-write leaves the old file whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, lambda file: file.write(text.getvalue().encode("utf-8")))
 
 
 class ContinuingWriter(ExperimentWriter):

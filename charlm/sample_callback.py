@@ -8,13 +8,12 @@ found. Under DDP only rank 0 samples; the other ranks go on and meet it at the n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 from charlm.callbacks import eval_mode, run_log_dir
+from charlm.checkpoint_io import write_atomically
 from charlm.sampling import Utf8Stream, check_sampling_args, generate
 from charlm.wandb_logger import GrowingTable, wandb_loggers
 
@@ -36,16 +35,7 @@ def drop_rows_after(path: Path, step: int) -> None:
     kept = [line for line in lines if not after(line)]
     if len(kept) == len(lines):
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda file: file.write("".join(kept).encode("utf-8")))
 
 
 class SampleText(L.Callback):

@@ -82,3 +82,13 @@ def truncating_http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     folder = tmp_path / "www-truncating"
     folder.mkdir()
     yield from ((folder, url) for url in _serve(folder, _TruncatingHandler))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run ~4x faster on one thread than on a shared, oversubscribed 2-core CPU
+    (``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` in a test module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

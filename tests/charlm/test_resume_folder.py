@@ -8,7 +8,6 @@ import json
 import shutil
 import signal
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -35,13 +34,7 @@ class Scramble(L.Callback):
                     p.add_(torch.randn(p.shape, generator=generator).to(p))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """These tiny models run 4x faster on one thread than on a shared, oversubscribed 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def interrupted_fit(folder: Path, corpus: Path, step: int) -> Path:
