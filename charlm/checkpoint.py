@@ -70,15 +70,24 @@ def check_resume_checkpoint(path: str | Path, arg: str = "--ckpt_path") -> dict[
     return ckpt
 
 
-def check_ckpt_path(ckpt_path: str | Path | None, subcommand: str) -> None:
+def check_ckpt_path(ckpt_path: str | Path | None, subcommand: str, root_dir: str | Path = ".") -> None:
     """Check ``fit/validate/test --ckpt_path`` before Lightning loads it (a traceback for a bad file).
 
-    Lightning's own names ("last", "best", "hpc", "registry...") and URLs are left to Lightning.
+    Lightning's names "last" and "best" are refused: they look in this run's own checkpoint folder,
+    which for a new charlm run (a new ``version_N``) is empty, so ``test --ckpt_path last`` would
+    quietly score an untrained model. "hpc", "registry..." and URLs are left to Lightning.
     """
     if not ckpt_path or "://" in str(ckpt_path):
         return
     name = str(ckpt_path)
-    if (name in ("last", "best", "hpc") or name.lower().startswith("registry")) and not Path(name).exists():
+    if name in ("last", "best") and not Path(name).exists():
+        newest = sorted(Path(root_dir).glob("*/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        example = newest[-1] if newest else Path(root_dir) / "<corpus>/version_N/checkpoints/last.ckpt"
+        raise ValueError(
+            f"--ckpt_path {name}: a new {subcommand} has no checkpoints of its own to pick from (each run gets a "
+            f"new version_N folder); give the checkpoint file, e.g. --ckpt_path {example}"
+        )
+    if (name == "hpc" or name.lower().startswith("registry")) and not Path(name).exists():
         return
     (check_resume_checkpoint if subcommand == "fit" else check_checkpoint_file)(ckpt_path)
 

@@ -80,7 +80,8 @@ class CharLMCLI(LightningCLI):
         # before LightningCLI reads hyperparameters from --ckpt_path (a traceback for a bad file)
         subcommand = self.config.get("subcommand")
         if subcommand:
-            check_ckpt_path(self.config[subcommand].get("ckpt_path"), subcommand)
+            config = self.config[subcommand]
+            check_ckpt_path(config.get("ckpt_path"), subcommand, config.trainer.get("default_root_dir") or ".")
 
     def instantiate_trainer(self, **kwargs):
         try:

@@ -55,3 +55,17 @@ def test_fit_refuses_a_weights_only_checkpoint_that_validate_accepts(charlm_main
                            "(ModelCheckpoint(save_weights_only=True)), so `fit` cannot resume from it; "
                            "`validate`, `test` and `sample` can use it.\n")
     check_ckpt_path(weights_only, "validate")  # no error: evaluating needs only the weights
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("name", ["last", "best"])
+def test_lightnings_last_and_best_are_refused_naming_a_real_file(command, name, charlm_main, tmp_path, shakespeare_path):
+    """Each charlm run gets a new version_N folder, so "last" would find nothing there and `test`
+    would quietly score an untrained model (test/bpc ~6.03, exit 0, before this check)."""
+    earlier = tmp_path / "runs" / "shakespeare" / "version_0" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.touch()
+    done = charlm_main(*small_run(shakespeare_path, "--ckpt_path", name, cmd=command))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith(f"charlm: error: --ckpt_path {name}: a new {command} has no checkpoints"), done.stderr
+    assert "--ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt" in done.stderr, done.stderr
