@@ -6,6 +6,25 @@ Row ``b`` of batch ``k+1`` therefore continues row ``b`` of batch ``k``, so the 
 hidden state across batches. Every rank has the same number of batches, so DDP never waits on a
 rank that ran out.
 
+A training split of 24 bytes ``abcdefghijklmnopqrstuvwx``, 2 processes, B = 2 streams each
+(4 streams of L = 6 bytes), T = 2 steps per batch::
+
+    corpus    a b c d e f | g h i j k l | m n o p q r | s t u v w x
+              stream 0      stream 1      stream 2      stream 3
+              \___ rank 0 (streams 0, 1) _/ \___ rank 1 (streams 2, 3) _/
+
+    rank 0    batch 0     batch 1     (inputs; targets are the same
+    row 0     a b         c d          window shifted one byte right:
+    row 1     g h         i j          a b -> b c, c d -> d e, ...)
+
+    rank 1    batch 0     batch 1
+    row 0     m n         o p
+    row 1     s t         u v
+
+Each stream gives (L - 1) // T = 2 batches, so every input has its target: of stream 0, ``e`` is
+only a target and ``f`` is left over. Row ``b`` of batch 1 continues row ``b`` of batch 0: the hidden state
+after ``a b`` is the one the model needs before ``c d``.
+
 Evaluation: the split is cut into a fixed number of streams that does not depend on the number of
 processes, covering every prediction exactly once (stream lengths differ by at most one; targets
 past a stream's end are ``IGNORE``). Streams are dealt round-robin to ranks, so the summed loss over

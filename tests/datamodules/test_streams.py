@@ -65,3 +65,12 @@ def test_eval_covers_every_prediction_exactly_once(world):
 def test_eval_needs_a_stream_per_process():
     with pytest.raises(ValueError, match="eval_batch_size"):
         EvalStreams(corpus(1000), num_streams=2, seq_len=8, rank=0, world_size=4)
+
+
+def test_the_drawing_in_the_module_docstring():
+    """datamodules/streams.py draws 24 bytes as 2 ranks x 2 streams x 2 batches of T = 2: keep it true."""
+    tokens = torch.tensor(list(b"abcdefghijklmnopqrstuvwx"), dtype=torch.uint8)
+    drawn = {0: [(b"abgh", b"bchi"), (b"cdij", b"dejk")], 1: [(b"mnst", b"notu"), (b"opuv", b"pqvw")]}
+    for rank, batches in drawn.items():
+        got = [(bytes(x.flatten().tolist()), bytes(y.flatten().tolist())) for x, y in TrainStreams(tokens, 2, 2, rank, 2)]
+        assert got == batches, rank
