@@ -7,7 +7,7 @@ import pytest
 
 from charlm.__main__ import run
 
-from tests.charlm.test_train import checkpoint_dir, run_in, small_run
+from tests.cli_runs import checkpoint_dir, run_in, small_run
 from tests.conftest import SHAKESPEARE
 
 

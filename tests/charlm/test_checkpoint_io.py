@@ -27,7 +27,7 @@ from charlm.checkpoint_io import (
     temp_path,
     use_atomic_checkpoints,
 )
-from tests.charlm.test_train import checkpoint_dir, run_in, small_run, with_callback
+from tests.cli_runs import checkpoint_dir, run_in, small_run, with_callback
 from tests.conftest import REPO
 
 # Saves {"version": v, "state_dict": 4 tensors filled with v} over the same file, v = 0, 1, 2, ...,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charlm.checkpoint import check_ckpt_path
-from tests.charlm.test_train import small_run
+from tests.cli_runs import small_run
 
 COMMANDS = ["fit", "validate", "test"]
 

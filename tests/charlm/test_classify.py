@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.charlm.test_train import checkpoint_dir, run_in, small_run
+from tests.cli_runs import checkpoint_dir, run_in, small_run
 from tests.conftest import REPO
 
 STDLIB = Path(os.__file__).parent

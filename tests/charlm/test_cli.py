@@ -8,15 +8,8 @@ import sys
 
 import pytest
 
+from tests.cli_runs import charlm
 from tests.conftest import REPO
-
-
-def charlm(*args: str, cache=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if cache is not None:
-        env["CHARLM_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "charlm", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_fit_help_documents_every_model_argument(charlm_main):

@@ -26,26 +26,11 @@ from charlm.exits import describe_os_error
 from charlm.model import CharRNN
 from charlm.model_size import parameter_count
 from charlm.quiet import quiet_library_noise
+from tests.cli_runs import assert_one_line
 from tests.conftest import REPO
 
 TINY = ["--model.num_layers", "1", "--model.hidden_size", "32", "--model.embedding_dim", "8", "--data.batch_size", "4",
         "--data.seq_len", "16", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("charlm: error:")]
-
-
-def assert_one_line(out, *words: str) -> str:
-    """Exit 2, exactly one error line holding ``words``, and none of jsonargparse's dump around it."""
-    assert out.returncode == 2, out.stderr[-3000:]
-    lines = error_lines(out.stderr)
-    assert len(lines) == 1, out.stderr[-3000:]
-    for word in words:
-        assert word in lines[0], lines[0]
-    for noise in ("Traceback", "usage:", "Given value", "Does not validate", "Subtypes:"):
-        assert noise not in out.stderr, out.stderr[-3000:]
-    return lines[0]
 
 
 # --- 18: validation errors and parse errors ---------------------------------------------------

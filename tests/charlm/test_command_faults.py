@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from charlm.sampling import sample_next
-from tests.charlm.test_cli_faults import assert_one_line
+from tests.cli_runs import assert_one_line
 from tests.conftest import REPO
 
 

@@ -16,7 +16,7 @@ import torch
 
 from datamodules import ShakespeareDataModule
 from datamodules.streams import TrainStreams
-from tests.charlm.test_train import small_run, with_callback
+from tests.cli_runs import small_run, with_callback
 from tests.conftest import REPO
 from tests.helpers import read_metrics
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charlm.model import CharRNN
-from tests.charlm.test_train import run_in, small_run, with_callback
+from tests.cli_runs import run_in, small_run, with_callback
 from tests.helpers import read_metrics
 
 

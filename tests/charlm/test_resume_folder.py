@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.charlm.test_train import run_in, small_run, with_callback
+from tests.cli_runs import run_in, small_run, with_callback
 
 CSV_ONLY = ["--trainer.logger", "charlm.csv_logger.ResumableCSVLogger", "--trainer.logger.save_dir", "runs",  # no W&B start-up
             "--trainer.logger.name", "null"]  # null: named after the corpus

@@ -3,7 +3,7 @@
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from tests.charlm.test_cli import charlm
+from tests.cli_runs import charlm
 
 
 def test_streams_a_seeded_sample_that_continues_the_prompt(tiny_checkpoint):

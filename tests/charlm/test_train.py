@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-from pathlib import Path
 
 import pytest
 import torch
-import wandb
 
-from charlm.cli import main
-from tests.conftest import REPO
+from tests.cli_runs import checkpoint_dir, run_in, small_run, with_callback
 from tests.helpers import read_metrics
-
-
-def small_run(corpus: Path, *extra: str, cmd: str = "fit") -> list[str]:
-    """Arguments for a small, quick run of the shipped cli.yaml (it writes to ./runs)."""
-    return [
-        cmd, "--config", str(REPO / "cli.yaml"), "--data.path", str(corpus),
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.num_layers", "1", "--model.hidden_size", "64", "--model.embedding_dim", "16",
-        "--data.batch_size", "16", "--data.seq_len", "32", *extra,
-    ]
-
-
-def run_in(folder: Path, args: list[str]):
-    """Run the CLI in-process with ``folder`` as the working directory; returns the LightningCLI."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return main(args)
-    finally:
-        os.chdir(cwd)
-        wandb.finish()  # WandbLogger would otherwise reuse this run in the next test
-
-
-def checkpoint_dir(folder: Path, cli) -> Path:
-    return folder / cli.trainer.checkpoint_callback.dirpath  # dirpath is relative to the run's folder
-
-
-def with_callback(class_path: str, **init_args) -> list[str]:
-    args = [f"--trainer.callbacks+={class_path}"]
-    for key, value in init_args.items():
-        args.append(f"--trainer.callbacks.{key}={value}")
-    return args
 
 
 @pytest.mark.slow

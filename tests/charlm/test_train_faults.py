@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.charlm.test_train import run_in, small_run, with_callback
+from tests.cli_runs import run_in, small_run, with_callback
 from tests.conftest import REPO
 from tests.helpers import read_metrics
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.charlm.test_train import run_in, small_run, with_callback
+from tests.cli_runs import run_in, small_run, with_callback
 
 
 @pytest.mark.slow

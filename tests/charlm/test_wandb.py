@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from charlm.sample_callback import COLUMNS, SampleText
-from tests.charlm.test_train import run_in, small_run, with_callback
+from tests.cli_runs import run_in, small_run, with_callback
 
 TEMPERATURES = [0.5, 0.8, 1.0]
 

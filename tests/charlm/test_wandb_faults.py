@@ -22,7 +22,7 @@ import wandb
 
 from charlm.wandb_logger import offline_parts, resolve_mode
 from charlm.wandb_probe import probe_server
-from tests.charlm.test_train import small_run, with_callback
+from tests.cli_runs import small_run, with_callback
 
 # limit_val_batches 2, not 1: Lightning reads 1 as 100%
 TINY = ["--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "2",
