@@ -23,7 +23,7 @@ from charlm.faults import (
     weights_finite,
 )
 from charlm.metrics import BitsPerByte
-from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device
+from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
 from charlm.resume import count_logged_steps_once, redo_interrupted_validation
 from datamodules.streams import IGNORE
 from datamodules.vocab import Vocabulary
@@ -112,7 +112,7 @@ class CharLM(L.LightningModule):
         if batch_idx == 0 or hidden is None or hidden_batch_size(hidden) != x.shape[0]:
             hidden = None  # a new epoch starts every stream from the beginning of the corpus
         elif hidden_device(hidden) != x.device:  # restored from a checkpoint onto another device
-            hidden = tuple(h.to(x.device) for h in hidden) if isinstance(hidden, tuple) else hidden.to(x.device)
+            hidden = map_hidden(lambda h: h.to(x.device), hidden)
         logits, hidden = self.model(x, hidden)  # (B, T, V)
         self._train_hidden = detach_hidden(hidden)  # BPTT stops at the window edge
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # mean nats per byte
@@ -226,7 +226,7 @@ class CharLM(L.LightningModule):
             rank_zero_warn("Resuming on a different number of processes: the carried hidden state restarts.")
             hidden = None
         elif hidden is not None and world > 1:
-            hidden = tuple(h[rank] for h in hidden) if isinstance(hidden, tuple) else hidden[rank]
+            hidden = map_hidden(lambda h: h[rank], hidden)
         self._train_hidden = hidden
         self._restored_rng = state.get("rng")
 

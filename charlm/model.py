@@ -7,6 +7,7 @@ No Lightning here; the loss lives in the LightningModule, so sampling and inspec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Union
 
 import torch
@@ -96,24 +97,30 @@ class CharRNN(nn.Module):
         return (zeros, zeros.clone()) if self.cell == "lstm" else zeros
 
 
+# The hidden state is a tensor (rnn, gru) or an (h, c) tuple (lstm), each (layers, B, H). These two
+# functions are the only places that tell the two apart (word_language_model's repackage_hidden).
+def map_hidden(fn: Callable[[torch.Tensor], torch.Tensor], hidden: Hidden) -> Hidden:
+    """``fn`` applied to every tensor of the state, which keeps its form (tensor or (h, c))."""
+    return tuple(fn(h) for h in hidden) if isinstance(hidden, tuple) else fn(hidden)
+
+
+def hidden_tensors(hidden: Hidden) -> tuple[torch.Tensor, ...]:
+    """The state's tensors: (h,) for rnn and gru, (h, c) for lstm."""
+    return hidden if isinstance(hidden, tuple) else (hidden,)
+
+
 def detach_hidden(hidden: Hidden) -> Hidden:
     """Cut the graph at the window edge: truncated BPTT carries the values, not the gradients."""
-    return tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
+    return map_hidden(torch.Tensor.detach, hidden)
 
 
 def hidden_batch_size(hidden: Hidden) -> int:
-    return _first(hidden).shape[1]
+    return hidden_tensors(hidden)[0].shape[1]
 
 
 def hidden_device(hidden: Hidden) -> torch.device:
-    return _first(hidden).device
+    return hidden_tensors(hidden)[0].device
 
 
 def _cast(hidden: Hidden | None, dtype: torch.dtype) -> Hidden | None:
-    if hidden is None:
-        return None
-    return tuple(h.to(dtype) for h in hidden) if isinstance(hidden, tuple) else hidden.to(dtype)
-
-
-def _first(hidden: Hidden) -> torch.Tensor:
-    return hidden[0] if isinstance(hidden, tuple) else hidden
+    return None if hidden is None else map_hidden(lambda h: h.to(dtype), hidden)

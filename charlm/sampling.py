@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from charlm.model import CharRNN, Hidden
+from charlm.model import CharRNN, Hidden, hidden_tensors, map_hidden
 
 StepMode = Literal["auto", "graph", "cells", "fused"]
 
@@ -148,15 +148,12 @@ class _GraphStep:
 
     def __call__(self, token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         self.token.copy_(token[:, None])
-        if isinstance(self.hidden, tuple):
-            for static, value in zip(self.hidden, hidden):
-                static.copy_(value)
-        else:
-            self.hidden.copy_(hidden)
+        for static, value in zip(hidden_tensors(self.hidden), hidden_tensors(hidden)):
+            static.copy_(value)
         self.graph.replay()
         out = self.out_hidden
         # clones: the next replay overwrites the static outputs
-        return self.logits.clone(), tuple(h.clone() for h in out) if isinstance(out, tuple) else out.clone()
+        return self.logits.clone(), map_hidden(torch.Tensor.clone, out)
 
 
 class Utf8Stream:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.model import CharRNN
+from charlm.model import CharRNN, hidden_tensors
 from charlm.sampling import Utf8Stream
 from charlm.score import drop_unknown
 from datamodules.vocab import Vocabulary
@@ -53,10 +53,10 @@ def trace(model: CharRNN, vocab: Vocabulary, data: bytes) -> Trace:
     with torch.autocast(device.type, enabled=False):
         for token in ids:
             logits, hidden = model.step(token[None], hidden)
-            h = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers, 1, H)
+            h, *c = hidden_tensors(hidden)  # (layers, 1, H) each; c only for an LSTM
             hs.append(h[:, 0].float())
-            if isinstance(hidden, tuple):
-                cs.append(hidden[1][:, 0].float())
+            if c:
+                cs.append(c[0][:, 0].float())
             top = torch.topk(logits[0].float().softmax(-1), min(5, logits.shape[-1]))
             tops.append(top.indices)
             probs.append(top.values)
