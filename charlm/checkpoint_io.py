@@ -33,6 +33,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+from datamodules.cache_files import process_is_gone
+
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 # ".last.ckpt.12345@node7.tmp": the writer's pid and host, so a later run can tell a stale one
 _TEMP = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.tmp$")
@@ -42,16 +44,6 @@ def temp_path(path: Path, pid: int | None = None) -> Path:
     """The temp file for ``path`` written by process ``pid`` (default: this one) on this host:
     beside ``path`` (the same filesystem, so the final rename is atomic)."""
     return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}@{_HOST}.tmp")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
@@ -69,7 +61,7 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
         if not match or match["host"] != _HOST:
             continue
         pid = int(match["pid"])
-        if pid == os.getpid() or _process_alive(pid):
+        if not process_is_gone(pid):  # this process, or another that still runs
             continue
         try:
             (folder / name).unlink()
