@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import sys
 import tempfile
 import textwrap
@@ -83,8 +84,10 @@ def test_kill_9_mid_save_leaves_a_complete_checkpoint_and_the_next_save_removes_
         tmp = temp_path(path, writer.pid)
         # wait until the next save is under way: a growing temp file (ours) or a shrunken last.ckpt
         # (Lightning's copy from a TMPDIR on another filesystem)
+        deadline = time.monotonic() + 120
         while not ((tmp.exists() and tmp.stat().st_size > 2**20) or path.stat().st_size < complete):
             assert writer.poll() is None, "the writer died on its own"
+            assert time.monotonic() < deadline, "no save got under way within 120 s"
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
     finally:
