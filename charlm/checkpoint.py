@@ -33,12 +33,12 @@ def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[st
     with open(path, "rb") as file:
         head = file.read(4)
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
-        raise ValueError(f"{arg}: {path} is not a checkpoint (torch.save writes a zip archive; this file starts with {head!r}).")
+        raise ValueError(f"{arg}: {path} is not a checkpoint (torch.save writes a zip archive; this file starts with {head!r}). Pass a .ckpt file written by `charlm fit`.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: read only what is used
     except Exception as err:  # torch.load raises many kinds for a damaged file  # noqa: BLE001
         why = str(err).split(". ")[0]  # torch's first sentence; the rest is advice about saving
-        raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: {why}.") from None
+        raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: {why}. Use an earlier checkpoint of that run, or train again.") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "vocab" not in hparams or not isinstance(state, dict):
@@ -106,7 +106,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise ValueError(f"{arg}: {Path(path).expanduser()} does not match the architecture its hyperparameters describe: {err}") from None
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # sampling would draw from NaN
-        raise ValueError(f"{arg}: {Path(path).expanduser()} holds weights that are not finite (NaN or infinity): its run "
-                         f"diverged before saving it. Use an earlier checkpoint of that run.")
     return LoadedModel(model.to(device).eval(), vocab, hparams)

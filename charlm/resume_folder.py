@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from charlm.csv_logger import ResumableCSVLogger
 from charlm.run_folders import loggers_of
@@ -72,9 +71,8 @@ def continue_run_folder(config: Any) -> Path | None:
             continue
         args.version, args.continue_from_step = version, checkpoint_step(ckpt_path)
         continued = Path(args.get("save_dir") or ".") / (args.get("name") or "") / f"version_{version}"
-        if rank_zero_only.rank == 0:
-            tell(f"charlm: continuing the run in {continued} from step {args.continue_from_step} "
-                 f"(metrics.csv, samples, neuron pages and checkpoints go on in that folder).")
+        tell(f"charlm: continuing the run in {continued} from step {args.continue_from_step} "  # rank 0 only
+             f"(metrics.csv, samples, neuron pages and checkpoints go on in that folder).")
     if continued is not None:
         # ModelCheckpoint's note on setup; here the folder is meant to be in use
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

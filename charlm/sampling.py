@@ -61,12 +61,13 @@ def sample_next(
     """Draw one token per row. logits: (N, V) -> token ids (N,).
 
     Works for any temperature down to the smallest float: logits are shifted so that the largest is
-    0 and divided in float64, so a tiny temperature sends every other logit to -inf (exp -> 0), never
-    the largest to inf (softmax -> nan); the limit is argmax among the tied best, as it should be.
+    0, so a tiny temperature sends every other logit to -inf (exp -> 0), never the largest to inf
+    (softmax -> nan). A temperature that float32 cannot hold (it would become 0, and 0 / 0 nan) is
+    greedy, its limit. float32 throughout: MPS has no float64, and this runs once per byte.
     """
-    if temperature == 0:
-        return logits.float().argmax(dim=-1)
-    logits = logits.double()  # (N, V); float64: 1e-300 is not 0 there, as it would be in float32
+    logits = logits.float()  # (N, V)
+    if temperature < torch.finfo(torch.float32).tiny:
+        return logits.argmax(dim=-1)
     shifted = logits - logits.max(dim=-1, keepdim=True).values  # (N, V) <= 0, the best is 0
     probs = filter_logits(shifted / temperature, top_k, top_p).softmax(dim=-1)
     try:
