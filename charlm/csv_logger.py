@@ -31,11 +31,14 @@ def _step(row: dict[str, str]) -> int | None:
 
 
 def write_rows_atomically(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
-    """Replace the CSV file ``path`` by ``fieldnames`` and ``rows``; a kill mid-write leaves the old file whole."""
+    """Replace the CSV file ``path`` by ``fieldnames`` and ``rows``; a kill mid-write leaves the old file whole.
+
+    Fields outside ``fieldnames`` are left out; a None (DictReader's value for the missing fields of a
+    row cut short by a kill) is written empty."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=fieldnames)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items() if k in fieldnames} for row in rows)
     write_atomically(path, lambda file: file.write(text.getvalue().encode("utf-8")))
 
 
@@ -63,17 +66,14 @@ class ContinuingWriter(ExperimentWriter):
         kept = [row for row in rows if (_step(row) is None or _step(row) < step)]
         self.metrics_keys = header  # later saves append under it (or widen it, as Lightning does)
         if len(kept) < len(rows) and header:
-            # DictReader gives None for the missing fields of a row cut short by a kill: write them empty
-            write_rows_atomically(path, header, [{k: ("" if v is None else v) for k, v in row.items() if k in header}
-                                                 for row in kept])
+            write_rows_atomically(path, header, kept)
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         # Lightning rewrites the whole file in place when a new metric appears: atomically here
         path = Path(self.metrics_file_path)
         with open(path, newline="") as file:
             rows = list(csv.DictReader(file))
-        write_rows_atomically(path, fieldnames, [{k: ("" if v is None else v) for k, v in row.items() if k in fieldnames}
-                                                 for row in rows])
+        write_rows_atomically(path, fieldnames, rows)
 
 
 class ResumableCSVLogger(_LightningCSVLogger):

@@ -7,12 +7,13 @@ id fits in a uint8, so prepared corpora are one byte per token.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from datamodules.cache_files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,8 @@ class Vocabulary:
             raise ValueError(f"not a vocabulary: {type(err).__name__}: {err}") from None
 
     def save(self, path: Path) -> None:
-        """Write ``vocab.json`` atomically (temp file, then rename; the temp file never stays behind)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(self.to_json())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Write ``vocab.json`` atomically (temp file, fsync, rename; the temp file never stays behind)."""
+        atomic_write(Path(path), self.to_json().encode())
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
