@@ -12,10 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
-import charlm.lr_monitor  # noqa: F401
-import charlm.sample_callback  # noqa: F401
 import charlm.wandb_logger  # noqa: F401
-import charlm.visualize_callback  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
 from charlm.devices import check_accelerator

@@ -7,7 +7,8 @@ No Lightning here; the loss lives in the LightningModule, so sampling and inspec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal, Union
 
 import torch
@@ -124,3 +125,14 @@ def hidden_device(hidden: Hidden) -> torch.device:
 
 def _cast(hidden: Hidden | None, dtype: torch.dtype) -> Hidden | None:
     return None if hidden is None else map_hidden(lambda h: h.to(dtype), hidden)
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode for a callback's look at it, then restore the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -13,7 +13,7 @@ import torch
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 
-from charlm.callbacks import run_log_dir
+from charlm.run_folders import run_log_dir
 from charlm.run_folders import loggers_of
 from charlm.wandb_logger import tell, wandb_loggers
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import lightning as L
 
 ROOT_FLAG = "--trainer.default_root_dir"
 
@@ -73,3 +76,15 @@ def check_run_folders(trainer_config: Any) -> None:
             folders.setdefault(str(Path(dirpath)), "set the ModelCheckpoint's dirpath to a writable folder")
     for folder, advice in folders.items():
         check_writable(folder, advice)
+
+
+def run_log_dir(trainer: L.Trainer) -> Path | None:
+    """The run's own log folder (e.g. runs/shakespeare/version_3), for code that runs on rank 0 only.
+
+    ``trainer.log_dir`` would broadcast from rank 0 and so hang a rank-0-only caller under DDP.
+    """
+    for logger in trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if log_dir:
+            return Path(log_dir)
+    return None

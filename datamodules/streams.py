@@ -1,4 +1,4 @@
-"""Batches of parallel contiguous streams, for truncated backpropagation through time.
+r"""Batches of parallel contiguous streams, for truncated backpropagation through time.
 
 Training (as in char-rnn and torch-rnn): the split is cut into ``world_size * B`` equal streams,
 rank ``r`` owns streams ``r*B .. r*B+B-1``, and batch ``k`` holds steps ``k*T .. k*T+T-1`` of each.

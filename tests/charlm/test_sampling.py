@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from charlm.sample import StopAt
+from charlm.commands.sample import StopAt
 from charlm.model import CharRNN
-from charlm.sampling import Utf8Stream, check_sampling_args, filter_logits, generate, sample_next
+from charlm.generate import Utf8Stream, check_sampling_args, filter_logits, generate, sample_next
 
 
 def test_temperature_zero_is_argmax_and_tiny_temperature_tends_to_it():

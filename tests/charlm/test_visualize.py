@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.visualize import features, rank_neurons, trace, visualize
+from charlm.commands.visualize import visualize
+from charlm.neurons import features, rank_neurons, trace
 
 
 def test_stepwise_activations_equal_the_fused_forward(tiny_checkpoint):

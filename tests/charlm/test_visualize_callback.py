@@ -15,9 +15,9 @@ def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
     passage.write_bytes(shakespeare_path.read_bytes()[-700:])
     args = small_run(shakespeare_path, "--trainer.max_steps", "60", "--trainer.val_check_interval", "20",
                      "--trainer.limit_val_batches", "2", "--trainer.callbacks=[]",
-                     *with_callback("charlm.visualize_callback.VisualizeNeurons", every_n_validations=2,
+                     *with_callback("charlm.callbacks.VisualizeNeurons", every_n_validations=2,
                                     text_file=passage, neuron=3),
-                     *with_callback("charlm.visualize_callback.VisualizeNeurons", key="val_neurons", max_bytes=300,
+                     *with_callback("charlm.callbacks.VisualizeNeurons", key="val_neurons", max_bytes=300,
                                     guesses="false"))
     run_in(tmp_path, args)
 
@@ -55,7 +55,7 @@ def test_bad_settings_fail_before_training(tmp_path, shakespeare_path, init, ext
     (tmp_path / "code.txt").write_text("x = {a: b}")
     key, value = init.split("=")
     args = small_run(shakespeare_path, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", *extra,
-                     "--trainer.callbacks=[]", *with_callback("charlm.visualize_callback.VisualizeNeurons", **{key: value}))
+                     "--trainer.callbacks=[]", *with_callback("charlm.callbacks.VisualizeNeurons", **{key: value}))
     if message is None:
         assert run_in(tmp_path, args).trainer.global_step == 2  # it trained
         return
@@ -68,7 +68,7 @@ def test_without_a_charlm_data_module_it_asks_for_a_text_file(tmp_path):
     import lightning as L
 
     from charlm.lit import CharLM
-    from charlm.visualize_callback import VisualizeNeurons
+    from charlm.callbacks.visualize_neurons import VisualizeNeurons
 
     trainer = L.Trainer(default_root_dir=tmp_path, logger=False)  # e.g. fit(model, train_dataloaders=...)
     with pytest.raises(ValueError, match="give it text_file"):

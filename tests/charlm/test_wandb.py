@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from charlm.sample_callback import COLUMNS, SampleText
+from charlm.callbacks.sample_text import COLUMNS, SampleText
 from tests.cli_runs import run_in, small_run, with_callback
 
 TEMPERATURES = [0.5, 0.8, 1.0]
@@ -61,9 +61,9 @@ def test_sampling_does_not_change_training(tmp_path, shakespeare_path):
     common = ["--trainer.max_steps", "30", "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "2",
               "--model.dropout", "0.3", "--model.num_layers", "2"]
     sampled = run_in(tmp_path / "a", small_run(shakespeare_path, *common,
-                                               *with_callback("charlm.sample_callback.SampleText", every_n_steps=3,
+                                               *with_callback("charlm.callbacks.SampleText", every_n_steps=3,
                                                               length=50, temperatures="[0.0,1.0,2.0]"),
-                                               *with_callback("charlm.visualize_callback.VisualizeNeurons",
+                                               *with_callback("charlm.callbacks.VisualizeNeurons",
                                                               max_bytes=200)))
     assert sum(1 for _ in (tmp_path / "a").glob("runs/shakespeare/version_0/samples.jsonl")) == 1
     assert len(list((tmp_path / "a").glob("runs/shakespeare/version_0/neurons/step-*.html"))) == 3

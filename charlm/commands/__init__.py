@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-FUNCTION_COMMANDS = {"sample": "charlm.sample:sample", "visualize": "charlm.visualize:visualize"}
-ARGPARSE_COMMANDS = {"score": "charlm.score:score_main", "classify": "charlm.score:classify_main"}
+FUNCTION_COMMANDS = {"sample": "charlm.commands.sample:sample", "visualize": "charlm.commands.visualize:visualize"}
+ARGPARSE_COMMANDS = {"score": "charlm.commands.score:score_main", "classify": "charlm.commands.score:classify_main"}
 NAMES = set(FUNCTION_COMMANDS) | set(ARGPARSE_COMMANDS)
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from charlm.callbacks import eval_mode, run_log_dir
+from charlm.model import eval_mode
+from charlm.run_folders import run_log_dir
 from charlm.checkpoint_io import write_atomically
-from charlm.sampling import Utf8Stream, check_sampling_args, generate
+from charlm.generate import Utf8Stream, check_sampling_args, generate
 from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import lightning as L
 
-from charlm.callbacks import eval_mode, run_log_dir
-from charlm.visualize import State, build_page, check_view, read_passage, write_page
+from charlm.model import eval_mode
+from charlm.run_folders import run_log_dir
+from charlm.neuron_page import build_page, read_passage, write_page
+from charlm.neurons import State, check_view
 from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 RANKING_COLUMNS = ["global_step", "feature", "state", "layer", "unit", "r"]

@@ -15,7 +15,7 @@ from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
 from charlm.model import CharRNN
 from charlm.model_size import available_memory, gib
-from charlm.sampling import Utf8Stream, check_sampling_args, generate
+from charlm.generate import Utf8Stream, check_sampling_args, generate
 
 SEEDS = 2**64  # torch.Generator.manual_seed takes [0, 2^64)
 
