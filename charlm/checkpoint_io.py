@@ -5,7 +5,8 @@ final name. When the run folder is on another filesystem (a cluster's shared dis
 ``/tmp``) that move is a copy: a kill during it leaves a truncated ``last.ckpt`` where the good one
 was, and a full disk leaves a short file under the final name. Here every checkpoint is written to
 a temp file *in its own folder*, fsynced, and ``os.replace``d onto its name (atomic on POSIX), and
-the folder is fsynced so the rename survives a power cut.
+the folder is fsynced so the rename survives a power cut (datamodules.atomic_files, charlm's one
+atomic writer).
 
 ``use_atomic_checkpoints(trainer)`` installs this for a whole Trainer (``charlm.cli`` calls it for
 every Trainer it builds): the strategy's ``CheckpointIO`` (``ModelCheckpoint``'s best and last,
@@ -33,6 +34,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+from datamodules.atomic_files import atomic_replace, fsync_dir
 from datamodules.cache_files import process_is_gone
 
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
@@ -71,20 +73,6 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where directories cannot be fsynced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # e.g. EINVAL on filesystems that do not support it
-        pass
-    finally:
-        os.close(fd)
-
-
 class _Writer:
     """A binary file that remembers the OSError of a failed write: torch.save reports it as a
     RuntimeError ("unexpected pos ..."), which says nothing about the disk being full."""
@@ -115,26 +103,22 @@ def write_atomically(path: _PATH, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)
     existed = path.exists()
-    tmp = temp_path(path)
-    writer = None
+    writer: _Writer | None = None
+
+    def write_through(file: BinaryIO) -> None:
+        nonlocal writer
+        writer = _Writer(file)
+        write(writer)  # type: ignore[arg-type]
+
     try:
-        with open(tmp, "wb") as file:
-            writer = _Writer(file)
-            write(writer)  # type: ignore[arg-type]
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit: as they are
-            raise
+        atomic_replace(path, write_through, temp_path(path))  # KeyboardInterrupt, SystemExit: as they are
+    except Exception as err:
         cause = writer.error if writer is not None and writer.error is not None else err
         if isinstance(cause, OSError):
             reason = os.strerror(cause.errno) if cause.errno else str(cause)
             kept = f"the previous {path.name} is unchanged" if existed else "no partial file was left"
             raise OSError(cause.errno or errno.EIO, f"{reason}; {kept}", str(path)) from err
         raise
-    fsync_dir(path.parent)
 
 
 def link_atomically(target: _PATH, link: _PATH) -> None:

@@ -23,7 +23,26 @@ def no_cuda_reason() -> str:
     """Why there is no CUDA device, as far as torch can tell."""
     if torch.version.cuda is None:
         return f"this torch ({torch.__version__}) is a CPU-only build"
-    return f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, but finds no GPU (driver? CUDA_VISIBLE_DEVICES?)"
+    return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, but finds no GPU "
+            f"(driver? CUDA_VISIBLE_DEVICES?)")
+
+
+# --- the messages, one place each: resolve_device and check_accelerator refuse the same things ----
+def _use_instead(flag: str) -> str:
+    return f"Use {flag} cpu, or auto (a GPU when there is one)."
+
+
+def _no_cuda(flag: str, value: Any) -> ValueError:
+    return ValueError(f"{flag} {value}: no CUDA device is available ({no_cuda_reason()}). {_use_instead(flag)}")
+
+
+def _no_mps(flag: str, value: Any) -> ValueError:
+    return ValueError(f"{flag} {value}: Apple's MPS is not available on this machine. {_use_instead(flag)}")
+
+
+def _cuda_count() -> str:
+    count = torch.cuda.device_count()
+    return f"this machine has {count} CUDA device{'s' * (count != 1)}"
 
 
 def resolve_device(device: str, flag: str = "--device") -> torch.device:
@@ -38,16 +57,15 @@ def resolve_device(device: str, flag: str = "--device") -> torch.device:
         return resolved
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{flag} {device}: no CUDA device is available ({no_cuda_reason()}). Use {flag} cpu "
-                             f"(or auto: a GPU when there is one).")
+            raise _no_cuda(flag, device)
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
-            raise ValueError(f"{flag} {device}: this machine has {count} CUDA device{'s' * (count != 1)} "
-                             f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}).")
+            names = f"cuda:0 to cuda:{count - 1}" if count > 1 else "cuda:0"
+            raise ValueError(f"{flag} {device}: {_cuda_count()} ({names}).")
         return resolved
     if resolved.type == "mps":
         if not _mps_available():
-            raise ValueError(f"{flag} {device}: Apple's MPS is not available on this machine. Use {flag} cpu or auto.")
+            raise _no_mps(flag, device)
         return resolved
     raise ValueError(f"{flag} {device}: charlm runs on {KNOWN}.")
 
@@ -72,18 +90,16 @@ def check_accelerator(accelerator: Any, devices: Any) -> None:
     and more GPUs than the machine has; note a CPU run split into more processes than cores."""
     name = accelerator.lower() if isinstance(accelerator, str) else None
     cuda = torch.cuda.is_available()
-    todo = "Use --trainer.accelerator cpu, or auto (a GPU when there is one)."
     if name in ("gpu", "cuda") and not cuda and not (name == "gpu" and _mps_available()):
-        raise ValueError(f"--trainer.accelerator {accelerator}: no CUDA device is available ({no_cuda_reason()}). {todo}")
+        raise _no_cuda("--trainer.accelerator", accelerator)
     if name == "mps" and not _mps_available():
-        raise ValueError(f"--trainer.accelerator mps: Apple's MPS is not available on this machine. {todo}")
+        raise _no_mps("--trainer.accelerator", accelerator)
     wanted = _count(devices)
-    on_cuda = name in ("gpu", "cuda") and cuda or name in ("auto", None) and cuda
+    on_cuda = cuda and name in ("gpu", "cuda", "auto", None)
     if on_cuda and wanted is not None and wanted > torch.cuda.device_count():
-        have = torch.cuda.device_count()
-        raise ValueError(f"--trainer.devices {devices}: this machine has {have} CUDA device{'s' * (have != 1)}. "
-                         f"Use --trainer.devices {have} (or -1: all of them).")
-    on_cpu = name == "cpu" or name in ("auto", None) and not cuda and not _mps_available()
+        raise ValueError(f"--trainer.devices {devices}: {_cuda_count()}. "
+                         f"Use --trainer.devices {torch.cuda.device_count()} (or -1: all of them).")
+    on_cpu = name == "cpu" or (name in ("auto", None) and not cuda and not _mps_available())
     cores = os.cpu_count() or 1
     relaunched = os.environ.get("LOCAL_RANK", "0") != "0"  # Lightning starts ranks 1.. as `python -m charlm` again
     if on_cpu and wanted is not None and wanted > cores and not relaunched:

@@ -3,7 +3,10 @@
 Each character is coloured by one neuron's activation (blue negative, red positive; hidden state
 or, for LSTMs, cell state, of any layer), with the model's top-5 guesses for the next character
 under it, shaded by probability; with ``find``, a table of the neurons that track a feature and a
-panel for the best of each.
+panel for the best of each. The numbers come from charlm.neurons (``trace``, ``rank_neurons``);
+this module reads the passage (``read_passage``), lays the numbers out as HTML (``build_page``) and
+writes the file (``write_page``). ``charlm visualize`` and the VisualizeNeurons callback both use it,
+so the page a run logs is the page the command writes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from charlm.model import CharRNN
 from charlm.neurons import State, Trace, features, rank_neurons, trace
+from datamodules.atomic_files import atomic_replace
 from datamodules.vocab import Vocabulary
 
 
@@ -31,6 +35,8 @@ def _char(ch: str) -> str:
 
 
 def panel(tr: Trace, state: State, layer: int, unit: int, title: str, guesses: bool) -> str:
+    """One ``<section>``: the text coloured by one unit of ``state`` in ``layer`` (top-5 guesses under each
+    character if ``guesses``); hidden states lie in [-1, 1], cell states are scaled by their largest value."""
     values = (tr.cell if state == "cell" else tr.hidden)[layer, :, unit]
     scale = 1.0 if state == "hidden" else max(1e-6, float(np.abs(values).max()))  # cell states are unbounded
     cells = []
@@ -40,7 +46,7 @@ def panel(tr: Trace, state: State, layer: int, unit: int, title: str, guesses: b
         guess = ""
         if guesses:
             rows = []
-            for gid, gp in zip(tr.top_ids[t], tr.top_probs[t]):
+            for gid, gp in zip(tr.top_ids[t], tr.top_probs[t], strict=True):
                 g = bytes([tr.symbols[gid]]).decode("latin-1")
                 rows.append(f'<div class="g" style="background:rgba(60,160,60,{gp:.2f})">{html.escape(_char(g))}</div>')
             guess = "".join(rows)
@@ -61,12 +67,14 @@ td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}
 
 def render(tr: Trace, source: str, panels: list[tuple[State, int, int, str]], ranking: dict | None,
            guesses: bool) -> str:
+    """The whole page: an introduction naming ``source``, the ranking table (if any), then one panel per
+    (state, layer, unit, title)."""
     table = ""
     if ranking:
         rows = "".join(f"<tr><td>{html.escape(f)}</td><td>{s}</td><td>{layer}</td><td>{unit}</td><td>{r:+.3f}</td></tr>"
                        for f, best in ranking.items() for s, layer, unit, r in best)
-        table = f"<h2>Neurons that track a feature (Pearson r)</h2><table><tr><th>feature</th><th>state</th>" \
-                f"<th>layer</th><th>unit</th><th>r</th></tr>{rows}</table>"
+        table = (f"<h2>Neurons that track a feature (Pearson r)</h2><table><tr><th>feature</th><th>state</th>"
+                 f"<th>layer</th><th>unit</th><th>r</th></tr>{rows}</table>")
     intro = (f"{html.escape(source)}. Each character is coloured by one neuron's value after "
              f"reading it (blue negative, red positive); the green rows under it are the model's five best "
              f"guesses for the next character, shaded by probability. Hover for the exact value.")
@@ -109,30 +117,23 @@ def read_passage(path: str, max_bytes: int, name: str = "--text_file") -> bytes:
 
 
 def write_page(target: Path, page: str) -> Path:
-    """Write to a temporary file beside ``target``, then rename: an existing page is never left
-    half-written, and a failed write leaves no temporary file behind.
+    """Write the page to ``target`` and return where it went: atomically (datamodules.atomic_files), so an
+    existing page is never left half-written and a failed write leaves no temporary file behind.
 
     A name that is not a regular file (``/dev/stdout``, a FIFO, a device) is written through, as
     a rename would put a file in its place; a symlink keeps pointing at the page it names."""
-    if target.exists() and not target.is_file():  # exists() and is_file() follow links
-        try:
-            with open(target, "w", encoding="utf-8") as f:
-                f.write(page)
-        except OSError as err:
-            if err.filename is None and err.errno is not None:  # a failed write(): name the page
-                raise type(err)(err.errno, err.strerror, str(target)) from err
-            raise
-        return target
-    if target.is_symlink():
-        target = Path(os.path.realpath(target))  # the page it names, renamed over; the link stays
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    data = page.encode("utf-8")
     try:
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(target)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None and err.errno is not None:  # a failed write(): name the page
+        if target.exists() and not target.is_file():  # exists() and is_file() follow links
+            with open(target, "wb") as f:
+                f.write(data)
+            return target
+        if target.is_symlink():
+            target = Path(os.path.realpath(target))  # the page it names, renamed over; the link stays
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_replace(target, lambda file: file.write(data))
+    except OSError as err:
+        if err.filename is None and err.errno is not None:  # a failed write(): name the page
             raise type(err)(err.errno, err.strerror, str(target)) from err
         raise
     return target

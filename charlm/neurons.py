@@ -3,7 +3,9 @@
 Activations come from stepping the model one byte at a time through the same weights
 (``CharRNN.step``), since the fused cuDNN RNN returns only the top layer. ``rank_neurons`` finds
 the units whose activation best tracks a few interpretable features (inside quotes, position in
-the line, bracket depth, indentation), as in the post's cell visualisations.
+the line, bracket depth, indentation), as in the post's cell visualisations. ``check_view``
+refuses a state, layer or unit the model does not have. Numbers only: charlm.neuron_page turns
+them into the HTML page.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ State = Literal["hidden", "cell"]
 
 @dataclass
 class Trace:
+    """What ``trace`` recorded for a text of N bytes."""
+
     text: list[str]  # one display string per byte ('' for the inner bytes of a multi-byte character)
     hidden: np.ndarray  # (layers, N, H) hidden state after reading byte t
     cell: np.ndarray | None  # (layers, N, H) LSTM cell state, else None
@@ -84,7 +88,9 @@ def features(data: bytes) -> dict[str, np.ndarray]:
     return {"inside quotes": quote, "position in line": column, "bracket depth": depth, "indentation": indent}
 
 
-def rank_neurons(states: dict[str, np.ndarray], feats: dict[str, np.ndarray], top: int = 3) -> dict[str, list[tuple[str, int, int, float]]]:
+def rank_neurons(
+    states: dict[str, np.ndarray], feats: dict[str, np.ndarray], top: int = 3
+) -> dict[str, list[tuple[str, int, int, float]]]:
     """For each feature, the neurons whose activation correlates best with it (by |Pearson r|).
 
     states: name ("hidden"/"cell") -> (layers, N, H). Returns feature -> [(state, layer, unit, r)].
@@ -98,7 +104,7 @@ def rank_neurons(states: dict[str, np.ndarray], feats: dict[str, np.ndarray], to
         for sname, s in states.items():
             z = (s - s.mean(1, keepdims=True)) / (s.std(1, keepdims=True) + 1e-8)  # (L, N, H)
             r = np.einsum("lnh,n->lh", z, fz) / len(f)  # (L, H)
-            for layer, unit in zip(*np.unravel_index(np.argsort(-np.abs(r), axis=None)[:top], r.shape)):
+            for layer, unit in zip(*np.unravel_index(np.argsort(-np.abs(r), axis=None)[:top], r.shape), strict=True):
                 candidates.append((sname, int(layer), int(unit), float(r[layer, unit])))
         ranked[fname] = sorted(candidates, key=lambda c: -abs(c[3]))[:top]
     return ranked
@@ -112,4 +118,5 @@ def check_view(model: CharRNN, state: State, layer: int, neuron: int, name: str 
     if not -model.num_layers <= layer < model.num_layers:
         raise ValueError(f"{name}layer must be in [0, {model.num_layers - 1}] (or negative from the end), got {layer}")
     if not 0 <= neuron < model.hidden_size:
-        raise ValueError(f"{name}neuron must be in [0, {model.hidden_size - 1}] (hidden_size {model.hidden_size}), got {neuron}")
+        raise ValueError(f"{name}neuron must be in [0, {model.hidden_size - 1}] (hidden_size {model.hidden_size}), "
+                         f"got {neuron}")

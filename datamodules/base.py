@@ -1,8 +1,9 @@
 """The shared base of every corpus: caching, splitting, memory-mapping and stream batching.
 
-A corpus module only says how to obtain its bytes (``_corpus``) and what its cache folder is
-called; this class turns them into a prepared token file once, memory-maps it, cuts contiguous
-train/val/test splits (in that order), and serves stream batches per rank.
+A corpus module only says what its corpus is (``_corpus``: a ``Corpus`` whose bytes can be streamed
+as they are, or a ``TarballCorpus`` whose members are first copied out in path order) and what its
+cache folder is called; this class has it prepared into a token file once, memory-maps it, cuts
+contiguous train/val/test splits (in that order), and serves stream batches per rank.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from datamodules.fetch import download
+from datamodules.fetch import Download, download, set_aside_if_bad
 from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
 from datamodules.sizes import BatchSettings, check_corpus_fits, split_sizes
+from datamodules.sources import prepare_tarball
 from datamodules.streams import EvalStreams, TrainStreams
 from datamodules.vocab import Vocabulary
 
@@ -32,6 +34,35 @@ class Corpus:
     key: str  # the prepared folder's name; changes whenever the content does
     sha256: str | None = None  # if set, the streamed bytes must hash to this
     mismatch_hint: str = "Check where it came from."  # what to do when they do not
+    download: Download | None = None  # the cached download it is read from: set aside if it proves damaged or wrong
+
+    def prepare(self, folder: Path) -> None:
+        """Prepare ``folder`` from the streamed bytes (datamodules.prepare)."""
+        with set_aside_if_bad(self.download):
+            prepare(folder, self.chunks, self.source, self.size, self.sha256, self.mismatch_hint)
+
+
+@dataclass(frozen=True)
+class TarballCorpus:
+    """The members of a (compressed) tarball whose names end in ``extensions``, in path order.
+
+    A tarball streams its members in archive order, not path order, so it cannot be a ``Corpus``
+    as it is: preparing copies the members out in one pass into a spool file inside the prepared
+    folder, prepares that like a ``Corpus``, and deletes it (datamodules.sources.prepare_tarball).
+    """
+
+    tarball: Path
+    extensions: tuple[str, ...]
+    key: str  # the prepared folder's name; changes whenever the content does
+
+    @property
+    def source(self) -> str:
+        """The tarball's path, for messages."""
+        return str(self.tarball)
+
+    def prepare(self, folder: Path) -> None:
+        """Prepare ``folder`` from the tarball's matching members."""
+        prepare_tarball(folder, self.tarball, self.extensions)
 
 
 def default_cache_dir() -> Path:
@@ -73,12 +104,12 @@ class CharDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self._vocab: Vocabulary | None = None
-        self._corpus_cache: Corpus | None = None
+        self._corpus_cache: Corpus | TarballCorpus | None = None
         self.splits: dict[str, torch.Tensor] = {}
 
     # --- what a corpus module provides -------------------------------------------------------
     @abstractmethod
-    def _corpus(self) -> Corpus:
+    def _corpus(self) -> Corpus | TarballCorpus:
         """Obtain the corpus (download it, or find the local copy) and describe it."""
 
     def _local_or_downloaded(self, path: str | None, url: str, filename: str, sha256: str | None) -> Path:
@@ -92,7 +123,8 @@ class CharDataModule(L.LightningDataModule):
 
     # --- caching --------------------------------------------------------------------------------
     @property
-    def corpus(self) -> Corpus:
+    def corpus(self) -> Corpus | TarballCorpus:
+        """The corpus ``_corpus`` describes, obtained once."""
         if self._corpus_cache is None:
             self._corpus_cache = self._corpus()
         return self._corpus_cache
@@ -104,8 +136,7 @@ class CharDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Fetch and prepare the corpus once; later runs find it in the cache."""
         if not is_prepared(self.prepared_dir):
-            corpus = self.corpus
-            prepare(self.prepared_dir, corpus.chunks, corpus.source, corpus.size, corpus.sha256, corpus.mismatch_hint)
+            self.corpus.prepare(self.prepared_dir)
 
     @property
     def vocab(self) -> Vocabulary:

@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from datamodules.atomic_files import atomic_replace
 from datamodules.errors import cache_write_error
 
-# charlm's own temporary names, and nothing else: ".tokens.u8.1234.tmp", ".spool-1234-k2j4x9/"
+# charlm's own temporary names (atomic_files.temp_name, the spool), and nothing else: ".tokens.u8.1234.tmp",
+# ".spool-1234-k2j4x9/"
 TEMP_FILE = re.compile(r"\.(?:tokens\.u8|vocab\.json|meta\.json)\.(?P<pid>\d+)\.tmp")
 SPOOL_DIR = re.compile(r"\.spool-(?P<pid>\d+)-\w+")
 LOCK = ".lock"
@@ -26,11 +28,6 @@ LOCK = ".lock"
 _guard = threading.Lock()
 _thread_locks: dict[Path, threading.RLock] = {}
 _depth: dict[Path, int] = {}  # how deeply this process holds each folder's file lock
-
-
-def temp_name(path: Path) -> Path:
-    """The temporary file ``path`` is written to before it is renamed into place."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 @contextmanager
@@ -71,18 +68,11 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: temp file beside it, fsync, rename; no temp file left behind."""
-    tmp = temp_name(path)
+    """Write ``path`` whole or not at all (datamodules.atomic_files); a failure is a CacheWriteError."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_replace(path, lambda file: file.write(data))
     except OSError as err:
         raise cache_write_error(path, err) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def process_is_gone(pid: int) -> bool:

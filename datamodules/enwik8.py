@@ -7,12 +7,8 @@ the literature (test bpc: AWD-LSTM 1.232, Mogrifier LSTM 1.146, ...).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 from datamodules.base import CharDataModule, Corpus
-from datamodules.errors import ChecksumMismatchError, CorruptArchiveError, corrupt_archive
+from datamodules.fetch import Download, set_aside_if_bad
 from datamodules.prepare import file_chunks
 from datamodules.sources import zip_member_chunks, zip_member_size
 
@@ -53,31 +49,9 @@ class Enwik8DataModule(CharDataModule):
         else:  # the user's own file: never suggest deleting it
             hint = (f"It is not the standard enwik8; to train on it anyway, pass --data.sha256 null "
                     f"(or check that --data.path {self.path} is the file you meant).")
+        download = Download(file, self.url) if self.path is None else None  # the user's own file is never moved
         if file.suffix == ".zip":
-            with self._set_aside_if_downloaded(file):
+            with set_aside_if_bad(download):
                 size = zip_member_size(file, MEMBER)
-            return Corpus(zip_member_chunks(file, MEMBER), f"{file}:{MEMBER}", size, key, self.sha256, hint)
-        return Corpus(file_chunks(file), str(file), file.stat().st_size, key, self.sha256, hint)
-
-    def prepare_data(self) -> None:
-        corpus = self.corpus  # outside: its own errors are already set aside and worded
-        with self._set_aside_if_downloaded(Path(corpus.source.removesuffix(f":{MEMBER}"))):
-            super().prepare_data()
-
-    @contextmanager
-    def _set_aside_if_downloaded(self, file: Path) -> Iterator[None]:
-        """A damaged or wrong download is moved aside to ``<file>.bad``, so the next run fetches it anew.
-        A file the user gave (``--data.path``) is left where it is."""
-        try:
-            yield
-        except (CorruptArchiveError, ChecksumMismatchError) as err:
-            if self.path is not None or not file.is_file():
-                raise
-            bad = file.with_name(file.name + ".bad")
-            file.replace(bad)
-            what = f"{file} (downloaded from {self.url})"
-            if isinstance(err, CorruptArchiveError):
-                raise corrupt_archive(what, err.detail or str(err),
-                                      f"It was moved aside to {bad.name}; run again to download it anew.") from None
-            raise ChecksumMismatchError(f"{err} {file} was moved aside to {bad.name}; run again to download it "
-                                        f"anew, or pass --data.sha256 null to accept what {self.url} serves.") from None
+            return Corpus(zip_member_chunks(file, MEMBER), f"{file}:{MEMBER}", size, key, self.sha256, hint, download)
+        return Corpus(file_chunks(file), str(file), file.stat().st_size, key, self.sha256, hint, download)

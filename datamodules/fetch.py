@@ -3,7 +3,8 @@
 Downloads go through pooch (a small, well-kept library for exactly this: fetch a data file over
 HTTP with a progress bar, check its hash, and move it into place only when complete and correct),
 so a file at ``dest`` is always complete and verified; one that fails the check is deleted. An
-existing cache entry whose hash is wrong is moved aside to ``<dest>.bad`` and fetched again.
+existing cache entry whose hash is wrong is moved aside to ``<dest>.bad`` and fetched again, and so
+is a download that preparing finds damaged or not the expected content (``set_aside_if_bad``).
 Archives are then read with the standard library's zipfile and tarfile as streams (pooch's own
 unpacking would extract members to disk, which charlm never does).
 """
@@ -12,14 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
 import requests
 
-from datamodules.errors import DISK_FULL, ChecksumMismatchError, CorpusUnavailableError, cache_write_error
+from datamodules.errors import (
+    DISK_FULL,
+    ChecksumMismatchError,
+    CorpusUnavailableError,
+    CorruptArchiveError,
+    cache_write_error,
+    corrupt_archive,
+)
 
-__all__ = ["ChecksumMismatchError", "CorpusUnavailableError", "download", "sha256_of"]
+__all__ = ["ChecksumMismatchError", "CorpusUnavailableError", "Download", "download", "set_aside_if_bad", "sha256_of"]
 
 _CHUNK = 1 << 20
 
@@ -69,3 +80,31 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
             f"(or point the data module's `path` argument at a local copy), then run again."
         ) from None
     return dest
+
+
+@dataclass(frozen=True)
+class Download:
+    """A corpus file charlm downloaded into its cache (never one the user gave with ``--data.path``)."""
+
+    file: Path
+    url: str  # where it came from
+
+
+@contextmanager
+def set_aside_if_bad(download: Download | None) -> Iterator[None]:
+    """Move a damaged or wrong download aside to ``<file>.bad`` when reading it fails, so the next run
+    fetches it anew, and say so; with None (the user's own file) errors pass as they are."""
+    try:
+        yield
+    except (CorruptArchiveError, ChecksumMismatchError) as err:
+        if download is None or not download.file.is_file():
+            raise
+        file, url = download.file, download.url
+        bad = file.with_name(file.name + ".bad")
+        file.replace(bad)
+        what = f"{file} (downloaded from {url})"
+        if isinstance(err, CorruptArchiveError):
+            raise corrupt_archive(what, err.detail or str(err),
+                                  f"It was moved aside to {bad.name}; run again to download it anew.") from None
+        raise ChecksumMismatchError(f"{err} {file} was moved aside to {bad.name}; run again to download it "
+                                    f"anew, or pass --data.sha256 null to accept what {url} serves.") from None

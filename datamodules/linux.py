@@ -12,9 +12,9 @@ import hashlib
 import re
 from pathlib import Path
 
-from datamodules.base import CharDataModule, Corpus
+from datamodules.base import CharDataModule, Corpus, TarballCorpus
 from datamodules.fetch import CorpusUnavailableError, download
-from datamodules.sources import expand_paths, files_chunks, prepare_tarball
+from datamodules.sources import expand_paths, files_chunks
 
 MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
@@ -63,7 +63,7 @@ class LinuxDataModule(CharDataModule):
         name = f"linux-{self.version}.tar.xz"
         return download(f"{self.mirror}/v{major}.x/{name}", folder / name, release_sha256(sums, name))
 
-    def _corpus(self) -> Corpus:
+    def _corpus(self) -> Corpus | TarballCorpus:
         source = self._tarball()
         ext = "".join(self.extensions)
         if source.is_dir():
@@ -82,10 +82,4 @@ class LinuxDataModule(CharDataModule):
             raise ValueError(f"--data.path: {source} is not a tarball ({', '.join(TARBALL_SUFFIXES)}) or a folder.")
         stat = source.stat()
         key = f"linux-{source.name}-{stat.st_size}-{stat.st_mtime_ns}-{ext}"
-        return Corpus(lambda: iter(()), str(source), None, key)  # streamed by prepare_data below
-
-    def prepare_data(self) -> None:
-        corpus = self.corpus
-        if Path(corpus.source).is_dir():
-            return super().prepare_data()
-        prepare_tarball(self.prepared_dir, Path(corpus.source), self.extensions)
+        return TarballCorpus(source, tuple(self.extensions), key)

@@ -19,11 +19,13 @@ import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.cache_files import atomic_write, folder_lock, remove_stale_temp_files, temp_name
+from datamodules.atomic_files import atomic_replace
+from datamodules.cache_files import atomic_write, folder_lock, remove_stale_temp_files
 from datamodules.errors import DISK_FULL, ChecksumMismatchError, cache_write_error
 from datamodules.vocab import Vocabulary
 
@@ -154,26 +156,26 @@ def prepare(
 
 
 def _write_tokens(folder: Path, chunks: ChunkSource, table: np.ndarray, num_tokens: int, source: str) -> int:
-    """Encode the corpus into ``tokens.u8`` (temp file, fsync, rename); return its CRC-32."""
-    tmp, crc = temp_name(folder / TOKENS), 0
-    try:
-        with open(tmp, "wb") as out, tqdm(total=num_tokens, unit="B", unit_scale=True, desc="Encoding") as bar:
+    """Encode the corpus into ``tokens.u8`` (atomically: temp file, fsync, rename); return its CRC-32."""
+    crc = 0
+
+    def encode(out: BinaryIO) -> None:
+        nonlocal crc
+        with tqdm(total=num_tokens, unit="B", unit_scale=True, desc="Encoding") as bar:
             for chunk in chunks():
                 ids = table[np.frombuffer(chunk, dtype=np.uint8)].tobytes()
                 crc = zlib.crc32(ids, crc)
                 out.write(ids)
                 bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        if tmp.stat().st_size != num_tokens:
+        if out.tell() != num_tokens:
             raise RuntimeError(f"The corpus {source} changed while it was being prepared; run again.")
-        os.replace(tmp, folder / TOKENS)
+
+    try:
+        atomic_replace(folder / TOKENS, encode)
     except OSError as err:
         if isinstance(err, PermissionError) or err.errno in DISK_FULL:
             raise cache_write_error(folder / TOKENS, err) from None
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
     return crc
 
 

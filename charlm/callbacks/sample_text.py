@@ -12,10 +12,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from charlm.model import eval_mode
-from charlm.run_folders import run_log_dir
+
 from charlm.checkpoint_io import write_atomically
 from charlm.generate import Utf8Stream, check_sampling_args, generate
+from charlm.model import eval_mode
+from charlm.run_folders import run_log_dir
 from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]
@@ -89,7 +90,9 @@ class SampleText(L.Callback):
             drop_rows_after(log_dir / SAMPLES_FILE, trainer.global_step)
 
     # --- when ---------------------------------------------------------------------------------
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self.sample_and_log(trainer, pl_module)
 
@@ -105,8 +108,8 @@ class SampleText(L.Callback):
         val_bpc = None if val_bpc is None else round(float(val_bpc), 4)
         rows = [
             [trainer.global_step, trainer.current_epoch, val_bpc, t, prompt, text]
-            for prompt, texts in zip(self.prompts, self._generate(pl_module, trainer.global_step))
-            for t, text in zip(self.temperatures, texts)
+            for prompt, texts in zip(self.prompts, self._generate(pl_module, trainer.global_step), strict=True)
+            for t, text in zip(self.temperatures, texts, strict=True)
         ]
         if self.print_samples:
             self._print(trainer, rows)
@@ -146,7 +149,7 @@ class SampleText(L.Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(dict(zip(COLUMNS, row)), ensure_ascii=False) + "\n")
+                f.write(json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False) + "\n")
 
     def _log_wandb(self, trainer: L.Trainer, rows: list[list]) -> None:
         for logger in wandb_loggers(trainer):

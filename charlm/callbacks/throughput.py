@@ -22,7 +22,9 @@ class TokensPerSecond(L.Callback):
         self._start: float | None = None
         self._tokens = 0
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: tuple, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         if self._start is None:  # the first batch includes warm-up: start the clock after it
             self._start, self._tokens = now, 0

@@ -11,16 +11,16 @@ from __future__ import annotations
 import lightning as L
 
 from charlm.model import eval_mode
-from charlm.run_folders import run_log_dir
 from charlm.neuron_page import build_page, read_passage, write_page
 from charlm.neurons import State, check_view
+from charlm.run_folders import run_log_dir
 from charlm.wandb_logger import GrowingTable, wandb_loggers
 
 RANKING_COLUMNS = ["global_step", "feature", "state", "layer", "unit", "r"]
 
 
 class VisualizeNeurons(L.Callback):
-    """Render neuron activations over a passage every N validations (rank 0 only)."""
+    """Write the neuron page (charlm.neuron_page) of the model being trained every N validations (rank 0 only)."""
 
     def __init__(
         self,
@@ -50,11 +50,13 @@ class VisualizeNeurons(L.Callback):
             key: prefix of the W&B keys and name of the local folder.
         """
         if max_bytes < 1 or every_n_validations < 1:
-            raise ValueError(f"VisualizeNeurons max_bytes and every_n_validations must be positive, got {max_bytes} and {every_n_validations}")
+            raise ValueError(f"VisualizeNeurons max_bytes and every_n_validations must be positive, got {max_bytes} "
+                             f"and {every_n_validations}")
         self.text_file, self.max_bytes, self.every_n_validations = text_file, max_bytes, every_n_validations
         self.at_end = at_end
         self._rendered_step: int | None = None  # global step of the last page
-        self.state, self.layer, self.neuron, self.find, self.guesses, self.key = state, layer, neuron, find, guesses, key
+        self.state, self.layer, self.neuron = state, layer, neuron
+        self.find, self.guesses, self.key = find, guesses, key
         self._validations = 0
         self._table = GrowingTable(RANKING_COLUMNS)
         self._passage: bytes | None = None
@@ -92,14 +94,16 @@ class VisualizeNeurons(L.Callback):
     def render_and_log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
         model, step = pl_module.model, trainer.global_step
         self._rendered_step = step
-        source = f"Step {step} of training" + (f", reading {self.text_file}" if self.text_file else ", reading the validation text")
+        reading = f"reading {self.text_file}" if self.text_file else "reading the validation text"
+        source = f"Step {step} of training, {reading}"
         with eval_mode(model):
             page, ranking, _ = build_page(model, pl_module.vocab, self.passage(trainer, pl_module), source, self.state,
                                           self.layer, self.neuron, self.find, self.guesses)
         log_dir = run_log_dir(trainer)
         if log_dir is not None:
             write_page(log_dir / self.key / f"step-{step}.html", page)
-        rows = [[step, f, s, layer, unit, round(r, 4)] for f, best in (ranking or {}).items() for s, layer, unit, r in best]
+        rows = [[step, f, s, layer, unit, round(r, 4)]
+                for f, best in (ranking or {}).items() for s, layer, unit, r in best]
         self._log_wandb(trainer, page, rows)
         return page
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -11,6 +12,8 @@ from tests.cli_runs import run_in, small_run, with_callback
 
 @pytest.mark.slow
 def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
+    from charlm.commands.visualize import visualize
+
     passage = tmp_path / "passage.txt"
     passage.write_bytes(shakespeare_path.read_bytes()[-700:])
     args = small_run(shakespeare_path, "--trainer.max_steps", "60", "--trainer.val_check_interval", "20",
@@ -18,8 +21,10 @@ def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
                      *with_callback("charlm.callbacks.VisualizeNeurons", every_n_validations=2,
                                     text_file=passage, neuron=3),
                      *with_callback("charlm.callbacks.VisualizeNeurons", key="val_neurons", max_bytes=300,
-                                    guesses="false"))
-    run_in(tmp_path, args)
+                                    guesses="false"),
+                     *with_callback("lightning.pytorch.callbacks.ModelCheckpoint", dirpath=tmp_path / "every20",
+                                    every_n_train_steps=20, save_top_k=-1))  # the model each page should show
+    cli = run_in(tmp_path, args)
 
     # three validations (steps 20, 40, 60): the first callback renders every second one, and the final
     # model when training ends; the other renders after each one (the end adds nothing: step 60 is done)
@@ -31,6 +36,23 @@ def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
     val_pages = sorted(p.name for p in tmp_path.glob("runs/shakespeare/version_0/val_neurons/*.html"))
     assert val_pages == ["step-20.html", "step-40.html", "step-60.html"]
     assert 'class="g"' not in (tmp_path / "runs/shakespeare/version_0/val_neurons/step-60.html").read_text()
+
+    # what a page proves: the page of step N is the one `charlm visualize` writes for the checkpoint of step N
+    # on the same text (only the line naming the source differs), so it shows neither an earlier nor a later
+    # model, and its ranking table lists that model's neurons; steps 40 and 60: a validation's page, the end's
+    val_text = tmp_path / "val.txt"
+    val_text.write_bytes(cli.datamodule.vocab.decode(cli.datamodule.splits["val"][:300].tolist()))
+    cases = [("neurons", 40, passage, {"neuron": 3}, f"reading {passage}"),
+             ("neurons", 60, passage, {"neuron": 3}, f"reading {passage}"),
+             ("val_neurons", 20, val_text, {"guesses": False}, "reading the validation text")]
+    for key, step, text, options, reading in cases:
+        ckpt = next((tmp_path / "every20").glob(f"*step={step}.ckpt"))
+        written = visualize(str(ckpt), str(text), str(tmp_path / f"{key}-{step}.html"), find=True, **options)
+        expected = written.read_text().replace(html.escape(f"Checkpoint {ckpt}"),
+                                               html.escape(f"Step {step} of training, {reading}"))
+        assert expected != written.read_text()  # the source line was found and replaced
+        assert (tmp_path / f"runs/shakespeare/version_0/{key}/step-{step}.html").read_text() == expected
+    assert page != (tmp_path / "runs/shakespeare/version_0/neurons/step-60.html").read_text()  # the model moved on
 
     # the same pages inside the W&B run, and the ranked neurons as a growing table
     run_dir = next(tmp_path.glob("runs/wandb/offline-run-*"))
