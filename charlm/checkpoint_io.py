@@ -27,13 +27,16 @@ from typing import Any, BinaryIO
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+from charlm.compat import (
+    is_local_path,
+    replace_checkpoint_linker,
+    replace_wrapped_checkpoint_io,
+    wrapped_checkpoint_io,
+)
 from datamodules.atomic_files import atomic_replace, fsync_dir
 from datamodules.cache_files import process_is_gone
 
@@ -92,7 +95,7 @@ class _Writer:
         self.file.flush()
 
 
-def write_atomically(path: _PATH, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(file)`` so that it is either the old file or the whole new one.
 
     If the new file cannot be written, raises OSError with the errno of the cause (ENOSPC, EFBIG,
@@ -121,7 +124,7 @@ def write_atomically(path: _PATH, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def link_atomically(target: _PATH, link: _PATH) -> None:
+def link_atomically(target: str | Path, link: str | Path) -> None:
     """Point ``link`` at ``target`` (a relative symlink, else a copy) without a moment with no ``link``."""
     target, link = Path(target), Path(link)
     if link.is_dir() and not link.is_symlink():
@@ -148,8 +151,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.saved: list[Path] = []  # every local path saved, in order (tests read it)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        if storage_options is not None or not _is_local_file_protocol(path):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not is_local_path(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         write_atomically(path, lambda file: torch.save(checkpoint, file))
         self.saved.append(Path(path))
@@ -171,10 +174,10 @@ def use_atomic_checkpoints(trainer: L.Trainer) -> L.Trainer:
     """
     strategy = trainer.strategy
     io = strategy.checkpoint_io  # the property creates the default TorchCheckpointIO when none was given
-    if isinstance(io, _WrappingCheckpointIO):
-        inner = io.checkpoint_io
+    inner = wrapped_checkpoint_io(io)
+    if inner is not None:
         if type(inner) is TorchCheckpointIO:
-            io._checkpoint_io = AtomicCheckpointIO()  # the public setter ignores a base already set
+            replace_wrapped_checkpoint_io(io, AtomicCheckpointIO())
         elif not isinstance(inner, AtomicCheckpointIO):
             rank_zero_warn(f"charlm: checkpoints are saved by your {type(inner).__name__}, not atomically by charlm.")
     elif type(io) is TorchCheckpointIO:
@@ -183,6 +186,5 @@ def use_atomic_checkpoints(trainer: L.Trainer) -> L.Trainer:
         rank_zero_warn(f"charlm: checkpoints are saved by your {type(io).__name__}, not atomically by charlm.")
     for callback in trainer.callbacks:
         if isinstance(callback, ModelCheckpoint):
-            # an instance attribute shadows the staticmethod; ModelCheckpoint calls self._link_checkpoint(...)
-            callback._link_checkpoint = _atomic_link_checkpoint  # type: ignore[method-assign]
+            replace_checkpoint_linker(callback, _atomic_link_checkpoint)
     return trainer

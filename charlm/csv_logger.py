@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from charlm.checkpoint_io import write_atomically
+from charlm.compat import csv_experiment
 
 
 def _step(row: dict[str, str]) -> int | None:
@@ -43,7 +43,9 @@ def write_rows_atomically(path: Path, fieldnames: list[str], rows: list[dict[str
 
 
 class ContinuingWriter(ExperimentWriter):
-    """Lightning's metrics writer; with ``continue_from_step`` it continues an existing ``metrics.csv``."""
+    """Lightning's metrics writer; with ``continue_from_step`` it continues an existing ``metrics.csv``.
+
+    It overrides two private hooks of Lightning's writer by name (tested in tests/charlm/test_compat.py)."""
 
     def __init__(self, log_dir: str, continue_from_step: int | None = None) -> None:
         self.continue_from_step = continue_from_step
@@ -82,7 +84,7 @@ class ResumableCSVLogger(_LightningCSVLogger):
 
     def __init__(
         self,
-        save_dir: _PATH,
+        save_dir: str | Path,
         name: str | None = "lightning_logs",
         version: int | str | None = None,
         prefix: str = "",
@@ -111,8 +113,4 @@ class ResumableCSVLogger(_LightningCSVLogger):
     @rank_zero_experiment
     def experiment(self) -> ContinuingWriter:
         """The metrics writer (rank 0 only; created on first use)."""
-        if self._experiment is not None:
-            return self._experiment
-        self._fs.makedirs(self.root_dir, exist_ok=True)
-        self._experiment = ContinuingWriter(self.log_dir, self.continue_from_step)
-        return self._experiment
+        return csv_experiment(self, lambda log_dir: ContinuingWriter(log_dir, self.continue_from_step))

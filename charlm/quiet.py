@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import warnings
 
-_LIGHTNING_INFO = "lightning.pytorch.utilities.rank_zero"  # the logger behind rank_zero_info / _warn
+from charlm.compat import lightning_info_logger
+
 
 
 class _DropMessages(logging.Filter):
@@ -31,7 +32,7 @@ _TIPS = _DropMessages("💡 Tip: For seamless cloud")  # litlogger, litmodels
 def quiet_library_noise(subcommand: str | None = None) -> None:
     """Install the filters (idempotent); ``subcommand`` adds those that only make sense for it."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    logger = logging.getLogger(_LIGHTNING_INFO)
+    logger = lightning_info_logger()
     if _TIPS not in logger.filters:
         logger.addFilter(_TIPS)
     if subcommand in ("validate", "test"):

@@ -13,20 +13,21 @@ Lightning's levers (lightning/pytorch/loops/evaluation_loop.py and training_epoc
 the validation loop's ``total`` counters read ``started == ready``, ``processed == started - 1``,
 ``completed == processed``, it is "restarted mid-evaluation", and the epoch loop then runs that
 validation before the next training batch; its ``current`` counters say where the batches resume.
+The counters are reached through ``charlm.compat``, where their place in the checkpoint is tested.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-VAL_PROGRESS = "epoch_loop.val_loop.batch_progress"
+from charlm.compat import logged_steps, set_logged_steps, train_batch_progress, val_batch_progress
 
 
 def redo_interrupted_validation(checkpoint: dict[str, Any]) -> bool:
     """Rewrite ``checkpoint["loops"]`` in place so that a validation interrupted midway runs again
     from batch 0, and a finished one is never taken for an interrupted one. Returns whether a
     validation will be redone."""
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get(VAL_PROGRESS)
+    progress = val_batch_progress(checkpoint)
     if not progress:
         return False
     current, total = progress["current"], progress["total"]
@@ -48,10 +49,6 @@ def redo_interrupted_validation(checkpoint: dict[str, Any]) -> bool:
     return unfinished
 
 
-TRAIN_PROGRESS = "epoch_loop.batch_progress"
-TRAIN_STATE = "epoch_loop.state_dict"
-
-
 def count_logged_steps_once(checkpoint: dict[str, Any], accumulate_grad_batches: int = 1) -> bool:
     """Rewrite ``checkpoint["loops"]`` in place so that a run resumed from a checkpoint written
     between two training batches (Ctrl-C acts at a batch start; a crash inside a training step)
@@ -64,9 +61,8 @@ def count_logged_steps_once(checkpoint: dict[str, Any], accumulate_grad_batches:
     row would be logged one step late (the validation after step 30 as 30, not 29) and one training
     row skipped. So the count is lowered by the 1 that Lightning adds.
     """
-    loops = checkpoint.get("loops", {}).get("fit_loop", {})
-    progress, state = loops.get(TRAIN_PROGRESS), loops.get(TRAIN_STATE)
-    if not progress or not state or not state.get("_batches_that_stepped"):
+    progress, steps = train_batch_progress(checkpoint), logged_steps(checkpoint)
+    if not progress or not steps:
         return False
     total, current = progress["total"], progress["current"]
     batch_undone = total["ready"] > total["completed"] and total["processed"] == total["completed"]
@@ -74,5 +70,5 @@ def count_logged_steps_once(checkpoint: dict[str, Any], accumulate_grad_batches:
     steps_now = current["ready"] % max(1, accumulate_grad_batches) == 0 or progress.get("is_last_batch", False)
     if not (batch_undone and steps_now):
         return False
-    state["_batches_that_stepped"] -= 1
+    set_logged_steps(checkpoint, steps - 1)
     return True

@@ -11,7 +11,6 @@ alone, so every DDP process picks the same one.
 
 from __future__ import annotations
 
-import importlib
 import re
 import warnings
 from pathlib import Path
@@ -19,20 +18,10 @@ from typing import Any
 
 import torch
 
+from charlm.compat import entry_is
 from charlm.csv_logger import ResumableCSVLogger
 from charlm.run_folders import loggers_of
 from charlm.wandb_logger import tell
-
-
-def _continues_csv(class_path: str) -> bool:
-    """Whether the logger class is charlm's ResumableCSVLogger (or a subclass): Lightning's CSVLogger deletes
-    metrics.csv."""
-    module, _, name = str(class_path).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(cls, type) and issubclass(cls, ResumableCSVLogger)
 
 
 def run_version(ckpt_path: str | Path, save_dir: str | Path, name: str | None) -> int | None:
@@ -64,7 +53,7 @@ def continue_run_folder(config: Any) -> Path | None:
     continued = None
     for logger in loggers_of(config.trainer):
         args = logger.init_args
-        if not _continues_csv(logger.class_path) or args.get("version") is not None:
+        if not entry_is(logger, ResumableCSVLogger) or args.get("version") is not None:
             continue  # Lightning's own CSVLogger would delete metrics.csv; a version the user chose wins
         version = run_version(ckpt_path, args.get("save_dir") or ".", args.get("name"))
         if version is None:

@@ -12,16 +12,17 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
-from charlm.run_folders import run_log_dir
-from charlm.run_folders import loggers_of
+from charlm.compat import callback_state, entry_is
+from charlm.run_folders import loggers_of, run_log_dir
 from charlm.wandb_logger import tell, wandb_loggers
 
 
 class RunConfig(SaveConfigCallback):
     """Record the resolved configuration with the run: ``config.yaml`` in the run's own log folder
     (never a folder shared by several runs) and, for W&B, in the run's config and files. Checkpoints
-    carry the W&B run id (``checkpoint["callbacks"]["RunConfig"]["wandb_run_id"]``)."""
+    carry the W&B run id (``wandb_run_id`` in the callback's state, ``charlm.compat.callback_state``)."""
 
     wandb_run_id: str | None = None
 
@@ -61,7 +62,7 @@ def recorded_wandb_run_id(ckpt_path: str | Path) -> str | None:
     """The W&B run id a checkpoint was saved from, if it has one (memory-mapped: weights are not read)."""
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        run_id = ckpt["callbacks"][RunConfig.__qualname__]["wandb_run_id"]
+        run_id = callback_state(ckpt, RunConfig).get("wandb_run_id")
     except Exception:  # noqa: BLE001  (no id to resume: an unreadable file is refused by the fit itself)
         return None
     return run_id if isinstance(run_id, str) and run_id else None
@@ -77,7 +78,7 @@ def resume_wandb_run(config: Any) -> None:
     if run_id is None:
         return
     for logger in loggers_of(config.trainer):
-        if str(logger.class_path).endswith("WandbLogger"):
+        if entry_is(logger, LightningWandbLogger):
             if logger.init_args.get("id") is None and logger.init_args.get("version") is None:
                 logger.init_args.id, logger.init_args.resume = run_id, "allow"
                 tell(f"W&B: continuing run {run_id}, recorded in {ckpt_path}.")

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from charlm.compat import entry_is
+
 if TYPE_CHECKING:
     import lightning as L
 
@@ -62,17 +64,19 @@ def follow_root_dir(trainer_config: Any) -> None:
 def check_run_folders(trainer_config: Any) -> None:
     """Check every folder the run will write to: ``default_root_dir``, each logger's ``save_dir``
     and each ``ModelCheckpoint``'s ``dirpath``; the message names the setting to change."""
+    from lightning.pytorch.callbacks import ModelCheckpoint  # here: this module is imported without Lightning too
+
     root = trainer_config.default_root_dir or "."
     folders = {str(Path(root)): f"choose a writable folder with {ROOT_FLAG} DIR"}
     for logger in loggers_of(trainer_config):
         save_dir = logger.init_args.get("save_dir") or logger.init_args.get("dir")
         if save_dir:
-            kind = str(logger.class_path).rsplit(".", 1)[-1]
+            kind = str(logger.class_path).rsplit(".", 1)[-1]  # for the message: the class's name as configured
             folders.setdefault(str(Path(save_dir)), f"set the {kind}'s save_dir in your config to a writable folder "
                                                     f"(or to \"\": it then follows {ROOT_FLAG})")
     for callback in trainer_config.callbacks or []:
         dirpath = getattr(callback, "init_args", None) and callback.init_args.get("dirpath")
-        if dirpath and str(callback.class_path).endswith("ModelCheckpoint"):
+        if dirpath and entry_is(callback, ModelCheckpoint):
             folders.setdefault(str(Path(dirpath)), "set the ModelCheckpoint's dirpath to a writable folder")
     for folder, advice in folders.items():
         check_writable(folder, advice)

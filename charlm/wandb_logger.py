@@ -18,6 +18,7 @@ from typing import Any, Literal
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from charlm.compat import entry_is, started_wandb_run, wandb_init_args
 from charlm.run_folders import ROOT_FLAG, check_writable, loggers_of
 from charlm.wandb_probe import has_credentials, probe_server
 
@@ -67,7 +68,7 @@ def check_logger_config(trainer_config: Any) -> None:
     buried in a dump of every type the logger could have been). The logger's own check reuses the
     probe's answer."""
     for logger in loggers_of(trainer_config):
-        if str(logger.class_path) == f"{__name__}.WandbLogger":
+        if entry_is(logger, WandbLogger):
             resolve_mode(logger.init_args.get("mode") or "auto")
 
 
@@ -122,8 +123,8 @@ class WandbLogger(_LightningWandbLogger):
             elif self.resolved_mode == "disabled":  # records nothing: no look for a git repo in a save_dir not made
                 kwargs["settings"] = wandb.Settings(disable_git=True)
         super().__init__(project=project, save_dir=save_dir, name=name, mode=self.resolved_mode, **kwargs)
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)  # wandb warns about the key even when unset
+        if wandb_init_args(self).get("anonymous") is None:
+            wandb_init_args(self).pop("anonymous", None)  # wandb warns about the key even when unset
 
     @property
     def experiment(self) -> Any:
@@ -138,7 +139,7 @@ class WandbLogger(_LightningWandbLogger):
             why = f"{type(err).__name__}: {text}" if text else type(err).__name__
             if self.requested_mode == "auto" and env_mode() is None and self.resolved_mode == "online":
                 tell(f"W&B logs offline: the online run did not start ({why}).")
-                self.resolved_mode = self._wandb_init["mode"] = "offline"
+                self.resolved_mode = wandb_init_args(self)["mode"] = "offline"
                 return super().experiment
             raise WandbUnavailableError(
                 f"W&B could not start its {self.resolved_mode} run ({why}); check `wandb login` / WANDB_API_KEY and "
@@ -146,11 +147,12 @@ class WandbLogger(_LightningWandbLogger):
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
-        if self.resolved_mode == "offline" and self._experiment is not None:
-            run_dir = Path(self._experiment.dir).parent
-            if len(offline_parts(run_dir.parent, self._experiment.id)) > 1:
+        run = started_wandb_run(self)
+        if self.resolved_mode == "offline" and run is not None:
+            run_dir = Path(run.dir).parent
+            if len(offline_parts(run_dir.parent, run.id)) > 1:
                 # a resumed run: one folder per part, uploaded together into one run
-                run_dir = run_dir.parent / f"offline-run-*-{self._experiment.id}*"
+                run_dir = run_dir.parent / f"offline-run-*-{run.id}*"
             tell(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
 
 
@@ -163,7 +165,7 @@ def offline_parts(wandb_dir: Path, run_id: str) -> list[Path]:
 
 def is_enabled(logger: _LightningWandbLogger) -> bool:
     """False for a W&B logger that was turned off (mode disabled, or WANDB_MODE=disabled)."""
-    mode = getattr(logger, "resolved_mode", None) or logger._wandb_init.get("mode") or os.environ.get("WANDB_MODE")
+    mode = getattr(logger, "resolved_mode", None) or wandb_init_args(logger).get("mode") or os.environ.get("WANDB_MODE")
     return mode != "disabled"
 
 

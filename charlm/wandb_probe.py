@@ -16,13 +16,13 @@ import time
 import urllib.request
 from urllib.parse import ParseResult, unquote, urlparse
 
+from charlm.compat import wandb_upstream_url
+
 def default_base_url() -> str:
     """W&B's own default server (wandb 0.31: CoreWeave's ``https://api.forge.coreweave.com``)."""
-    try:
-        from wandb.sdk.lib.urls import DEFAULT_BASE_URL
-    except ImportError:  # older or newer wandb without that module
-        return "https://api.wandb.ai"
-    return DEFAULT_BASE_URL
+    import wandb
+
+    return wandb.Settings().base_url  # the default: a Settings made here reads no environment variable
 
 
 def base_url() -> ParseResult:
@@ -34,11 +34,8 @@ def _netrc_machines(url: ParseResult) -> list[str]:
     """The ~/.netrc entries W&B reads a key from for ``url`` (``wandb login`` writes host[:port];
     a Forge host also reads the W&B API host behind it)."""
     machines = [url.netloc, url.hostname or ""]
-    try:
-        from wandb.sdk.lib.urls import forge_upstream_url
-    except ImportError:
-        return machines
-    return [*machines, urlparse(forge_upstream_url(url.geturl())).netloc]
+    upstream = wandb_upstream_url(url.geturl())
+    return machines if upstream is None else [*machines, urlparse(upstream).netloc]
 
 
 def has_credentials() -> bool:

@@ -23,6 +23,7 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from datamodules.cache_files import folder_lock, remove_stale_temp_files
+from datamodules.compat import block_after_end_marker, end_aware_tarinfo
 from datamodules.errors import CacheWriteError, CorruptArchiveError, cache_write_error, corrupt_archive
 from datamodules.prepare import ChunkSource, is_prepared, prepare
 
@@ -246,7 +247,7 @@ def spool_tar_members(
     """
     index: list[tuple[str, int, int]] = []
     total = tar_path.stat().st_size
-    tarinfo = _end_aware_tarinfo()
+    tarinfo = end_aware_tarinfo()  # notes the end-of-archive marker
     try:
         out = open(spool, "wb", buffering=0)  # unbuffered: a full disk shows at the write that hit it
     except OSError as err:
@@ -306,30 +307,11 @@ def _write(out: BinaryIO, data: bytes, path: Path) -> None:
         raise cache_write_error(path, err) from None
 
 
-def _end_aware_tarinfo() -> type[tarfile.TarInfo]:
-    """A TarInfo class that notes whether tarfile met an all-zero block, tar's end-of-archive marker.
-
-    tarfile's stream mode ends silently where data simply stops or a header is garbage; only
-    the marker says that the archive is complete. One class per archive, so the note is its own.
-    """
-
-    class EndAwareTarInfo(tarfile.TarInfo):
-        end_marker_seen = False
-
-        @classmethod
-        def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
-            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) == tarfile.BLOCKSIZE:
-                cls.end_marker_seen = True
-            return super().frombuf(buf, encoding, errors)
-
-    return EndAwareTarInfo
-
-
 def _check_end_marker(archive: tarfile.TarFile, tarinfo: type, tar_path: Path) -> None:
     """A tar archive ends with two zero blocks; without them it was cut (a plain .tar cut on a member
     boundary looks complete to tarfile) or a header is damaged, and members are missing."""
     # tarfile stopped after reading the first zero block; the second one follows it in the stream
-    if not tarinfo.end_marker_seen or archive.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+    if not tarinfo.end_marker_seen or block_after_end_marker(archive) != bytes(tarfile.BLOCKSIZE):
         raise corrupt_archive(tar_path, "it ends without tar's end-of-archive marker, so members are missing")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 from datamodules.base import CharDataModule, Corpus
+from datamodules.compat import dataset_fingerprint
 from datamodules.sources import coalesce, expand_paths, files_chunks, text_files
 
 
@@ -112,7 +113,7 @@ class TextDataModule(CharDataModule):
                     yield (text or "").encode()
 
         return Corpus(lambda: coalesce(rows()), f"{self.dataset}[{self.split}].{self.text_column}", None,
-                      f"dataset-{ds._fingerprint}-{hashlib.sha256(separator).hexdigest()[:8]}")
+                      f"dataset-{dataset_fingerprint(ds)}-{hashlib.sha256(separator).hexdigest()[:8]}")
 
 
 def _joined(sources: list, separator: bytes):
