@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from charlm.commands import NAMES as CHECKPOINT_COMMANDS
+from charlm.commands import run_command
 from charlm.exits import (
     BROKEN_PIPE_EXIT_STATUS,
     INTERRUPT_EXIT_STATUS,
@@ -40,14 +40,7 @@ def _dispatch() -> None:
     from charlm.parse_errors import check_config_files
 
     check_config_files(sys.argv[1:])  # before jsonargparse, whose reports of a broken file do not name it
-    if len(sys.argv) > 1 and sys.argv[1] in CHECKPOINT_COMMANDS:
-        from charlm.commands import run_command  # no Lightning import: half the start-up time
-
-        run_command(sys.argv[1:])
-    else:
-        from charlm.cli import main
-
-        main()
+    run_command(sys.argv[1:])  # fit / validate / test: LightningCLI; the others without importing Lightning
 
 
 def _fail(message: str) -> None:
@@ -59,6 +52,7 @@ def _fail(message: str) -> None:
 
 
 def run() -> None:
+    """``charlm ...``: run the command, with the exit statuses and one-line errors of the module docstring."""
     traceback = bool(os.environ.get("CHARLM_TRACEBACK"))
     try:
         _dispatch()

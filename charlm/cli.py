@@ -1,7 +1,7 @@
 """``python -m charlm {fit,validate,test}``: LightningCLI over CharLM and any corpus data module.
 
-The commands that need only a checkpoint (sample, visualize, score, classify) are in
-``charlm.commands``; ``charlm.__main__`` picks between the two.
+The commands that need only a checkpoint (sample, score, classify, visualize) are in
+``charlm.commands``, whose table lists every command and hands these three to :func:`main`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs
 import charlm.wandb_logger  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
+from charlm.commands import DESCRIPTION, TRAINING
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
 from charlm.model_size import check_training_size
@@ -31,12 +32,6 @@ from datamodules import (  # noqa: F401  (imported so that --data accepts each c
     ShakespeareDataModule,
     TextDataModule,
 )
-
-DESCRIPTION = """Character-level RNN / GRU / LSTM language models. Train and evaluate: `charlm fit`,
-`charlm validate`, `charlm test` (each reads the default run, charlm/defaults.yaml: a 2 x 256 LSTM
-on Tiny Shakespeare, before any --config). Use a checkpoint: `charlm sample` (generate text),
-`charlm score` (bpc of a text), `charlm classify` (which model's training text does a passage
-resemble?), `charlm visualize` (an HTML page of neuron activations). Add --help to any command."""
 
 # the default run, installed with the package: `charlm fit` works in any folder (cli.yaml is optional)
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
@@ -120,17 +115,18 @@ class CharLMCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> CharLMCLI:
-    """fit / validate / test (``charlm.__main__`` sends the checkpoint-only commands elsewhere)."""
+    """fit / validate / test (``charlm.commands.run_command`` sends the checkpoint-only commands elsewhere)."""
     quiet_library_noise()
     defaults = {"default_config_files": [str(DEFAULTS)]}
+    # each command's parser: the default run, and the line `charlm --help` shows for it (charlm.commands)
+    commands = {name: {**defaults, "description": line} for name, line in TRAINING.items()}
     return CharLMCLI(
         CharLM,
         CharDataModule,
         subclass_mode_data=True,
         save_config_callback=RunConfig,
         save_config_kwargs={"save_to_log_dir": False},
-        parser_kwargs={"prog": "charlm", "description": DESCRIPTION, "fit": defaults, "validate": defaults,
-                       "test": defaults},
+        parser_kwargs={"prog": "charlm", "description": DESCRIPTION, **commands},
         parser_class=CharLMParser,
         # the optimizer and its schedule are CharLM's (--model.lr, --model.warmup_steps, ...): LightningCLI's
         # --optimizer / --lr_scheduler would silently replace AdamW and drop warmup and cosine decay

@@ -10,6 +10,7 @@ hint (CHARLM_TRACEBACK=1 shows jsonargparse's full report). No Lightning import 
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 import sys
@@ -59,7 +60,7 @@ def short_parse_error(message: str) -> str:
         from charlm.commands import NAMES
 
         given = re.search(r"invalid choice: '([^']*)'", message)
-        commands = ", ".join(["fit", "validate", "test", *sorted(NAMES)])
+        commands = ", ".join(NAMES)
         return f"{'no command ' + repr(given[1]) if given else 'give a command'}: charlm's commands are {commands}"
     if keys == ["data"] and "Expected a dot import path" in message:  # --data Foo: no such class
         from datamodules import _WHERE
@@ -94,7 +95,7 @@ def check_config_files(argv: list[str]) -> None:
     """
     import yaml  # PyYAML, as jsonargparse reads configs with it
 
-    values = [b for a, b in zip(argv, argv[1:]) if a in ("--config", "-c")]
+    values = [b for a, b in itertools.pairwise(argv) if a in ("--config", "-c")]
     values += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     for value in values:
         if not os.path.isfile(value):
@@ -122,16 +123,33 @@ def check_config_files(argv: list[str]) -> None:
                              f"'trainer: {{max_steps: 100}}' (see `charlm fit --print_config`).")
 
 
+def _missing_flags(message: str) -> tuple[str, str] | None:
+    """For "required: classify.ckpt_path" (the root parser checks a command's required arguments):
+    the command, and "the following arguments are required: --ckpt_path"."""
+    from charlm.commands import NAMES
+
+    match = re.fullmatch(r"the following arguments are required: (.*)", message.strip())
+    keys = match[1].split(", ") if match else []
+    commands = {key.split(".", 1)[0] for key in keys}
+    if len(commands) != 1 or not all("." in key for key in keys) or not commands <= set(NAMES):
+        return None
+    flags = ", ".join("--" + key.split(".", 1)[1] for key in keys)
+    return commands.pop(), f"the following arguments are required: {flags}"
+
+
 class OneLineErrors:
     """Mixin for jsonargparse parsers: ``error`` prints one line and exits 2."""
 
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:  # noqa: D102
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if os.environ.get("CHARLM_TRACEBACK") or not getattr(self, "exit_on_error", True):
             super().error(message, ex)  # type: ignore[misc]
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = str(getattr(parser, "prog", "charlm")).replace(" [options]", "")
         if flag := re.search(r"unrecognized arguments: .*?(--optimizer|--lr_scheduler)\b", message):
             line = f"{flag[1]} is not available: {OPTIMIZER_HINT}"
+        elif missing := _missing_flags(message):  # checked by the root parser: name the command's flags
+            command, line = missing
+            prog = f"{prog} {command}"
         else:
             options = [s for a in getattr(parser, "_actions", []) for s in a.option_strings]
             line = short_parse_error(message) + _suggestion(message, options)

@@ -7,9 +7,11 @@ id fits in a uint8, so prepared corpora are one byte per token.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,7 +29,8 @@ class Vocabulary:
         if not symbols:
             raise ValueError("A vocabulary needs at least one symbol; the corpus is empty.")
         if any(not 0 <= s <= 255 for s in symbols) or list(symbols) != sorted(set(symbols)):
-            raise ValueError(f"Vocabulary symbols must be distinct byte values 0..255 in ascending order, got {symbols}")
+            raise ValueError(f"Vocabulary symbols must be distinct byte values 0..255 in ascending order, "
+                             f"got {symbols}")
         object.__setattr__(self, "symbols", symbols)
 
     @classmethod
@@ -107,6 +110,30 @@ class Vocabulary:
             return cls.from_json(Path(path).read_bytes().decode())
         except ValueError as err:  # also JSONDecodeError, UnicodeDecodeError
             raise ValueError(f"{path} is not a readable vocabulary ({err}); delete it and run again.") from None
+
+
+def drop_unknown(data: bytes, vocabs: Mapping[str, Vocabulary], unknown: Literal["error", "skip"]) -> bytes:
+    """Apply the ``--unknown`` policy to the bytes of ``data`` that some vocabulary lacks.
+
+    ``vocabs`` maps a name the user knows (the checkpoint's path, or its flag) to that model's
+    vocabulary. ``error`` refuses the text, naming the first model and the bytes it never saw;
+    ``skip`` removes every byte that any of them lacks, so that all models read the same bytes,
+    and says on stderr how many went.
+    """
+    missing = {name: vocab for name, vocab in vocabs.items() if vocab.missing_bytes(data)}
+    if not missing:
+        return data
+    if unknown == "error":
+        name, vocab = next(iter(missing.items()))
+        raise ValueError(f"{name}: the text contains {vocab.describe_missing(data)}, which this model never saw; "
+                         f"use --unknown skip to leave them out.")
+    lacking = set().union(*(vocab.missing_bytes(data) for vocab in missing.values()))
+    kept = bytes(b for b in data if b not in lacking)
+    print(f"note: skipped {len(data) - len(kept)} bytes ({len(lacking)} distinct values) that "
+          f"{', '.join(missing)} never saw", file=sys.stderr)
+    if len(kept) < 2:
+        raise ValueError("Nothing is left after skipping the unknown bytes.")
+    return kept
 
 
 def _first_few(names: list[str], shown: int = 8) -> str:

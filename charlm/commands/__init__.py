@@ -1,35 +1,129 @@
-"""The commands that need only a checkpoint: no corpus, no Trainer, and no Lightning import.
+"""charlm's commands, in one table, and the one parser of those that need only a checkpoint.
 
-``sample`` and ``visualize`` are typed functions (jsonargparse builds their ``--help`` from the
-docstrings); ``score`` and ``classify`` take several checkpoints, so they have argparse parsers.
+``fit``, ``validate`` and ``test`` train and evaluate through LightningCLI (charlm.cli: a Trainer,
+a data module, ``--model.*`` / ``--data.*`` / ``--trainer.*``). ``sample``, ``score``, ``classify``
+and ``visualize`` need only a checkpoint: each is a typed function whose docstring is its
+``--help``, and one jsonargparse parser holds them as subcommands (as litgpt's ``__main__`` does
+with its dict of functions). That parser never imports Lightning (half the start-up time), and it
+also answers ``charlm --help`` and a bare ``charlm``, listing every command of the table.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import inspect
+import sys
+import typing
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-FUNCTION_COMMANDS = {"sample": "charlm.commands.sample:sample", "visualize": "charlm.commands.visualize:visualize"}
-ARGPARSE_COMMANDS = {"score": "charlm.commands.score:score_main", "classify": "charlm.commands.score:classify_main"}
-NAMES = set(FUNCTION_COMMANDS) | set(ARGPARSE_COMMANDS)
+if TYPE_CHECKING:
+    from jsonargparse import ArgumentParser
+
+# LightningCLI's commands (charlm.cli), each with its line for `charlm --help` (and `charlm fit --help`)
+TRAINING = {
+    "fit": "Train a model (the default run: a 2 x 256 LSTM on Tiny Shakespeare).",
+    "validate": "Bits per byte of --ckpt_path on the validation split.",
+    "test": "Bits per byte of --ckpt_path on the test split.",
+}
+# the commands that need only a checkpoint, as module:function; each line in `charlm --help` is the
+# first line of the function's docstring. A module is imported only when charlm builds this parser.
+CHECKPOINT = {
+    "sample": "charlm.commands.sample:sample",
+    "score": "charlm.commands.score:score",
+    "classify": "charlm.commands.classify:classify",
+    "visualize": "charlm.commands.visualize:visualize",
+}
+NAMES = (*TRAINING, *CHECKPOINT)
 
 
-def _load(spec: str):
-    module, name = spec.split(":")
-    return getattr(importlib.import_module(module), name)
+def _listing(names: Iterable[str]) -> str:
+    """'`charlm a`, `charlm b` and `charlm c`'."""
+    quoted = [f"`charlm {name}`" for name in names]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
-def run_command(argv: list[str]) -> Any:
-    """Run ``argv[0]`` (one of NAMES) with the rest of ``argv`` as its arguments."""
-    name, rest = argv[0], argv[1:]
-    if name in ARGPARSE_COMMANDS:
-        return _load(ARGPARSE_COMMANDS[name])(rest)
-    from jsonargparse import CLI, ArgumentParser
+DESCRIPTION = (f"Character-level RNN / GRU / LSTM language models. {_listing(TRAINING)} read the default run "
+               f"(charlm/defaults.yaml) before any --config; {_listing(CHECKPOINT)} need only a checkpoint. "
+               f"Add --help to any command.")
+
+
+def load(name: str) -> Callable[..., Any]:
+    """The function behind the checkpoint command ``name``."""
+    module, function = CHECKPOINT[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def summary(function: Callable[..., Any]) -> str:
+    """The first line of ``function``'s docstring: its line in ``charlm --help``."""
+    return (inspect.getdoc(function) or "").split("\n", 1)[0]
+
+
+def description(function: Callable[..., Any]) -> str:
+    """``function``'s docstring up to its ``Args:`` (which document the flags): the top of ``charlm NAME --help``."""
+    return (inspect.getdoc(function) or "").split("\nArgs:", 1)[0].strip()
+
+
+def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
+    """``function``'s parameters as flags, documented by its docstring.
+
+    A ``list[str]`` parameter takes its values one after another, as argparse's ``nargs='+'``
+    (``--ckpt_path a.ckpt b.ckpt``); jsonargparse alone would want ``--ckpt_path '[a.ckpt, b.ckpt]'``
+    and has no ``nargs`` for function parameters, so such a parameter is added by hand, with the
+    help jsonargparse wrote for it from the docstring.
+    """
+    from jsonargparse import ArgumentParser
+
+    parameters = inspect.signature(function).parameters
+    hints = typing.get_type_hints(function)
+    many = [name for name in parameters if hints.get(name) == list[str]]
+    if many:
+        scratch = ArgumentParser()
+        scratch.add_function_arguments(function, as_group=False)
+        helps = {action.dest: action.help for action in scratch._actions}
+    for name in many:
+        default = parameters[name].default
+        required = default is inspect.Parameter.empty
+        parser.add_argument(f"--{name}", type=str, nargs="+", required=required, help=helps[name],
+                            **({} if required else {"default": default}))
+    parser.add_function_arguments(function, as_group=False, skip=set(many), sub_configs=True)
+
+
+def build_parser() -> ArgumentParser:
+    """``charlm``: every command of the table as a subcommand. The checkpoint commands are parsed here;
+    fit / validate / test are listed only (run_command hands them to LightningCLI before parsing)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
     from charlm.parse_errors import OneLineErrors
 
     class CommandParser(OneLineErrors, ArgumentParser):
         """jsonargparse's parser with one-line errors (charlm.parse_errors)."""
 
-    return CLI(_load(FUNCTION_COMMANDS[name]), args=rest, as_positional=False, prog=f"charlm {name}",
-               parser_class=CommandParser)
+    root = CommandParser(prog="charlm", description=DESCRIPTION)
+    commands = root.add_subcommands(required=True)
+    for name, line in TRAINING.items():
+        commands.add_subcommand(name, CommandParser(description=line), help=line)
+    for name in CHECKPOINT:
+        function = load(name)
+        parser = CommandParser(description=description(function))
+        parser.add_argument("--config", action=ActionConfigFile, help="Settings from a YAML file (flags override).")
+        _add_function(parser, function)
+        commands.add_subcommand(name, parser, help=summary(function))
+        parser.prog = f"charlm {name}"  # not jsonargparse's "charlm [options] NAME": the root has no options
+    return root
+
+
+def run_command(argv: list[str]) -> Any:
+    """Run the command ``argv[0]`` with the rest of ``argv`` as its arguments; no command: list them."""
+    if argv and argv[0] in TRAINING:
+        from charlm.cli import main
+
+        return main(None if argv == sys.argv[1:] else argv)  # LightningCLI warns if given sys.argv's own args
+    parser = build_parser()
+    if not argv:
+        parser.print_help()  # what there is to run; then one error line, exit 2
+    config = parser.parse_args(argv)
+    name = config.subcommand
+    arguments = config[name].as_dict()
+    arguments.pop("config", None)
+    return load(name)(**arguments)

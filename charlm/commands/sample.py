@@ -13,9 +13,9 @@ import torch
 from charlm.checkpoint import load_checkpoint
 from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
+from charlm.generate import Utf8Stream, check_sampling_args, generate
 from charlm.model import CharRNN
 from charlm.model_size import available_memory, gib
-from charlm.generate import Utf8Stream, check_sampling_args, generate
 
 SEEDS = 2**64  # torch.Generator.manual_seed takes [0, 2^64)
 
@@ -54,14 +54,15 @@ def check_memory(model: CharRNN, num_samples: int, prompt_len: int, length: int,
     on_device = 4 * num_samples * prompt_len * (e + 5 * h + v)  # 5H: the gates and the output of a layer
     in_ram = num_samples * (length + 2048) if num_samples > 1 else 0  # the texts, and each stream's objects
     if device.type == "cuda":
-        checks = [(on_device, torch.cuda.mem_get_info(device)[0], "free GPU memory"), (in_ram, available_memory(), "memory")]
+        checks = [(on_device, torch.cuda.mem_get_info(device)[0], "free GPU memory"),
+                  (in_ram, available_memory(), "memory")]
     else:
         checks = [(on_device + in_ram, available_memory(), "memory")]
     for need, have, name in checks:
         if have is not None and need > have:
-            raise ValueError(f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and --length {length:,} needs "
-                             f"about {gib(need)}, more than the {gib(have)} of {name} available here. Ask for fewer "
-                             f"samples at a time (several runs with different --seed), or a shorter prompt.")
+            raise ValueError(f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and --length {length:,} "
+                             f"needs about {gib(need)}, more than the {gib(have)} of {name} available here. Ask for "
+                             f"fewer samples at a time (several runs with different --seed), or a shorter prompt.")
 
 
 def unescape(text: str) -> str:

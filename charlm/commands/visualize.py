@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Literal
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.score import drop_unknown
 from charlm.neuron_page import MAX_BYTES, build_page, read_passage, write_page
 from charlm.neurons import State, check_view
+from datamodules.vocab import drop_unknown
 
 
 def check_out(out: str, name: str = "--out") -> Path:
     """The page's path, refusing a folder (the page is one file: name it) and a path through a file."""
     target = Path(out).expanduser()
     if target.is_dir():
-        raise ValueError(f"{name} {out} is a folder; give the page a file name, e.g. {name} {target / 'visualize.html'}")
+        raise ValueError(f"{name} {out} is a folder; give the page a file name, "
+                         f"e.g. {name} {target / 'visualize.html'}")
     parent = next((p for p in target.absolute().parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ValueError(f"{name} {out}: {parent} is a file, not a folder; choose another path for the page.")
@@ -34,7 +35,9 @@ def visualize(
     guesses: bool = True,
     unknown: Literal["error", "skip"] = "error",
 ) -> Path:
-    """Write a self-contained HTML page colouring a text by neuron activations.
+    """Write a page colouring a text by neuron activations.
+
+    The page is one self-contained HTML file.
 
     Args:
         ckpt_path: a charlm checkpoint.
@@ -54,7 +57,7 @@ def visualize(
     target = check_out(out)
     loaded = load_checkpoint(ckpt_path, "cpu")
     check_view(loaded.model, state, layer, neuron)
-    data = drop_unknown(read_passage(text_file, max_bytes), [(f"--ckpt_path {ckpt_path}", loaded)], unknown)
+    data = drop_unknown(read_passage(text_file, max_bytes), {f"--ckpt_path {ckpt_path}": loaded.vocab}, unknown)
     page, ranking, num_panels = build_page(loaded.model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
                                            neuron, find, guesses)
     target = write_page(target, page)
