@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
 import charlm.wandb_logger  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
+from charlm.compat import entry_is, original_error
 from charlm.commands import DESCRIPTION, TRAINING
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
@@ -23,7 +25,7 @@ from charlm.parse_errors import OneLineErrors
 from charlm.quiet import quiet_library_noise
 from charlm.resume_folder import continue_run_folder
 from charlm.run_config import RunConfig, resume_wandb_run
-from charlm.run_folders import check_run_folders, follow_root_dir
+from charlm.run_folders import check_run_folders, follow_root_dir, loggers_of
 from charlm.wandb_logger import check_logger_config
 from datamodules import (  # noqa: F401  (imported so that --data accepts each corpus by class name)
     CharDataModule,
@@ -35,13 +37,6 @@ from datamodules import (  # noqa: F401  (imported so that --data accepts each c
 
 # the default run, installed with the package: `charlm fit` works in any folder (cli.yaml is optional)
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
-
-
-def _raised_by_jsonargparse(err: BaseException) -> bool:
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
 
 
 class CharLMParser(OneLineErrors, LightningArgumentParser):
@@ -60,9 +55,7 @@ class CharLMCLI(LightningCLI):
         except (ValueError, TypeError) as err:
             # jsonargparse wraps what a class's __init__ raised ("--data.batch_size must be ...") in a
             # report on every Union subtype it tried: raise the original, the one that says what is wrong
-            root = err
-            while root.__cause__ is not None and _raised_by_jsonargparse(root):
-                root = root.__cause__
+            root = original_error(err)
             if root is err:
                 raise
             raise root.with_traceback(root.__traceback__) from None
@@ -91,9 +84,8 @@ class CharLMCLI(LightningCLI):
         # a CSVLogger without a name is named after the corpus: runs/enwik8/version_0, ...
         config = self.config[self.subcommand] if self.subcommand else self.config
         corpus = str(config.data.class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "charlm"
-        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
-        for logger in loggers:
-            if str(getattr(logger, "class_path", "")).endswith("CSVLogger") and logger.init_args.get("name") is None:
+        for logger in loggers_of(config.trainer):
+            if entry_is(logger, CSVLogger) and logger.init_args.get("name") is None:
                 logger.init_args.name = corpus
         # W&B and the run folders: loggers with an empty save_dir follow default_root_dir; every folder the
         # run writes is checked now, not at the first checkpoint; a resumed fit continues its run folder

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_warn
 
+from charlm.compat import attached_trainer, fit_interrupted
 from charlm.faults import (
     DivergedError,
     FitGuard,
@@ -118,7 +118,7 @@ class CharLM(L.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # mean nats per byte
         self.train_bpc.update(loss.detach() * y.numel(), y.numel())
         self.loss_watch.update(loss.detach(), self.global_step + 1)  # no sync: FitGuard reads it on logging steps
-        if self._trainer is None or (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        if attached_trainer(self) is None or (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             # only on the steps Lightning writes logs: each self.log costs host time on the hot path
             self.log("train/loss", loss, prog_bar=True)
             self.log("train/bpc", loss / LN2)
@@ -137,7 +137,7 @@ class CharLM(L.LightningModule):
         self.log(f"{stage}/bpc", metric, prog_bar=True)
 
     def on_validation_start(self) -> None:
-        self._validation_open = self._trainer is not None and not self.trainer.sanity_checking
+        self._validation_open = attached_trainer(self) is not None and not self.trainer.sanity_checking
 
     def on_validation_epoch_end(self) -> None:
         if self._validation_open and self.trainer.state.fn == "fit":
@@ -192,7 +192,7 @@ class CharLM(L.LightningModule):
             raise DivergedError(diverged_message(self, divergence(self, weights=True)))
         hidden = self._train_hidden
         if hidden is not None and self.trainer.world_size > 1:
-            if self.trainer.state.status == TrainerStatus.INTERRUPTED:
+            if fit_interrupted(self.trainer):
                 hidden = None  # Ctrl-C: ranks may not all be here, so no collective; resume starts fresh
             else:
                 hidden = detach_hidden(self.all_gather(hidden))  # (world, layers, B, H) each
@@ -202,7 +202,7 @@ class CharLM(L.LightningModule):
             "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
             # written because fit stopped (Ctrl-C, SIGTERM, a crash) while a validation was under way:
             # a resumed run must redo that validation, whose partial sums this file does not hold
-            "mid_validation": self._validation_open and self.trainer.state.status == TrainerStatus.INTERRUPTED,
+            "mid_validation": self._validation_open and fit_interrupted(self.trainer),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -218,10 +218,11 @@ class CharLM(L.LightningModule):
             raise ValueError("The checkpoint's weights are not finite (NaN or infinity): its run diverged. "
                              "Use an earlier checkpoint of that run, or train again with a lower --model.lr.")
         redo_interrupted_validation(checkpoint)  # before Lightning restores its loops from the same dict
-        count_logged_steps_once(checkpoint, self._trainer.accumulate_grad_batches if self._trainer else 1)
+        trainer = attached_trainer(self)
+        count_logged_steps_once(checkpoint, trainer.accumulate_grad_batches if trainer else 1)
         state = checkpoint.get("charlm", {})
         hidden, world = state.get("train_hidden"), state.get("world_size", 1)
-        rank, my_world = (self._trainer.global_rank, self._trainer.world_size) if self._trainer else (0, 1)
+        rank, my_world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         if hidden is not None and world != my_world:
             rank_zero_warn("Resuming on a different number of processes: the carried hidden state restarts.")
             hidden = None

@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from datamodules.compat import batches_done_before_resume
 from datamodules.fetch import Download, download, set_aside_if_bad
 from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
 from datamodules.sizes import BatchSettings, check_corpus_fits, split_sizes
@@ -180,10 +181,9 @@ class CharDataModule(L.LightningDataModule):
             # on the device, so no step waits for a host-to-device copy
             tokens = tokens.to(device)
         loader = TrainStreams(tokens, self.batch_size, self.seq_len, rank, world)
-        trainer = self.trainer
-        if trainer is not None and trainer.fit_loop.restarting:
+        done = batches_done_before_resume(self.trainer) if self.trainer is not None else None
+        if done is not None:
             # resuming mid-epoch: continue with the first batch the checkpoint had not trained on
-            done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
             loader.skip_next = done if done < len(loader) else 0
         return loader
 
