@@ -16,8 +16,8 @@ import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs
 import charlm.wandb_logger  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
-from charlm.compat import entry_is, original_error
 from charlm.commands import DESCRIPTION, TRAINING
+from charlm.compat import entry_is, original_error
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
 from charlm.model_size import check_training_size
