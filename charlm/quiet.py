@@ -16,7 +16,6 @@ import warnings
 from charlm.compat import lightning_info_logger
 
 
-
 class _DropMessages(logging.Filter):
     def __init__(self, *starts: str) -> None:
         super().__init__()

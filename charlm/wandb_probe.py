@@ -18,6 +18,7 @@ from urllib.parse import ParseResult, unquote, urlparse
 
 from charlm.compat import wandb_upstream_url
 
+
 def default_base_url() -> str:
     """W&B's own default server (wandb 0.31: CoreWeave's ``https://api.forge.coreweave.com``)."""
     import wandb

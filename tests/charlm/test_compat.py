@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar
 
 import lightning as L
 import pytest
@@ -47,9 +47,9 @@ COUNTERS = {"ready", "started", "processed", "completed"}
 
 def trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
     """A CPU Trainer for BoringModel (a 32 -> 2 linear layer on 64 random rows): a fit takes a second."""
-    settings = dict(accelerator="cpu", devices=1, max_steps=3, limit_train_batches=8, limit_val_batches=2,
-                    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                    num_sanity_val_steps=0, default_root_dir=tmp_path)
+    settings = {"accelerator": "cpu", "devices": 1, "max_steps": 3, "limit_train_batches": 8, "limit_val_batches": 2,
+                "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                "enable_model_summary": False, "num_sanity_val_steps": 0, "default_root_dir": tmp_path}
     return L.Trainer(**{**settings, **kwargs})
 
 
@@ -206,7 +206,7 @@ def test_model_checkpoint_links_last_through_the_replaced_linker(tmp_path):
 class Hooks(ExperimentWriter):
     """Lightning's writer, noting when it calls the hooks charlm.csv_logger.ContinuingWriter overrides."""
 
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
     def _check_log_dir_exists(self) -> None:
         self.calls.append("check")
@@ -300,7 +300,7 @@ def test_entry_class_follows_the_class_not_its_spelling():
 
 def test_jsonargparse_gives_parsed_entries_their_full_class_path():
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--logger", type=Optional[Logger])
+    parser.add_argument("--logger", type=Logger | None)
     config = parser.parse_args(["--logger", "CSVLogger", "--logger.save_dir", "runs"])
     assert config.logger.class_path == "lightning.pytorch.loggers.CSVLogger"
     assert entry_is(config.logger, CSVLogger)
@@ -314,9 +314,9 @@ class Picky:
 
 def test_original_error_unwraps_jsonargparse_union_report():
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--thing", type=Optional[Picky])
+    parser.add_argument("--thing", type=Picky | None)
     config = parser.parse_args(["--thing", f"{__name__}.Picky", "--thing.size", "0"])
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=r"thing\.size must be >= 1") as caught:
         parser.instantiate(config)
     assert "--thing.size must be >= 1" in str(caught.value)
     root = original_error(caught.value)

@@ -123,7 +123,7 @@ def test_a_tarball_cut_on_a_member_boundary_has_no_end_marker():
 
 
 def test_a_tarball_with_one_end_block_is_told_apart():
-    names, tarinfo, after = read_all(tarball()[: 5 * tarfile.BLOCKSIZE])
+    _, tarinfo, after = read_all(tarball()[: 5 * tarfile.BLOCKSIZE])
     assert tarinfo.end_marker_seen and after != bytes(tarfile.BLOCKSIZE)
 
 
