@@ -60,7 +60,8 @@ def make_enwik8_standin(folder: Path, size: int, seed: int = 0) -> Path:
     if not lines:
         lines = [b"To be, or not to be: that is the question.\n"]
     rng = np.random.default_rng(seed)
-    markup = [b"<page>\n", b"  <title>", b"</title>\n", b"[[Category:", b"]]\n", b"&quot;", b"caf\xc3\xa9 ", b"\xe2\x80\x94"]
+    markup = [b"<page>\n", b"  <title>", b"</title>\n", b"[[Category:", b"]]\n", b"&quot;", b"caf\xc3\xa9 ",
+              b"\xe2\x80\x94"]
     parts, total = [], 0
     while total < size:
         for i in rng.integers(0, len(lines), 10_000):
@@ -95,7 +96,8 @@ def main(size: int = 100_000_000, enwik8: str | None = None,
             results["tinyshakespeare"] = measure("ShakespeareDataModule", shakespeare, tmp / "cache", train_batches)
         if Path(linux).is_file():
             results[Path(linux).name] = measure("LinuxDataModule", Path(linux), tmp / "cache")
-    print("| corpus | prepared bytes (train split) | vocab | prepare (s) | peak RSS (MB) |\n| --- | --- | --- | --- | --- |")
+    print("| corpus | prepared bytes (train split) | vocab | prepare (s) | peak RSS (MB) |\n"
+          "| --- | --- | --- | --- | --- |")
     for name, r in results.items():
         tokens = f"{r['tokens']:,}" if r["tokens"] else "-"
         print(f"| {name} | {tokens} | {r['vocab']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")

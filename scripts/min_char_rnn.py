@@ -25,6 +25,7 @@ Params = dict[str, np.ndarray]  # Wxh (H, V), Whh (H, H), Why (V, H), bh (H, 1),
 
 
 def init_params(vocab_size: int, hidden_size: int, seed: int = 0, dtype=np.float64) -> Params:
+    """Small random weights (N(0, 0.01^2)) and zero biases, as in min-char-rnn."""
     rng = np.random.default_rng(seed)
     return {
         "Wxh": (rng.standard_normal((hidden_size, vocab_size)) * 0.01).astype(dtype),
@@ -35,12 +36,13 @@ def init_params(vocab_size: int, hidden_size: int, seed: int = 0, dtype=np.float
     }
 
 
-def loss_and_grads(p: Params, inputs: list[int], targets: list[int], hprev: np.ndarray) -> tuple[float, Params, np.ndarray]:
+def loss_and_grads(p: Params, inputs: list[int], targets: list[int],
+                   hprev: np.ndarray) -> tuple[float, Params, np.ndarray]:
     """Forward and backward through one window. hprev (H, 1) -> loss, gradients, last hidden state."""
     V = p["Wxh"].shape[1]
     xs, hs, ps = {}, {-1: np.copy(hprev)}, {}
     loss = 0.0
-    for t, (i, j) in enumerate(zip(inputs, targets)):
+    for t, (i, j) in enumerate(zip(inputs, targets, strict=True)):
         xs[t] = np.zeros((V, 1), dtype=hprev.dtype)
         xs[t][i] = 1
         hs[t] = np.tanh(p["Wxh"] @ xs[t] + p["Whh"] @ hs[t - 1] + p["bh"])  # (H, 1)
@@ -69,7 +71,8 @@ def clip(grads: Params, limit: float = 5.0) -> Params:
     return {k: np.clip(g, -limit, limit) for k, g in grads.items()}
 
 
-def sample(p: Params, h: np.ndarray, seed_ix: int, n: int, rng: np.random.Generator, temperature: float = 1.0) -> list[int]:
+def sample(p: Params, h: np.ndarray, seed_ix: int, n: int, rng: np.random.Generator,
+           temperature: float = 1.0) -> list[int]:
     """Draw ``n`` byte ids, starting from hidden state h (H, 1) and the byte id ``seed_ix``."""
     V = p["Wxh"].shape[1]
     x = np.zeros((V, 1))
@@ -115,18 +118,22 @@ def gradcheck(p: Params, inputs: list[int], targets: list[int], hprev: np.ndarra
 
 
 def save(path: Path, p: Params, symbols: list[int]) -> None:
+    """Write the weights and the byte vocabulary to ``path`` (.npz), replacing it whole."""
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, symbols=np.array(symbols, dtype=np.uint8), **p)
     tmp.replace(path)
 
 
 def load(path: Path) -> tuple[Params, list[int]]:
+    """The weights and the byte vocabulary that :func:`save` wrote."""
     with np.load(path) as f:
         return {k: f[k] for k in ("Wxh", "Whh", "Why", "bh", "by")}, [int(s) for s in f["symbols"]]
 
 
 def train(data: bytes, hidden_size: int, seq_len: int, lr: float, iterations: int, every: int, seed: int,
           checkpoint: Path | None) -> Params:
+    """Adagrad on consecutive ``seq_len``-byte windows of ``data``, printing the smoothed loss and a
+    sample every ``every`` iterations (and saving to ``checkpoint``, if given); the trained weights."""
     symbols = sorted(set(data))
     index = {b: i for i, b in enumerate(symbols)}
     ids = [index[b] for b in data]
@@ -159,7 +166,9 @@ def train(data: bytes, hidden_size: int, seq_len: int, lr: float, iterations: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The command line: train, --generate from a checkpoint, or --gradcheck."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="text file to train on (or to draw a gradcheck window from)")
     parser.add_argument("--hidden_size", type=int, default=100, help="hidden units")
     parser.add_argument("--seq_len", type=int, default=25, help="steps to unroll the RNN for")

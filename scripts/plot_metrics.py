@@ -18,11 +18,14 @@ from jsonargparse import CLI
 
 @dataclass
 class Curves:
+    """The bits per character of a run's metrics.csv."""
+
     train: list[tuple[int, float]]  # (step, bpc)
     val: list[tuple[int, float]]
 
 
 def read_curves(metrics_csv: Path) -> Curves:
+    """Train and validation bpc by step from Lightning's CSV log."""
     train, val = [], []
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
@@ -69,16 +72,18 @@ def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
     fig = Figure(figsize=(9, 5), dpi=120)
     ax = fig.subplots()
     if curves.train:
-        steps, values = zip(*curves.train)
+        steps, values = zip(*curves.train, strict=True)
         k = max(1, smooth)
-        smoothed = [sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))]
+        windows = [values[max(0, i - k + 1) : i + 1] for i in range(len(values))]  # the last k values at each step
+        smoothed = [sum(window) / len(window) for window in windows]
         ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=1)
         ax.plot(steps, smoothed, color="tab:blue", label=f"train bpc (moving average of {k})")
     if curves.val:
-        steps, values = zip(*curves.val)
+        steps, values = zip(*curves.val, strict=True)
         ax.plot(steps, values, "o-", color="tab:orange", label="validation bpc")
     if best is not None:
-        ax.plot([best[0]], [best[1]], "*", color="tab:red", markersize=16, label=f"best: {best[1]:.4f} at step {best[0]}")
+        ax.plot([best[0]], [best[1]], "*", color="tab:red", markersize=16,
+                label=f"best: {best[1]:.4f} at step {best[0]}")
     if overfit is not None:
         ax.axvspan(overfit, max(s for s, _ in curves.val), color="tab:red", alpha=0.08, label="overfitting")
     ax.set_xlabel("optimizer step")

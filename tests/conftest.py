@@ -17,7 +17,8 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE", REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))
+SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE",
+                                  REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

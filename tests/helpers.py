@@ -1,4 +1,5 @@
-"""Callbacks that let tests see inside a training run, including one in other processes (DDP)."""
+"""Callbacks that let tests see inside a training run (including one in other processes, DDP) or
+change it; configs name them ``tests.helpers.<Name>``, so no test module is imported by another."""
 
 from __future__ import annotations
 
@@ -106,3 +107,34 @@ class SigintInFinalizer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             _SendsSigintWhenFinalized()  # dropped at once, so finalized here
+
+
+class RecordCheckpointIO(L.Callback):
+    """Write the trainer's CheckpointIO class and the paths it saved to ``path`` (JSON) when fit
+    ends or is interrupted (after InterruptCheckpoint, which comes earlier in the callback list)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _record(self, trainer: L.Trainer) -> None:
+        io = trainer.strategy.checkpoint_io
+        saved = [str(p) for p in getattr(io, "saved", [])]
+        self.path.write_text(json.dumps({"class": type(io).__name__, "saved": saved}))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._record(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._record(trainer)
+
+
+class Scramble(L.Callback):
+    """When a fit resumes, add N(0, 1) noise to every weight: its validations are then worse than
+    the best before the interrupt, so a "best" of the resumed part alone would be a worse checkpoint."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > 0:
+            generator = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.add_(torch.randn(p.shape, generator=generator).to(p))

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from charlm.__main__ import run
-
 from tests.cli_runs import checkpoint_dir, run_in, small_run
 from tests.conftest import SHAKESPEARE
 

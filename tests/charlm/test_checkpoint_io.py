@@ -8,10 +8,10 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +28,7 @@ from charlm.checkpoint_io import (
     temp_path,
     use_atomic_checkpoints,
 )
-from tests.cli_runs import checkpoint_dir, run_in, small_run, with_callback
-from tests.conftest import REPO
+from tests.cli_runs import checkpoint_dir, keeping_sigint, run_in, run_python, small_run, start_python, with_callback
 
 # Saves {"version": v, "state_dict": 4 tensors filled with v} over the same file, v = 0, 1, 2, ...,
 # printing v after each save; argv: path, MB per version, the CheckpointIO class ("module:Class").
@@ -39,26 +38,20 @@ SAVE_FOREVER = textwrap.dedent("""
     io = getattr(importlib.import_module(module), name)()
     for version in itertools.count():
         n = megabytes * 2**20 // 4 // 4  # float32 elements per tensor
-        io.save_checkpoint({"version": version, "state_dict": {f"w{i}": torch.full((n,), float(version)) for i in range(4)}}, path)
+        state_dict = {f"w{i}": torch.full((n,), float(version)) for i in range(4)}
+        io.save_checkpoint({"version": version, "state_dict": state_dict}, path)
         print(version, flush=True)
 """)
 
-# Sets a file size limit (a disk that is full past it), then saves over an existing checkpoint.
+# Saves over an existing checkpoint (argv[1]), on a disk that is full past a file size (disk_full_at).
 SAVE_PAST_LIMIT = textwrap.dedent("""
-    import resource, signal, sys, torch
+    import sys, torch
     from charlm.checkpoint_io import AtomicCheckpointIO
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
     try:
         AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2**22)}}, sys.argv[1])  # 16 MB
     except OSError as err:
         print(err.errno, err.filename, err.strerror, sep="\\n")
 """)
-
-
-def _python(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, text=True, **kwargs)
 
 
 @pytest.fixture
@@ -74,10 +67,11 @@ def other_filesystem_tmpdir(tmp_path) -> Iterator[Path]:
         yield tmp_path / "TMPDIR"
 
 
-def test_kill_9_mid_save_leaves_a_complete_checkpoint_and_the_next_save_removes_the_temp_file(tmp_path, other_filesystem_tmpdir):
+def test_kill_9_mid_save_leaves_a_complete_checkpoint_and_the_next_save_removes_the_temp_file(
+        tmp_path, other_filesystem_tmpdir):
     path = tmp_path / "ckpts" / "last.ckpt"
-    writer = _python("-c", SAVE_FOREVER, str(path), "128", "charlm.checkpoint_io:AtomicCheckpointIO",
-                     stdout=subprocess.PIPE, env={"TMPDIR": str(other_filesystem_tmpdir)})
+    writer = start_python("-c", SAVE_FOREVER, str(path), "128", "charlm.checkpoint_io:AtomicCheckpointIO",
+                          stdout=subprocess.PIPE, text=True, env={"TMPDIR": str(other_filesystem_tmpdir)})
     try:
         assert writer.stdout.readline().strip() == "0"  # a first good save
         complete = path.stat().st_size
@@ -126,30 +120,12 @@ def test_a_full_disk_leaves_the_previous_checkpoint_byte_identical(tmp_path):
     path = tmp_path / "best.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.arange(1000.0)}}, path)
     before = path.read_bytes()
-    done = _python("-c", SAVE_PAST_LIMIT, str(path), str(4 * 2**20), stdout=subprocess.PIPE)
-    out, _ = done.communicate()
-    assert done.returncode == 0
-    assert out.splitlines() == [str(errno.EFBIG), str(path), "File too large; the previous best.ckpt is unchanged"]
+    done = run_python("-c", SAVE_PAST_LIMIT, str(path), disk_full_at=4 * 2**20)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [str(errno.EFBIG), str(path),
+                                        "File too large; the previous best.ckpt is unchanged"]
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]  # no temp file left
-
-
-class RecordCheckpointIO(L.Callback):
-    """Write the trainer's CheckpointIO class and the paths it saved to ``path`` (JSON) when fit
-    ends or is interrupted (after InterruptCheckpoint, which comes earlier in the callback list)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    def _record(self, trainer: L.Trainer) -> None:
-        io = trainer.strategy.checkpoint_io
-        self.path.write_text(json.dumps({"class": type(io).__name__, "saved": [str(p) for p in getattr(io, "saved", [])]}))
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._record(trainer)
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._record(trainer)
 
 
 _file_events: dict[str, list] | None = None  # filled by the audit hook while a test listens
@@ -185,14 +161,15 @@ def file_events():
         _file_events = None
 
 
-def test_every_checkpoint_of_a_fit_is_written_atomically_and_never_in_tmpdir(tmp_path, shakespeare_path, monkeypatch, file_events):
+def test_every_checkpoint_of_a_fit_is_written_atomically_and_never_in_tmpdir(tmp_path, shakespeare_path, monkeypatch,
+                                                                             file_events):
     tmpdir = tmp_path / "TMPDIR"
     tmpdir.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))  # where Lightning/fsspec put their temp files
     record = tmp_path / "io.json"
     args = ["--trainer.max_steps", "8", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2",
-            *with_callback("tests.charlm.test_checkpoint_io.RecordCheckpointIO", path=record)]
+            *with_callback("tests.helpers.RecordCheckpointIO", path=record)]
     linked = tmp_path / "linked"  # a second ModelCheckpoint whose last.ckpt is a link to its best
     cli = run_in(tmp_path / "fit", small_run(shakespeare_path, *args, *with_callback(
         "lightning.pytorch.callbacks.ModelCheckpoint", dirpath=linked, save_last="link")))  # the latest, no monitor
@@ -204,12 +181,9 @@ def test_every_checkpoint_of_a_fit_is_written_atomically_and_never_in_tmpdir(tmp
     assert written <= {Path(p).name for p in seen["saved"]}
 
     # Ctrl-C: interrupted.ckpt goes through it too (InterruptAt raises KeyboardInterrupt at step 5)
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):
-            run_in(tmp_path / "cut", small_run(shakespeare_path, *args, *with_callback("tests.helpers.InterruptAt", step=5)))
-    finally:
-        signal.signal(signal.SIGINT, sigint)
+    with keeping_sigint(), pytest.raises(SystemExit):
+        run_in(tmp_path / "cut",
+               small_run(shakespeare_path, *args, *with_callback("tests.helpers.InterruptAt", step=5)))
     interrupted = next((tmp_path / "cut").rglob("interrupted.ckpt"))
     assert interrupted.name in {Path(p).name for p in json.loads(record.read_text())["saved"]}
     assert torch.load(interrupted, weights_only=True)["global_step"] == 5
@@ -219,7 +193,8 @@ def test_every_checkpoint_of_a_fit_is_written_atomically_and_never_in_tmpdir(tmp
     ckpts = [p.absolute() for p in [*folder.iterdir(), interrupted]]
     for ckpt in ckpts:
         sources = [src for src, dst in file_events["renamed"] if dst == ckpt]
-        assert sources and all(src.parent == ckpt.parent and src.name.endswith(".tmp") for src in sources), (ckpt, sources)
+        assert sources, ckpt
+        assert all(src.parent == ckpt.parent and src.name.endswith(".tmp") for src in sources), (ckpt, sources)
         assert ckpt not in file_events["written"]
     assert [p for p in file_events["written"] if p.parent == tmpdir] == []
 
@@ -234,7 +209,7 @@ class OwnCheckpointIO(TorchCheckpointIO):
     """A user's own way of storing checkpoints."""
 
 
-@pytest.mark.parametrize("plugins, expected", [
+@pytest.mark.parametrize(("plugins", "expected"), [
     (None, "AtomicCheckpointIO"),
     ([TorchCheckpointIO()], "AtomicCheckpointIO"),
     ([AsyncCheckpointIO()], "AsyncCheckpointIO(AtomicCheckpointIO)"),  # saves in a thread, through ours
@@ -265,10 +240,6 @@ def test_a_failed_interrupted_checkpoint_is_reported_and_ctrl_c_still_ends_the_r
                         enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[InterruptCheckpoint(filename="blocker/interrupted"), InterruptAt(step=2)])
     use_atomic_checkpoints(trainer)
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.warns(UserWarning, match="charlm: could not save .*blocker/interrupted.ckpt"):
-            with pytest.raises(SystemExit):  # Lightning's end of a Ctrl-C, not the OSError of the save
-                trainer.fit(BoringModel())
-    finally:
-        signal.signal(signal.SIGINT, sigint)
+    with (keeping_sigint(), pytest.warns(UserWarning, match=r"charlm: could not save .*blocker/interrupted\.ckpt"),
+          pytest.raises(SystemExit)):  # Lightning's end of a Ctrl-C, not the OSError of the save
+        trainer.fit(BoringModel())

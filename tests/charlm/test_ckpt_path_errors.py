@@ -23,20 +23,24 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     state_dict = folder / "state_dict.pt"
     torch.save(torch.nn.LSTM(4, 8).state_dict(), state_dict)
     lightning = folder / "other_model.ckpt"  # what Lightning writes for a model that is not charlm's
-    torch.save({"epoch": 0, "global_step": 3, "pytorch-lightning_version": "2.6.6", "state_dict": {"layer.weight": torch.ones(2, 2)},
-                "hyper_parameters": {"lr": 0.1}, "loops": {}, "optimizer_states": [], "lr_schedulers": []}, lightning)
+    torch.save({"epoch": 0, "global_step": 3, "pytorch-lightning_version": "2.6.6",
+                "state_dict": {"layer.weight": torch.ones(2, 2)}, "hyper_parameters": {"lr": 0.1}, "loops": {},
+                "optimizer_states": [], "lr_schedulers": []}, lightning)
     return {
         "truncated": (truncated, "is not a readable checkpoint (truncated or corrupted?)"),
         "text": (text, "is not a checkpoint (torch.save writes a zip archive; this file starts with b'not '"),
-        "state dict only": (state_dict, "is not a charlm checkpoint (it has no vocabulary and model weights; it is a bare state dict)"),
-        "another Lightning model": (lightning, "is not a charlm checkpoint (it has no vocabulary and model weights; it is a Lightning checkpoint of another model)"),
+        "state dict only": (state_dict, ("is not a charlm checkpoint (it has no vocabulary and model weights; "
+                                         "it is a bare state dict)")),
+        "another Lightning model": (lightning, ("is not a charlm checkpoint (it has no vocabulary and model weights; "
+                                                "it is a Lightning checkpoint of another model)")),
         "missing": (folder / "no-such.ckpt", "does not exist"),
         "a folder": (folder, "does not exist (or is not a file)"),
     }
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_file_charlm_did_not_write_is_refused_in_one_line(command, charlm_main, tiny_checkpoint, tmp_path, shakespeare_path):
+def test_a_file_charlm_did_not_write_is_refused_in_one_line(command, charlm_main, tiny_checkpoint, tmp_path,
+                                                            shakespeare_path):
     for kind, (path, says) in _bad_checkpoints(tmp_path / "bad", tiny_checkpoint).items():
         done = charlm_main(*small_run(shakespeare_path, "--ckpt_path", path, cmd=command))
         assert done.returncode == 2, (kind, done.stderr[-2000:])
@@ -45,7 +49,8 @@ def test_a_file_charlm_did_not_write_is_refused_in_one_line(command, charlm_main
     assert not (tmp_path / "runs").exists()  # refused before any run folder or data
 
 
-def test_fit_refuses_a_weights_only_checkpoint_that_validate_accepts(charlm_main, tiny_checkpoint, tmp_path, shakespeare_path):
+def test_fit_refuses_a_weights_only_checkpoint_that_validate_accepts(charlm_main, tiny_checkpoint, tmp_path,
+                                                                     shakespeare_path):
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     weights_only = tmp_path / "weights.ckpt"  # as ModelCheckpoint(save_weights_only=True) writes it
     torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer_states", "lr_schedulers", "loops")}, weights_only)
@@ -59,7 +64,8 @@ def test_fit_refuses_a_weights_only_checkpoint_that_validate_accepts(charlm_main
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("name", ["last", "best"])
-def test_lightnings_last_and_best_are_refused_naming_a_real_file(command, name, charlm_main, tmp_path, shakespeare_path):
+def test_lightnings_last_and_best_are_refused_naming_a_real_file(command, name, charlm_main, tmp_path,
+                                                                  shakespeare_path):
     """Each charlm run gets a new version_N folder, so "last" would find nothing there and `test`
     would quietly score an untrained model (test/bpc ~6.03, exit 0, before this check)."""
     earlier = tmp_path / "runs" / "shakespeare" / "version_0" / "checkpoints" / "last.ckpt"

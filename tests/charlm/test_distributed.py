@@ -16,18 +16,16 @@ import torch
 
 from datamodules import ShakespeareDataModule
 from datamodules.streams import TrainStreams
-from tests.cli_runs import small_run, with_callback
+from tests.cli_runs import charlm, child_env, small_run, with_callback
 from tests.conftest import REPO
 from tests.helpers import read_metrics
 
 
 def run_cli(folder: Path, args: list[str], cache: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run ``python -m charlm ARGS`` in ``folder`` as a separate process."""
-    # Lightning relaunches `python -m charlm` for the other ranks, so tests/ must be importable there
-    env = {**os.environ, "CHARLM_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    """Run ``python -m charlm ARGS`` in ``folder`` as a separate process (Lightning relaunches it for
+    the other ranks: :func:`child_env` makes tests/ importable there)."""
     folder.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-m", "charlm", *args], cwd=folder, env=env, capture_output=True, text=True,
-                         timeout=timeout)
+    out = charlm(*args, cwd=folder, cache=cache, timeout=timeout)
     assert out.returncode == 0, out.stderr[-4000:]
     return out
 
@@ -36,8 +34,9 @@ def run_cli(folder: Path, args: list[str], cache: Path, timeout: float = 240) ->
 @pytest.mark.parametrize("processes", [2, 4])
 def test_ddp_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isolated_cache, processes):
     metrics, batches = tmp_path / "ddp.jsonl", tmp_path / "batches"
-    run_cli(tmp_path / "ddp", small_run(shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.devices", str(processes),
-                      "--trainer.strategy", "ddp", "--trainer.max_steps", "30", "--trainer.val_check_interval", "30",
+    run_cli(tmp_path / "ddp", small_run(shakespeare_path, "--trainer.accelerator", "cpu",
+                      "--trainer.devices", str(processes), "--trainer.strategy", "ddp", "--trainer.max_steps", "30",
+                      "--trainer.val_check_interval", "30",
                       *with_callback("tests.helpers.RecordBatches", folder=batches, count=3),
                       *with_callback("tests.helpers.DumpMetrics", path=metrics)), isolated_cache)
 
@@ -48,7 +47,7 @@ def test_ddp_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isol
     for rank in range(processes):
         got = torch.load(batches / f"rank{rank}.pt")
         expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=processes)][:3]
-        assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected))
+        assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
         seen.append({tuple(row) for batch in got for row in batch.tolist()})
     assert all(seen[a].isdisjoint(seen[b]) for a in range(processes) for b in range(a + 1, processes))
 
@@ -71,8 +70,8 @@ def test_torchrun_launch_via_the_multinode_script(tmp_path, shakespeare_path, is
     """scripts/multinode.sh on one node with 2 CPU processes: Lightning takes its ranks from torchrun."""
     metrics = tmp_path / "m.jsonl"
     port = 29500 + os.getpid() % 1000
-    env = {**os.environ, "CHARLM_CACHE": str(isolated_cache), "PYTHONPATH": str(REPO), "NNODES": "1", "NPROC": "2",
-           "MASTER": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = child_env(isolated_cache, NNODES="1", NPROC="2", MASTER=f"127.0.0.1:{port}",
+                    PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     args = small_run(shakespeare_path, "--trainer.accelerator", "cpu", "--trainer.max_steps", "10",
                      "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "3",
                      *with_callback("tests.helpers.DumpMetrics", path=metrics))[1:]  # the script adds `fit`

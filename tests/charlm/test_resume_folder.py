@@ -6,32 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import signal
 import warnings
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
-from tests.cli_runs import run_in, small_run, with_callback
+from tests.cli_runs import keeping_sigint, run_in, small_run, with_callback
 
-CSV_ONLY = ["--trainer.logger", "charlm.csv_logger.ResumableCSVLogger", "--trainer.logger.save_dir", "runs",  # no W&B start-up
-            "--trainer.logger.name", "null"]  # null: named after the corpus
+CSV_ONLY = ["--trainer.logger", "charlm.csv_logger.ResumableCSVLogger",  # no W&B start-up
+            "--trainer.logger.save_dir", "runs", "--trainer.logger.name", "null"]  # null: named after the corpus
 COMMON = ["--trainer.max_steps", "40", "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "2",
           "--trainer.log_every_n_steps", "5", "--model.lr", "0.01", "--model.warmup_steps", "2", *CSV_ONLY]
-
-
-class Scramble(L.Callback):
-    """When a fit resumes, add N(0, 1) noise to every weight: its validations are then worse than
-    the best before the interrupt, so a "best" of the resumed part alone would be a worse checkpoint."""
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step > 0:
-            generator = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for p in pl_module.parameters():
-                    p.add_(torch.randn(p.shape, generator=generator).to(p))
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,12 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def interrupted_fit(folder: Path, corpus: Path, step: int) -> Path:
     """A fit stopped by Ctrl-C before optimizer step ``step + 1``; returns its interrupted.ckpt."""
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
-            run_in(folder, small_run(corpus, *COMMON, *with_callback("tests.helpers.InterruptAt", step=step)))
-    finally:
-        signal.signal(signal.SIGINT, sigint)  # Lightning leaves SIGINT ignored after that shutdown
+    with keeping_sigint(), pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
+        run_in(folder, small_run(corpus, *COMMON, *with_callback("tests.helpers.InterruptAt", step=step)))
     return folder / "runs" / "shakespeare" / "version_0" / "checkpoints" / "interrupted.ckpt"
 
 
@@ -69,13 +51,14 @@ def test_resumed_fit_continues_its_folder_and_its_best_checkpoint(tmp_path, shak
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         resumed = run_in(tmp_path, small_run(shakespeare_path, *COMMON, "--ckpt_path", str(saved),
-                                             *with_callback("tests.charlm.test_resume_folder.Scramble")))
+                                             *with_callback("tests.helpers.Scramble")))
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "dirpath has changed" in m or "will be deleted" in m], messages
 
     # one run folder: no version_1, the checkpoints written where the run's others are
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
-    assert (tmp_path / resumed.trainer.checkpoint_callback.dirpath).resolve() == run / "checkpoints"  # relative to tmp_path
+    dirpath = resumed.trainer.checkpoint_callback.dirpath  # relative to tmp_path
+    assert (tmp_path / dirpath).resolve() == run / "checkpoints"
 
     # metrics.csv holds both parts: every metric's steps strictly increasing (nothing logged twice)
     rows = csv_rows(run / "metrics.csv")

@@ -3,36 +3,24 @@ real ``python -m charlm`` process sent real signals."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.cli_runs import run_in, small_run, with_callback
-from tests.conftest import REPO
+from tests.cli_runs import keeping_sigint, run_in, small_run, start_python, with_callback
 from tests.helpers import read_metrics
 
-CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "runs"]  # no W&B start-up
+CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir",
+            "runs"]  # no W&B start-up
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def keeping_sigint(fn, *args):
-    """Call ``fn``; give back the SIGINT handler Lightning leaves ignored after a Ctrl-C shutdown."""
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        return fn(*args)
-    finally:
-        signal.signal(signal.SIGINT, sigint)
 
 
 def val_rows(path: Path) -> dict[int, float]:
@@ -57,8 +45,8 @@ def test_resume_from_an_interrupted_validation_redoes_it(tmp_path, shakespeare_p
     assert sorted(full_val) == [10, 20, 30]
 
     # Ctrl-C at the start of validation batch 3 of 6 of the validation after step 20
-    with pytest.raises(SystemExit):
-        keeping_sigint(fit, tmp_path / "cut", *with_callback("tests.helpers.InterruptInValidation", step=20, batch=3))
+    with keeping_sigint(), pytest.raises(SystemExit):
+        fit(tmp_path / "cut", *with_callback("tests.helpers.InterruptInValidation", step=20, batch=3))
     saved = next((tmp_path / "cut").rglob("interrupted.ckpt"))
     ckpt = torch.load(saved, weights_only=True)
     assert ckpt["global_step"] == 20 and ckpt["charlm"]["mid_validation"]
@@ -194,9 +182,11 @@ def test_diverged_run_stops_with_one_line_and_keeps_good_checkpoints(charlm_main
               "--trainer.callbacks.every_n_train_steps=3", "--trainer.callbacks.save_top_k=-1",
               "--trainer.callbacks.dirpath=every3", "--trainer.callbacks.filename={step}"]
     done = charlm_main(*small_run(shakespeare_path, "--model.lr", "1e9", "--trainer.max_steps", "40",
-                                  "--trainer.log_every_n_steps", "100", "--model.warmup_steps", "0", *CSV_ONLY, *saving))
+                                  "--trainer.log_every_n_steps", "100", "--model.warmup_steps", "0", *CSV_ONLY,
+                                  *saving))
     line = done.stderr.strip().splitlines()[-1]
-    assert done.returncode == 2 and line.startswith("charlm: error: training diverged: the loss is not finite"), done.stderr
+    assert done.returncode == 2, done.stderr
+    assert line.startswith("charlm: error: training diverged: the loss is not finite"), done.stderr
     saved = sorted(Path("every3").glob("*.ckpt"))
     assert saved, "the steps before the divergence were saved"
     for path in saved:
@@ -214,35 +204,15 @@ def test_diverged_run_stops_with_one_line_and_keeps_good_checkpoints(charlm_main
 
 
 # --- real signals to a real `python -m charlm fit`, with W&B on (offline) --------------------------
-@contextlib.contextmanager
-def sigint_default() -> Iterator[None]:
-    """Start children with Ctrl-C's default action even if this pytest ignores SIGINT.
-
-    A process started in the background by a non-interactive shell (``pytest ... &``, nohup, some
-    CI runners) ignores SIGINT, and its children inherit that: Python then never installs its
-    KeyboardInterrupt handler, and a Ctrl-C test sees the signal ignored, as a terminal would not.
-    """
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # exec resets a handler to the default
-    previous_hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # and under nohup, SIGHUP would be ignored
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGHUP, previous_hup)
-
-
 def start_fit(folder: Path, args: list[str], cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "CHARLM_CACHE": str(cache), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    # not the W&B service of an in-process run of an earlier test: a run killed by the signal would
-    # keep its id "in use" there, and the resumed run could not take it back
-    env.pop("WANDB_SERVICE", None)
+    """``python -m charlm fit ARGS`` in ``folder``, on one thread; stdout and stderr in one pipe."""
     folder.mkdir(parents=True, exist_ok=True)
-    with sigint_default():
-        return subprocess.Popen([sys.executable, "-m", "charlm", "fit", *args], cwd=folder, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_python("-m", "charlm", "fit", *args, cwd=folder, cache=cache, env={"OMP_NUM_THREADS": "1"},
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def signal_when(proc: subprocess.Popen, marker: Path, signum: int, delay: float, timeout: float = 300) -> tuple[int, str]:
+def signal_when(proc: subprocess.Popen, marker: Path, signum: int, delay: float,
+                timeout: float = 300) -> tuple[int, str]:
     """Wait for ``marker`` (bounded by ``timeout`` and by the process ending), wait ``delay`` more
     seconds, send ``signum``, and return the exit status and output."""
     deadline = time.monotonic() + timeout
@@ -260,7 +230,8 @@ def signal_when(proc: subprocess.Popen, marker: Path, signum: int, delay: float,
 
 
 @pytest.mark.slow
-def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume(tmp_path, shakespeare_path, isolated_cache):
+def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume(tmp_path, shakespeare_path,
+                                                                                 isolated_cache):
     """Ctrl-C, then SIGTERM to the resumed run, each at a random moment (training, validation, a
     W&B log, sampling...); CHARLM_TEST_SEED=<seed from a failure> repeats the same moments."""
     seed = int(os.environ.get("CHARLM_TEST_SEED", random.randrange(10**6)))
@@ -275,7 +246,8 @@ def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume
         marker = tmp_path / f"{signum}.started"
         target = step + rng.randint(3, 20)
         resume = ["--ckpt_path", str(ckpt)] if ckpt else []
-        proc = start_fit(run, [*args, *resume, *with_callback("tests.helpers.TouchAt", step=target, path=marker)], isolated_cache)
+        touch = with_callback("tests.helpers.TouchAt", step=target, path=marker)
+        proc = start_fit(run, [*args, *resume, *touch], isolated_cache)
         code, output = signal_when(proc, marker, signum, rng.uniform(0, 0.5))
         context = f"{signal.Signals(signum).name} (seed {seed}):\n{output[-3000:]}"
         assert code == status, context
@@ -285,8 +257,9 @@ def test_sigint_then_sigterm_at_random_moments_stop_with_checkpoints_that_resume
         assert saved >= target, context
         step = saved
     # the second checkpoint resumes to the end (in-process, without W&B: the quicker way to show it)
-    resumed = run_in(run, small_run(shakespeare_path, "--trainer.max_steps", str(step + 5), "--trainer.val_check_interval",
-                                    "8", "--trainer.limit_val_batches", "8", *CSV_ONLY, "--ckpt_path", str(ckpt)))
+    resumed = run_in(run, small_run(shakespeare_path, "--trainer.max_steps", str(step + 5),
+                                    "--trainer.val_check_interval", "8", "--trainer.limit_val_batches", "8", *CSV_ONLY,
+                                    "--ckpt_path", str(ckpt)))
     assert resumed.trainer.global_step == step + 5
 
 
@@ -295,7 +268,8 @@ def test_sighup_saves_a_checkpoint_and_exits_129(tmp_path, shakespeare_path, iso
     """Closing the terminal (SIGHUP) must not lose the training since the last checkpoint."""
     args = small_run(shakespeare_path, "--trainer.max_steps", "100000", *CSV_ONLY)[1:]
     marker = tmp_path / "started"
-    proc = start_fit(tmp_path / "run", [*args, *with_callback("tests.helpers.TouchAt", step=5, path=marker)], isolated_cache)
+    proc = start_fit(tmp_path / "run", [*args, *with_callback("tests.helpers.TouchAt", step=5, path=marker)],
+                     isolated_cache)
     code, output = signal_when(proc, marker, signal.SIGHUP, 0.1)
     assert code == 128 + signal.SIGHUP, output[-3000:]
     assert "stopped by SIGHUP" in output, output[-3000:]

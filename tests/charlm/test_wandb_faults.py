@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,11 +21,11 @@ import wandb
 
 from charlm.wandb_logger import offline_parts, resolve_mode
 from charlm.wandb_probe import probe_server
-from tests.cli_runs import small_run, with_callback
+from tests.cli_runs import keeping_sigint, small_run, with_callback
 
 # limit_val_batches 2, not 1: Lightning reads 1 as 100%
-TINY = ["--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "2",
-        "--data.eval_batch_size", "4"]
+TINY = ["--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "2",
+        "--trainer.limit_val_batches", "2", "--data.eval_batch_size", "4"]
 
 
 @pytest.fixture
@@ -46,15 +45,14 @@ def env(monkeypatch, tmp_path):
 @pytest.fixture
 def cli(charlm_main):
     """``charlm`` in this process (in tmp_path), finishing any W&B run it leaves open."""
-    sigint = signal.getsignal(signal.SIGINT)
 
     def call(*args):
-        try:
-            return charlm_main(*args)
-        finally:
-            wandb.finish()
-            wandb.teardown()  # W&B keeps the environment it first saw (server, key) until torn down
-            signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C after an interrupt
+        with keeping_sigint():  # Lightning ignores Ctrl-C after an interrupt
+            try:
+                return charlm_main(*args)
+            finally:
+                wandb.finish()
+                wandb.teardown()  # W&B keeps the environment it first saw (server, key) until torn down
 
     return call
 
@@ -79,7 +77,8 @@ def test_wandb_can_be_turned_off_and_training_goes_on(env, cli, tmp_path, shakes
     extra = [how] if how.startswith("--") else []
     if how.startswith("WANDB_MODE"):
         env.setenv("WANDB_MODE", "disabled")
-    out = cli(*small_run(shakespeare_path, *TINY, *extra, *with_callback("charlm.callbacks.TokensPerSecond", every_n_steps=2)))
+    out = cli(*small_run(shakespeare_path, *TINY, *extra,
+                         *with_callback("charlm.callbacks.TokensPerSecond", every_n_steps=2)))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "----- step 4 (epoch 0, val bpc" in out.stdout  # the sampling callback still prints
     assert list((tmp_path / "runs").rglob("last.ckpt"))
@@ -143,7 +142,8 @@ def refusing_server(env):
     server.shutdown()
 
 
-def test_a_run_the_server_refuses_is_one_line_online_and_offline_under_auto(refusing_server, cli, tmp_path, shakespeare_path):
+def test_a_run_the_server_refuses_is_one_line_online_and_offline_under_auto(refusing_server, cli, tmp_path,
+                                                                            shakespeare_path):
     out = cli(*small_run(shakespeare_path, *TINY, "--trainer.logger.mode", "online"))
     assert out.returncode == 2
     assert "W&B could not start its online run (CommError" in one_error_line(out.stderr)
@@ -155,19 +155,21 @@ def test_a_run_the_server_refuses_is_one_line_online_and_offline_under_auto(refu
 
 
 # --- item 12: run folders that cannot be written -------------------------------------------------------
-def test_a_run_folder_that_cannot_be_made_is_one_line_and_default_root_dir_moves_the_run(env, cli, tmp_path, shakespeare_path):
+def test_a_run_folder_that_cannot_be_made_is_one_line_and_default_root_dir_moves_the_run(env, cli, tmp_path,
+                                                                                          shakespeare_path):
     (tmp_path / "runs").write_text("a file where the runs folder would go\n")  # mkdir fails, even for root
     before = temp_wandb_runs()
     out = cli(*small_run(shakespeare_path, *TINY))
     assert out.returncode == 2
-    assert one_error_line(out.stderr) == ("charlm: error: cannot write the run folder runs: runs is a file, not a folder; "
-                                       "choose a writable folder with --trainer.default_root_dir DIR.")
+    assert one_error_line(out.stderr) == ("charlm: error: cannot write the run folder runs: runs is a file, "
+                                          "not a folder; choose a writable folder with --trainer.default_root_dir DIR.")
     assert temp_wandb_runs() == before  # W&B did not go elsewhere quietly
 
     out = cli(*small_run(shakespeare_path, *TINY, "--trainer.default_root_dir", "ok", "--trainer.logger.save_dir",
                          "runs/wandb-here"))  # the W&B logger is the last in cli.yaml's list
     assert out.returncode == 2
-    assert "cannot write the run folder runs/wandb-here: runs is a file, not a folder; set the WandbLogger's save_dir" in out.stderr
+    assert ("cannot write the run folder runs/wandb-here: runs is a file, not a folder; set the WandbLogger's save_dir"
+            in out.stderr)
 
     out = cli(*small_run(shakespeare_path, *TINY, "--trainer.default_root_dir", "elsewhere"))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -188,7 +190,8 @@ def test_an_immutable_run_folder_is_one_line(env, cli, tmp_path, shakespeare_pat
         subprocess.run(["chattr", "-i", str(runs)], check=True)
     assert out.returncode == 2
     assert one_error_line(out.stderr) == ("charlm: error: cannot write the run folder runs: runs cannot be written "
-                                       "(Operation not permitted); choose a writable folder with --trainer.default_root_dir DIR.")
+                                          "(Operation not permitted); choose a writable folder with "
+                                          "--trainer.default_root_dir DIR.")
 
 
 # --- item 13: a resumed fit continues its W&B run -----------------------------------------------------

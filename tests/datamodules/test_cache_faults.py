@@ -20,11 +20,11 @@ import pytest
 from datamodules import LinuxDataModule, TextDataModule
 from datamodules.prepare import META, TOKENS, VOCAB, is_prepared, load_tokens, prepared_problem
 from datamodules.vocab import Vocabulary
+from tests.cli_runs import run_python, start_python
 from tests.datamodules.workers import prepare_tarball_at_once
 
-REPO = Path(__file__).resolve().parents[2]
 TEXT = b"".join(b"Line %d: the quick brown fox jumps over the lazy dog.\n" % i for i in range(4000))  # 220 KB
-SMALL = dict(batch_size=2, seq_len=16, eval_batch_size=2)
+SMALL = {"batch_size": 2, "seq_len": 16, "eval_batch_size": 2}
 
 
 def text_module(tmp_path: Path, name: str = "corpus.txt", data: bytes = TEXT) -> TextDataModule:
@@ -75,7 +75,7 @@ def old_meta(folder: Path) -> None:  # as charlm wrote it before the checksums
     (folder / META).write_text(json.dumps({k: meta[k] for k in ("source", "num_tokens", "vocab_size")}))
 
 
-@pytest.mark.parametrize("damage, reason", [
+@pytest.mark.parametrize(("damage", "reason"), [
     (zero_tokens, "tokens.u8 that does not match its checksum"),
     (ff_tokens, "tokens.u8 that does not match its checksum"),
     (break_vocab, "vocab.json that does not match its checksum"),
@@ -102,7 +102,7 @@ def test_token_ids_outside_the_vocabulary_never_load(tmp_path):
     meta["tokens_crc32"] = zlib.crc32((folder / TOKENS).read_bytes())
     (folder / META).write_text(json.dumps(meta))
     assert prepared_problem(folder) == f"holds token id 255, outside its {meta['vocab_size']}-symbol vocabulary"
-    with pytest.raises(FileNotFoundError, match="outside its .*-symbol vocabulary"):
+    with pytest.raises(FileNotFoundError, match=r"outside its .*-symbol vocabulary"):
         load_tokens(folder)
 
 
@@ -114,12 +114,10 @@ def test_broken_vocab_file_names_itself(tmp_path):
 
 # --- disk full: a clear error, nothing half-written, an earlier preparation untouched -------------
 # The subprocesses call what the data modules' prepare_data() calls (without importing Lightning)
-# on the folders those modules name.
+# on the folders those modules name, on a disk full past 100 KB per file (disk_full_at).
 DISK_FULL = """
-import resource, signal, sys
+import sys
 from pathlib import Path
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
-resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 from datamodules.errors import CacheWriteError
 from datamodules.prepare import file_chunks, prepare
 from datamodules.sources import prepare_tarball
@@ -142,8 +140,7 @@ def test_disk_full_while_preparing(tmp_path):
     tarball = kernel_tarball(tmp_path / "linux.tar")
     linux = LinuxDataModule(path=str(tarball), cache_dir=str(tmp_path / "cache"))
     args = [tmp_path / "big.txt", big.prepared_dir, tarball, linux.prepared_dir]
-    out = subprocess.run([sys.executable, "-c", DISK_FULL, *map(str, args)], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = run_python("-c", DISK_FULL, *map(str, args), disk_full_at=100_000, timeout=120)
     errors = [line for line in out.stdout.splitlines() if line.startswith("CacheWriteError:")]
     assert len(errors) == 2, out.stdout + out.stderr
     for line in errors:
@@ -158,11 +155,9 @@ def test_disk_full_while_preparing(tmp_path):
 
 # --- a run killed while preparing: the next preparation removes what it left ----------------------
 KILLED = """
-import resource, signal, sys
+import signal, sys
 from pathlib import Path
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; by default the kernel kills the process
-resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # ... at its first write past 100 KB
 from datamodules.prepare import file_chunks, prepare
 from datamodules.sources import prepare_tarball
 kind, path, folder = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -181,8 +176,8 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path, kind):
         dm = LinuxDataModule(path=str(kernel_tarball(tmp_path / "linux.tar")), cache_dir=str(tmp_path / "cache"),
                              **SMALL)
     folder = dm.prepared_dir
-    killed = subprocess.Popen([sys.executable, "-c", KILLED, kind, dm.corpus.source, str(folder)], cwd=REPO,
-                              stderr=subprocess.PIPE, text=True)
+    killed = start_python("-c", KILLED, kind, dm.corpus.source, str(folder), disk_full_at=100_000,  # killed past it
+                          stderr=subprocess.PIPE, text=True)
     _, stderr = killed.communicate(timeout=120)
     assert killed.returncode == -signal.SIGXFSZ, stderr
     expected = f".spool-{killed.pid}-" if kind == "linux" else f".tokens.u8.{killed.pid}.tmp"

@@ -15,7 +15,7 @@ from datamodules.fetch import ChecksumMismatchError
 from datamodules.sources import expand_paths
 from datamodules.streams import EvalStreams
 
-SMALL = dict(batch_size=2, seq_len=16, eval_batch_size=2)
+SMALL = {"batch_size": 2, "seq_len": 16, "eval_batch_size": 2}
 
 
 def corpus_bytes(dm) -> bytes:
@@ -57,7 +57,7 @@ def test_linked_folders_do_not_repeat_the_corpus(linked_tree: Path, tmp_path: Pa
 def test_seq_len_beyond_the_corpus_is_refused_in_setup(tmp_path: Path):
     (tmp_path / "c.txt").write_bytes(b"some text, a few kilobytes of it\n" * 300)  # 9,900 bytes
     dm = TextDataModule(path=str(tmp_path / "c.txt"), cache_dir=str(tmp_path / "c"), seq_len=20_000_000)
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=r"--data\.seq_len 20000000") as caught:
         dm.setup("fit")
     message = str(caught.value)
     assert "--data.seq_len 20000000" in message and "--data.batch_size 64" in message
@@ -88,7 +88,7 @@ def test_eval_batch_size_larger_than_the_validation_split_names_that_flag(tmp_pa
 def test_a_tiny_corpus_says_it_is_too_small(tmp_path: Path, size: int):
     (tmp_path / "tiny.txt").write_bytes(b"a" * size)
     dm = TextDataModule(path=str(tmp_path / "tiny.txt"), cache_dir=str(tmp_path / "c"))
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="too small") as caught:
         dm.setup("fit")
     message = str(caught.value)
     assert f"tiny.txt has only {size} byte" in message and "too small" in message
@@ -129,7 +129,7 @@ def test_a_cache_dir_that_is_a_file_says_so(tmp_path: Path):
     (tmp_path / "c.txt").write_bytes(b"some text\n" * 500)
     (tmp_path / "afile").write_bytes(b"")
     dm = TextDataModule(path=str(tmp_path / "c.txt"), cache_dir=str(tmp_path / "afile"), **SMALL)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception, match="is a file, not a folder") as caught:
         dm.prepare_data()
     message = str(caught.value)
     assert f"{tmp_path / 'afile'} is a file, not a folder" in message and "--data.cache_dir" in message
@@ -142,7 +142,7 @@ def test_unknown_bytes_are_named_briefly():
 
     vocab = Vocabulary(tuple(sorted(b"abc \n")))
     for data in (bytes(range(256)), "".join(map(chr, range(0x400, 0x500))).encode()):  # bytes / characters
-        with pytest.raises(ValueError) as caught:
+        with pytest.raises(ValueError, match="more") as caught:
             vocab.encode(data)
         message = str(caught.value)
         assert len(message) < 400 and "more" in message, message

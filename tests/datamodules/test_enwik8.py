@@ -55,7 +55,7 @@ def test_truncated_zip_is_moved_aside_and_named(http_root, tmp_path, member):
     data = make_zip(tmp_path / "good.zip", member).read_bytes()
     (folder / "enwik8.zip").write_bytes(data[: len(data) // 2])
     dm = Enwik8DataModule(url=f"{url}/enwik8.zip", sha256=None, cache_dir=str(tmp_path / "c"))
-    with pytest.raises(CorruptArchiveError, match="truncated or corrupted.*run again"):
+    with pytest.raises(CorruptArchiveError, match=r"truncated or corrupted.*run again"):
         dm.prepare_data()
     assert (tmp_path / "c/downloads/enwik8.zip.bad").exists() and not (tmp_path / "c/downloads/enwik8.zip").exists()
 

@@ -50,5 +50,5 @@ def test_truncated_token_file_is_not_valid(tmp_path):
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="empty.txt is empty"):
-        prepare(tmp_path / "p", lambda: [], "empty.txt", 0)
+    with pytest.raises(ValueError, match=r"empty\.txt is empty"):
+        prepare(tmp_path / "p", list, "empty.txt", 0)

@@ -35,7 +35,7 @@ def test_downloads_from_a_mirror_then_prepares_once(shakespeare_path, http_root,
 
 
 def test_missing_local_file_names_the_argument(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--data.path"):
+    with pytest.raises(FileNotFoundError, match=r"--data\.path"):
         ShakespeareDataModule(path=str(tmp_path / "nope.txt")).prepare_data()
 
 

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ def test_row_b_of_batch_k_plus_1_continues_row_b_of_batch_k():
     tokens = torch.randint(0, 50, (10_000,), dtype=torch.uint8)
     batches = list(TrainStreams(tokens, batch_size=4, seq_len=16))
     assert len(batches) > 3
-    for (x0, y0), (x1, _) in zip(batches, batches[1:]):
+    for (x0, y0), (x1, _) in itertools.pairwise(batches):
         assert torch.equal(x0[:, 1:], y0[:, :-1])  # targets are inputs shifted by one
         assert torch.equal(x1[:, 0], y0[:, -1])  # the next window starts where this one stopped
     # each row is one contiguous stretch of the corpus
@@ -30,7 +32,7 @@ def test_ranks_get_disjoint_streams_and_equal_batch_counts():
     assert seen[0].isdisjoint(seen[1])
     # two ranks of 3 streams serve exactly what one process with 6 streams would
     single = TrainStreams(tokens, 6, 10)
-    for (x0, y0), (x1, y1), (x, y) in zip(*per_rank, single):
+    for (x0, y0), (x1, y1), (x, y) in zip(*per_rank, single, strict=True):
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
 
 
@@ -39,12 +41,12 @@ def test_skip_next_resumes_mid_epoch_once():
     loader = TrainStreams(tokens, 2, 8)
     full = list(loader)
     loader.skip_next = 3
-    assert [torch.equal(a[0], b[0]) for a, b in zip(list(loader), full[3:])] == [True] * (len(full) - 3)
+    assert [torch.equal(a[0], b[0]) for a, b in zip(list(loader), full[3:], strict=True)] == [True] * (len(full) - 3)
     assert len(list(loader)) == len(full)  # the next epoch starts from the beginning again
 
 
 def test_too_short_for_one_batch_names_the_arguments():
-    with pytest.raises(ValueError, match="batch_size.*seq_len"):
+    with pytest.raises(ValueError, match=r"batch_size.*seq_len"):
         TrainStreams(corpus(100), batch_size=8, seq_len=32)
 
 
@@ -55,8 +57,8 @@ def test_eval_covers_every_prediction_exactly_once(world):
     for rank in range(world):
         for x, y in EvalStreams(tokens, num_streams=6, seq_len=16, rank=rank, world_size=world):
             keep = y != IGNORE
-            pairs += list(zip(x[keep].tolist(), y[keep].tolist()))
-    expected = list(zip(tokens[:-1].tolist(), tokens[1:].tolist()))
+            pairs += list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))
+    expected = list(itertools.pairwise(tokens.tolist()))
     assert sorted(pairs) == sorted(expected)
     counts = {len(EvalStreams(tokens, 6, 16, r, world)) for r in range(world)}
     assert len(counts) == 1  # equal batch counts on every rank
@@ -72,5 +74,6 @@ def test_the_drawing_in_the_module_docstring():
     tokens = torch.tensor(list(b"abcdefghijklmnopqrstuvwx"), dtype=torch.uint8)
     drawn = {0: [(b"abgh", b"bchi"), (b"cdij", b"dejk")], 1: [(b"mnst", b"notu"), (b"opuv", b"pqvw")]}
     for rank, batches in drawn.items():
-        got = [(bytes(x.flatten().tolist()), bytes(y.flatten().tolist())) for x, y in TrainStreams(tokens, 2, 2, rank, 2)]
+        got = [(bytes(x.flatten().tolist()), bytes(y.flatten().tolist()))
+               for x, y in TrainStreams(tokens, 2, 2, rank, 2)]
         assert got == batches, rank

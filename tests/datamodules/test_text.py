@@ -1,13 +1,9 @@
 """Your own text: files, folders, globs, binary files, and Hugging Face datasets from local files."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from datamodules import TextDataModule
-from tests.conftest import REPO
+from tests.cli_runs import run_python
 
 SMALL = {"batch_size": 1, "seq_len": 4, "eval_batch_size": 1, "val_fraction": 0.1, "test_fraction": 0.1}
 
@@ -31,14 +27,15 @@ def project(tmp_path):
 
 def test_single_file(tmp_path):
     (tmp_path / "poem.txt").write_text("Tyger Tyger, burning bright,\nIn the forests of the night\n" * 10)
-    assert corpus_bytes(TextDataModule(path=str(tmp_path / "poem.txt"), **SMALL)) == (tmp_path / "poem.txt").read_bytes()
+    poem = tmp_path / "poem.txt"
+    assert corpus_bytes(TextDataModule(path=str(poem), **SMALL)) == poem.read_bytes()
 
 
 def test_folder_skips_binary_files_with_a_warning(project):
     with pytest.warns(UserWarning, match=r"Skipped 1 binary files.*logo.png"):
         text = corpus_bytes(TextDataModule(path=str(project), **SMALL))
     assert text == b"# Project\n" + b"print('b')\n" + b"def a():\n    return 1\n" + b"# c\n"  # path order
-    with pytest.raises(ValueError, match="binary files, e.g. .*logo.png"):
+    with pytest.raises(ValueError, match=r"binary files, e\.g\. .*logo\.png"):
         TextDataModule(path=str(project), binary="error", **SMALL).prepare_data()
 
 
@@ -54,7 +51,7 @@ def test_nothing_matches(project):
         TextDataModule(path=str(project / "**" / "*.rs"), **SMALL).prepare_data()
     with pytest.raises(FileNotFoundError, match="not a file, a folder or a glob"):
         TextDataModule(path=str(project / "missing.txt"), **SMALL).prepare_data()
-    with pytest.raises(FileNotFoundError, match="matches no files ending in .rs"):
+    with pytest.raises(FileNotFoundError, match=r"matches no files ending in \.rs"):
         TextDataModule(path=str(project), extensions=[".rs"], **SMALL).prepare_data()
 
 
@@ -80,15 +77,15 @@ def test_huggingface_text_builder(tmp_path):
 
 def test_unreachable_hub_dataset_is_a_clear_error(tmp_path):
     # a fresh process, so HF_HUB_OFFLINE is read when datasets is imported (as for a user who sets it)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     code = (f"from datamodules import TextDataModule; "
             f"TextDataModule(dataset='someone/no-such-corpus', cache_dir={str(tmp_path / 'c')!r}).prepare_data()")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = run_python("-c", code, env=env, timeout=120)
     assert out.returncode != 0
     assert "--data.dataset: could not load 'someone/no-such-corpus'" in out.stderr
     assert "needs the network the first time" in out.stderr
 
 
 def test_exactly_one_source():
-    with pytest.raises(ValueError, match="exactly one of --data.path"):
+    with pytest.raises(ValueError, match=r"exactly one of --data\.path"):
         TextDataModule()

@@ -19,7 +19,7 @@ def prepare_tarball_at_once(folder: Path, tarball: Path, barrier, results) -> No
     try:
         with contextlib.redirect_stderr(progress):
             prepare_tarball(folder, tarball, [".c", ".h"])
-    except Exception as err:  # noqa: BLE001 — reported to the test, which fails at once
+    except Exception as err:  # reported to the test, which fails at once
         results.put(f"{type(err).__name__}: {err}")
         raise
     results.put(f"Reading {tarball.name}" in progress.getvalue())

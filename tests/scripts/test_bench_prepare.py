@@ -8,7 +8,8 @@ from tests.conftest import REPO
 
 def test_bench_prepare_prints_a_row_per_corpus(tmp_path):
     out = subprocess.run([sys.executable, "scripts/bench_prepare.py", "--size", "300000", "--train_batches", "3",
-                          "--linux", str(tmp_path / "none.tar.xz")], cwd=REPO, capture_output=True, text=True, timeout=300)
+                          "--linux", str(tmp_path / "none.tar.xz")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     row = next(line for line in out.stdout.splitlines() if line.startswith("| enwik8 (stand-in)"))
     cells = [c.strip() for c in row.strip("|").split("|")]

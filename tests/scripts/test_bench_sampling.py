@@ -12,5 +12,6 @@ def test_bench_sampling_prints_a_row_per_configuration(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if line.startswith("| lstm 1x16 | cpu")]
-    assert [r.split("|")[3:5] for r in rows] == [[" 1 ", " fused "], [" 1 ", " cells "], [" 4 ", " fused "], [" 4 ", " cells "]]
+    assert [r.split("|")[3:5] for r in rows] == [[" 1 ", " fused "], [" 1 ", " cells "], [" 4 ", " fused "],
+                                                 [" 4 ", " cells "]]
     assert all(float(r.split("|")[5].replace(",", "")) > 0 for r in rows)

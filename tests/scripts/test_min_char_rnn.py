@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charlm.model import CharRNN
+from charlm.model import CharRNN, CharRNNConfig
 from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location("min_char_rnn", REPO / "scripts" / "min_char_rnn.py")
@@ -41,7 +41,7 @@ def test_charlm_rnn_cell_equals_the_numpy_oracle(window):
     loss_np, grads_np, h_np = mcr.loss_and_grads(p, inputs, targets, hprev)
 
     # one-hot input = an identity embedding feeding W_xh; torch's two RNN biases sum to b_h
-    model = CharRNN(V, "rnn", num_layers=1, hidden_size=H, embedding_dim=V).double()
+    model = CharRNN(CharRNNConfig(vocab_size=V, cell="rnn", num_layers=1, hidden_size=H, embedding_dim=V)).double()
     rnn = model.rnn
     with torch.no_grad():
         model.embed.weight.copy_(torch.eye(V, dtype=torch.float64))
@@ -66,16 +66,17 @@ def test_charlm_rnn_cell_equals_the_numpy_oracle(window):
 def test_train_save_generate_and_gradcheck_from_the_command_line(tmp_path, shakespeare_path):
     script = str(REPO / "scripts" / "min_char_rnn.py")
     ckpt = tmp_path / "model.npz"
-    out = subprocess.run([sys.executable, script, "--data", str(shakespeare_path), "--iterations", "300", "--every", "100",
-                          "--hidden_size", "32", "--checkpoint", str(ckpt)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, script, "--data", str(shakespeare_path), "--iterations", "300",
+                          "--every", "100", "--hidden_size", "32", "--checkpoint", str(ckpt)],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     losses = [float(line.split("loss ")[1].split()[0]) for line in out.stdout.splitlines() if line.startswith("iter ")]
     assert len(losses) == 4 and losses[-1] < losses[0]
     gen = subprocess.run([sys.executable, script, "--generate", "--checkpoint", str(ckpt), "--length", "100"],
                          capture_output=True, text=True, timeout=60)
     assert gen.returncode == 0 and len(gen.stdout) >= 100
-    check = subprocess.run([sys.executable, script, "--data", str(shakespeare_path), "--gradcheck", "--hidden_size", "8"],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run([sys.executable, script, "--data", str(shakespeare_path), "--gradcheck",
+                            "--hidden_size", "8"], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and "gradient check OK" in check.stdout
     bad = subprocess.run([sys.executable, script, "--generate", "--checkpoint", str(tmp_path / "none.npz")],
                          capture_output=True, text=True, timeout=60)

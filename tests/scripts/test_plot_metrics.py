@@ -41,7 +41,7 @@ def test_no_overfitting_while_validation_still_improves(tmp_path):
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(FileNotFoundError, match="give a run folder holding metrics.csv"):
+    with pytest.raises(FileNotFoundError, match=r"give a run folder holding metrics\.csv"):
         plot_metrics.plot(str(tmp_path / "nope"))
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="no train/bpc or val/bpc"):
