@@ -10,14 +10,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import resource
-import subprocess
-import sys
-import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -26,7 +23,7 @@ from charlm.exits import describe_os_error
 from charlm.model import CharRNN
 from charlm.model_size import parameter_count
 from charlm.quiet import quiet_library_noise
-from tests.cli_runs import assert_one_line
+from tests.cli_runs import assert_one_line, charlm, run_python
 from tests.conftest import REPO
 
 TINY = ["--model.num_layers", "1", "--model.hidden_size", "32", "--model.embedding_dim", "8", "--data.batch_size", "4",
@@ -62,13 +59,8 @@ def test_a_damaged_archive_is_one_line(tmp_path, charlm_main):
 def test_a_full_disk_while_preparing_is_one_line(tmp_path, shakespeare_path):
     """A real write failure: the file-size limit (RLIMIT_FSIZE) stops the 1.1 MB token file at 64 KB."""
     cache = tmp_path / "cache"
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
-
-    out = subprocess.run([sys.executable, "-m", "charlm", "fit", "--data.path", str(shakespeare_path),
-                          "--data.cache_dir", str(cache), "--trainer.logger", "false", *TINY],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    out = charlm("fit", "--data.path", str(shakespeare_path), "--data.cache_dir", str(cache), "--trainer.logger",
+                 "false", *TINY, cwd=tmp_path, disk_full_at=65536)
     assert_one_line(out, str(cache))
     assert not list(cache.rglob("meta.json"))  # nothing half-prepared passes for a prepared corpus
 
@@ -153,8 +145,8 @@ def test_library_noise_is_silenced_and_nothing_else(caplog):
         warnings.simplefilter("always")
         quiet_library_noise()
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)`",
-                      FutureWarning)
-        warnings.warn("something the user should see", UserWarning)
+                      FutureWarning, stacklevel=1)
+        warnings.warn("something the user should see", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something the user should see"]
     with caplog.at_level(logging.INFO):
         rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing litlogger")
@@ -165,11 +157,10 @@ def test_library_noise_is_silenced_and_nothing_else(caplog):
 
 def test_first_screen_of_a_fit_has_no_library_noise(tmp_path, shakespeare_path):
     """A real run: no LeafSpec, litlogger or jsonargparse deprecation (``skip_none`` would be an error)."""
-    env = dict(os.environ, WANDB_MODE="offline", JSONARGPARSE_DEPRECATION_WARNINGS="all")  # not once per kind
-    out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning:charlm.run_config", "-m", "charlm", "fit",
-                          "--data.path", str(shakespeare_path), *TINY, "--trainer.max_steps", "2",
-                          "--trainer.limit_val_batches", "2", "--trainer.callbacks", "[]"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {"WANDB_MODE": "offline", "JSONARGPARSE_DEPRECATION_WARNINGS": "all"}  # not once per kind
+    out = run_python("-W", "error::DeprecationWarning:charlm.run_config", "-m", "charlm", "fit",
+                     "--data.path", str(shakespeare_path), *TINY, "--trainer.max_steps", "2",
+                     "--trainer.limit_val_batches", "2", "--trainer.callbacks", "[]", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     for noise in ("LeafSpec", "litlogger", "Traceback", "deprecated"):
         assert noise not in out.stderr + out.stdout, noise
@@ -199,7 +190,8 @@ def test_fit_without_a_config_reads_the_packaged_defaults(charlm_main, tmp_path)
     out = charlm_main("fit", "--print_config")
     assert out.returncode == 0, out.stderr
     for line in ("class_path: datamodules.ShakespeareDataModule", "hidden_size: 256", "max_epochs: 10",
-                 "class_path: lightning.pytorch.callbacks.ModelCheckpoint", "class_path: charlm.wandb_logger.WandbLogger"):
+                 "class_path: lightning.pytorch.callbacks.ModelCheckpoint",
+                 "class_path: charlm.wandb_logger.WandbLogger"):
         assert line in out.stdout, line
     with_cli_yaml = charlm_main("fit", "--config", REPO / "cli.yaml", "--print_config")
     assert with_cli_yaml.stdout == out.stdout  # cli.yaml adds nothing: one source of truth

@@ -25,9 +25,9 @@ def test_bf16_mixed_tracks_32_true(tmp_path, shakespeare_path):
     losses = {}
     for precision in ("32-true", "bf16-mixed"):
         metrics = tmp_path / f"{precision}.jsonl"
-        run_in(tmp_path / precision, small_run(shakespeare_path, "--trainer.precision", precision, "--trainer.max_steps",
-                                               "300", "--trainer.val_check_interval", "300", "--trainer.limit_val_batches",
-                                               "40", "--model.lr", "0.005",
+        run_in(tmp_path / precision, small_run(shakespeare_path, "--trainer.precision", precision,
+                                               "--trainer.max_steps", "300", "--trainer.val_check_interval", "300",
+                                               "--trainer.limit_val_batches", "40", "--model.lr", "0.005",
                                                *with_callback("tests.helpers.DumpMetrics", path=metrics)))
         losses[precision] = read_metrics(metrics)[-1]["val/bpc"]
     assert losses["bf16-mixed"] == pytest.approx(losses["32-true"], rel=0.01), losses
