@@ -153,7 +153,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None or not is_local_path(path):
-            return super().save_checkpoint(checkpoint, path, storage_options)
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
         write_atomically(path, lambda file: torch.save(checkpoint, file))
         self.saved.append(Path(path))
 

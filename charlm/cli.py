@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-import charlm.callbacks  # noqa: F401  (registers charlm's callbacks for configs)
+import charlm.callbacks
 import charlm.wandb_logger  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
@@ -44,6 +44,8 @@ class CharLMParser(OneLineErrors, LightningArgumentParser):
 
 
 class CharLMCLI(LightningCLI):
+    """LightningCLI with charlm's checks before anything runs, atomic checkpoints and one-line errors."""
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # no `predict`: a language model has no predict_dataloader; `charlm sample` generates text

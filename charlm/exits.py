@@ -34,12 +34,14 @@ _OS_ERRORS: dict[int, tuple[str, str]] = {
     errno.ENOTDIR: ("{name}: part of this path is a file, not a folder", "Fix the path, or move that file away."),
     errno.EISDIR: ("{name} is a folder, where a file was expected", "Give the name of a file."),
     errno.ENOENT: ("{name} does not exist", "Check the path (a folder on it may be missing)."),
-    errno.EEXIST: ("{name} already exists (as a file where a folder is needed?)", "Move it away, or choose another path."),
+    errno.EEXIST: ("{name} already exists (as a file where a folder is needed?)",
+                   "Move it away, or choose another path."),
     errno.ENAMETOOLONG: ("the path {name} is too long", "Use a shorter path."),
     errno.ELOOP: ("{name}: too many levels of symbolic links (a link loop?)", "Fix the links on that path."),
     errno.EMFILE: ("too many open files (at {name})", "Raise the limit (`ulimit -n 4096`) and run again."),
     errno.ENFILE: ("the system has too many open files (at {name})", "Close some programs and run again."),
-    errno.EIO: ("input/output error at {name}", "The disk or network file system may be failing; check it, or use another."),
+    errno.EIO: ("input/output error at {name}",
+                "The disk or network file system may be failing; check it, or use another."),
 }
 
 

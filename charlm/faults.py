@@ -24,6 +24,7 @@ whichever callbacks a config lists:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -67,7 +68,8 @@ def refuse_untrainable_settings(trainer: L.Trainer) -> None:
         return
     clip = trainer.gradient_clip_val
     if clip is not None and not float(clip) >= 0:
-        raise ValueError(f"--trainer.gradient_clip_val must be >= 0 (0: no clipping; null: --model.grad_clip's), got {clip}")
+        raise ValueError(f"--trainer.gradient_clip_val must be >= 0 (0: no clipping; null: --model.grad_clip's), "
+                         f"got {clip}")
     for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
         value = getattr(trainer, name)
         if value is not None and not value >= 1:
@@ -112,8 +114,10 @@ class LossWatch:
 
 
 def diverged_message(pl_module: L.LightningModule, what: str) -> str:
+    """The one line for a run that diverged: ``what`` went wrong, and which flags to change."""
     hp = pl_module.hparams
-    clip = f"--model.grad_clip (now {hp.get('grad_clip'):g})" if hp.get("grad_clip") else "clip gradients with --model.grad_clip 1.0"
+    clip = (f"--model.grad_clip (now {hp.get('grad_clip'):g})" if hp.get("grad_clip")
+            else "clip gradients with --model.grad_clip 1.0")
     return (
         f"training diverged: {what}. Lower --model.lr (now {hp.get('lr'):g}) or {clip} and train again. "
         f"No checkpoint was written from the diverged weights; those already on disk are from before."
@@ -166,7 +170,8 @@ class FitGuard(L.Callback):
             self.hangup_pending = False
             raise HangupStop  # InterruptCheckpoint saves, on_exception sets the exit status
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         self._stop_if_asked()  # before the batch starts: resuming redoes exactly this batch
 
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
@@ -176,12 +181,11 @@ class FitGuard(L.Callback):
     # --- SIGTERM --------------------------------------------------------------------------------
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):  # HangupStop included
-            name, status = ("SIGHUP", SIGHUP_EXIT_STATUS) if isinstance(exception, HangupStop) else ("SIGTERM", SIGTERM_EXIT_STATUS)
+            hangup = isinstance(exception, HangupStop)
+            name, status = ("SIGHUP", SIGHUP_EXIT_STATUS) if hangup else ("SIGTERM", SIGTERM_EXIT_STATUS)
             exception.code = status  # a SystemExit: its code becomes the exit status
-            try:
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
                 rank_zero_info(f"charlm: stopped by {name} at step {trainer.global_step} (exit status {status}).")
-            except OSError:
-                pass  # SIGHUP: the terminal may be gone
 
     # --- divergence -----------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

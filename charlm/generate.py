@@ -20,6 +20,7 @@ StepMode = Literal["auto", "graph", "cells", "fused"]
 
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Refuse a temperature, top-k or top-p that cannot sample (one line naming the flag)."""
     if not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"--temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
     if top_k is not None and top_k < 1:
@@ -48,7 +49,8 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
 
 
 NOT_FINITE = ("the model's outputs are not finite (inf or NaN) although its weights are: weights that large come "
-              "from a run that diverged. Use an earlier checkpoint of that run, or train again with a lower --model.lr.")
+              "from a run that diverged. Use an earlier checkpoint of that run, or train again with a lower "
+              "--model.lr.")
 
 
 def sample_next(
@@ -149,7 +151,7 @@ class _GraphStep:
 
     def __call__(self, token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
         self.token.copy_(token[:, None])
-        for static, value in zip(hidden_tensors(self.hidden), hidden_tensors(hidden)):
+        for static, value in zip(hidden_tensors(self.hidden), hidden_tensors(hidden), strict=True):
             static.copy_(value)
         self.graph.replay()
         out = self.out_hidden

@@ -62,7 +62,7 @@ body{{font-family:sans-serif;margin:2em;max-width:1200px}} h1{{font-size:1.3em}}
 .ch{{display:block;padding:1px 1px;text-align:center;min-width:0.6em;white-space:pre}}
 .g{{font-size:9px;text-align:center;color:#222;white-space:pre}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}
-</style></head><body><h1>{title}</h1><p>{intro}</p>{table}{panels}</body></html>"""
+</style></head><body><h1>{title}</h1><p>{intro}</p>{table}{panels}</body></html>"""  # noqa: E501  (CSS as written: the page's bytes)
 
 
 def render(tr: Trace, source: str, panels: list[tuple[State, int, int, str]], ranking: dict | None,

@@ -34,7 +34,7 @@ def redo_interrupted_validation(checkpoint: dict[str, Any]) -> bool:
     unfinished = checkpoint.get("charlm", {}).get("mid_validation", False) or (
         # what Lightning's own counters show (checkpoints from before charlm recorded it): a batch
         # begun but not completed, or some batches done and not the last
-        current["ready"] > current["completed"] or (0 < current["completed"] and not progress["is_last_batch"])
+        current["ready"] > current["completed"] or (current["completed"] > 0 and not progress["is_last_batch"])
     )
     earlier = total["completed"] - current["completed"]  # batches of this epoch's previous validations
     if unfinished:

@@ -171,6 +171,7 @@ def is_enabled(logger: _LightningWandbLogger) -> bool:
 
 @rank_zero_only
 def tell(message: str) -> None:
+    """Print ``message`` to stderr, once (rank 0)."""
     print(message, file=sys.stderr)
 
 

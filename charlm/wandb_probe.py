@@ -117,7 +117,8 @@ def probe_server(timeout: float = 3.0) -> str | None:
 def _through_proxy(proxy: ParseResult, scheme: str, target: str, timeout: float) -> str | None:
     if proxy.scheme not in ("http", "https"):
         return None  # a SOCKS proxy: this probe cannot speak it, so let W&B try (its init is time-bounded)
-    sock = socket.create_connection((proxy.hostname, proxy.port or (443 if proxy.scheme == "https" else 80)), timeout=timeout)
+    port = proxy.port or (443 if proxy.scheme == "https" else 80)
+    sock = socket.create_connection((proxy.hostname, port), timeout=timeout)
     with sock:
         if proxy.scheme == "https":
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=proxy.hostname)

@@ -161,7 +161,7 @@ class CharDataModule(L.LightningDataModule):
         settings = BatchSettings(self.batch_size, self.seq_len, self.eval_batch_size, world, self.val_fraction,
                                  self.test_fraction)
         check_corpus_fits(len(tokens), self.corpus.source, stage, settings)  # before any stream is cut or padded
-        n_train, n_val, n_test = split_sizes(len(tokens), self.val_fraction, self.test_fraction)
+        n_train, n_val, _ = split_sizes(len(tokens), self.val_fraction, self.test_fraction)
         self.splits = {
             "train": tokens[:n_train],
             "val": tokens[n_train : n_train + n_val],

@@ -54,7 +54,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
                 _depth[key] -= 1
             return
         try:
-            lock = open(folder / LOCK, "w")
+            lock = open(folder / LOCK, "w")  # noqa: SIM115  (opened apart from the with: its error is named)
         except OSError as err:
             raise cache_write_error(folder / LOCK, err) from None
         with lock:

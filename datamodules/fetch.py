@@ -36,6 +36,7 @@ _CHUNK = 1 << 20
 
 
 def sha256_of(path: Path) -> str:
+    """The file's SHA-256 as hex, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):

@@ -96,6 +96,7 @@ def prepared_problem(folder: Path) -> str | None:
 
 
 def is_prepared(folder: Path) -> bool:
+    """Whether ``folder`` holds a complete, intact preparation (see ``prepared_problem``)."""
     return prepared_problem(folder) is None
 
 

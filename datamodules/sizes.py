@@ -40,7 +40,7 @@ class BatchSettings:
         return BatchSettings(1, 1, self.world_size, self.world_size, self.val_fraction, self.test_fraction)
 
     def sizes(self, num_tokens: int) -> dict[str, int]:
-        return dict(zip(SPLITS, split_sizes(num_tokens, self.val_fraction, self.test_fraction)))
+        return dict(zip(SPLITS, split_sizes(num_tokens, self.val_fraction, self.test_fraction), strict=True))
 
     def smallest_corpus(self, splits: tuple[str, ...]) -> int:
         """The fewest corpus bytes whose ``splits`` meet these needs."""

@@ -75,6 +75,7 @@ def zip_member_chunks(zip_path: Path, member: str, chunk_size: int = CHUNK) -> C
 
 
 def zip_member_size(zip_path: Path, member: str) -> int:
+    """The uncompressed size of ``member`` in the zip archive; one-line errors for a damaged archive."""
     try:
         with zipfile.ZipFile(zip_path) as archive:
             return archive.getinfo(member).file_size
@@ -249,7 +250,7 @@ def spool_tar_members(
     total = tar_path.stat().st_size
     tarinfo = end_aware_tarinfo()  # notes the end-of-archive marker
     try:
-        out = open(spool, "wb", buffering=0)  # unbuffered: a full disk shows at the write that hit it
+        out = open(spool, "wb", buffering=0)  # noqa: SIM115  (entered below; unbuffered: a full disk shows at once)
     except OSError as err:
         raise cache_write_error(spool, err) from None
     try:

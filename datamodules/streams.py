@@ -87,7 +87,8 @@ class TrainStreams:
 class EvalStreams:
     """This rank's share of a fixed set of evaluation streams covering a split exactly once."""
 
-    def __init__(self, tokens: torch.Tensor, num_streams: int, seq_len: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, tokens: torch.Tensor, num_streams: int, seq_len: int, rank: int = 0,
+                 world_size: int = 1) -> None:
         predictions = len(tokens) - 1
         if predictions < num_streams:
             raise ValueError(

@@ -54,7 +54,8 @@ def test_help_lists_every_command_of_the_table(charlm_main):
 def test_checkpoint_commands_start_without_importing_lightning():
     """`charlm --help` and the checkpoint commands skip Lightning's import: half the start-up time."""
     for args, output in [(["--help"], "usage: charlm {fit,"),
-                         (["score", "--ckpt_path", str(FIXTURE), "--text", "To be, or not to be"], " bpc over 18 bytes")]:
+                         (["score", "--ckpt_path", str(FIXTURE), "--text", "To be, or not to be"],
+                          " bpc over 18 bytes")]:
         out = run_python("-X", "importtime", "-m", "charlm", *args, timeout=120)
         assert out.returncode == 0 and output in out.stdout, out.stderr[-2000:]
         imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]

@@ -59,6 +59,7 @@ def test_checkpoint_loads_on_cpu_with_its_vocabulary(tiny_checkpoint):
 
 def test_help_documents_every_option():
     out = charlm("sample", "--help")
-    for flag in ["--ckpt_path", "--temperature", "--top_k", "--top_p", "--num_samples", "--seed", "--stop", "--prompt_file"]:
+    for flag in ["--ckpt_path", "--temperature", "--top_k", "--top_p", "--num_samples", "--seed", "--stop",
+                 "--prompt_file"]:
         assert flag in out.stdout
     assert "always the most likely byte" in out.stdout

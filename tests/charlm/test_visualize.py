@@ -27,7 +27,7 @@ def test_stepwise_activations_equal_the_fused_forward(tiny_checkpoint):
 def test_features_of_a_known_text():
     f = features(b'if (a[1]) {\n  s = "x(y";\n}\n')
     assert f["bracket depth"][:12].tolist() == [0, 0, 0, 1, 1, 2, 2, 1, 0, 0, 1, 1]
-    assert f["inside quotes"][bytes(b'if (a[1]) {\n  s = "x(y";\n}\n').index(b"x")] == 1
+    assert f["inside quotes"][b'if (a[1]) {\n  s = "x(y";\n}\n'.index(b"x")] == 1
     assert f["indentation"][14] == 2 and f["position in line"][12] == 1
 
 
@@ -50,7 +50,8 @@ def test_page_has_the_chosen_and_found_neurons(tiny_checkpoint, tmp_path, shakes
     assert "<script src" not in html and "http" not in html.split("<body>")[1]  # self-contained
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"neuron": 64}, "--neuron must be in"), ({"layer": 3}, "--layer must be in")])
+@pytest.mark.parametrize(("kwargs", "message"), [({"neuron": 64}, "--neuron must be in"),
+                                                  ({"layer": 3}, "--layer must be in")])
 def test_bad_arguments(tiny_checkpoint, tmp_path, kwargs, message):
     text = tmp_path / "t.txt"
     text.write_text("To be, or not to be")

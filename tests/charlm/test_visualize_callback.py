@@ -69,7 +69,8 @@ def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
 @pytest.mark.parametrize(("init", "extra", "message"), [
     ("neuron=64", [], "neuron must be in \\[0, 63\\]"),
     ("state=cell", [], None),  # fine for the LSTM of cli.yaml ...
-    ("state=cell", ["--model.cell", "gru"], "VisualizeNeurons state cell needs an LSTM; .* use VisualizeNeurons state hidden"),
+    ("state=cell", ["--model.cell", "gru"],
+     "VisualizeNeurons state cell needs an LSTM; .* use VisualizeNeurons state hidden"),
     ("text_file=missing.txt", [], "text_file: .*missing.txt does not exist"),
     ("text_file=code.txt", [], "'\\{' \\(0x7b\\).*written with the corpus's characters"),
 ])
@@ -89,8 +90,8 @@ def test_bad_settings_fail_before_training(tmp_path, shakespeare_path, init, ext
 def test_without_a_charlm_data_module_it_asks_for_a_text_file(tmp_path):
     import lightning as L
 
-    from charlm.lit import CharLM
     from charlm.callbacks.visualize_neurons import VisualizeNeurons
+    from charlm.lit import CharLM
 
     trainer = L.Trainer(default_root_dir=tmp_path, logger=False)  # e.g. fit(model, train_dataloaders=...)
     with pytest.raises(ValueError, match="give it text_file"):

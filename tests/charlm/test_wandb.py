@@ -35,7 +35,7 @@ def test_offline_run_holds_a_growing_sample_table_config_and_metrics(tmp_path, s
     # one row per temperature per sampling event (after each of the 3 validations), nothing more
     assert sorted((r[0], r[3]) for r in rows) == sorted((s, t) for s in (20, 40, 60) for t in TEMPERATURES)
     assert all(r[2] is not None and 1 < r[2] < 6.1 and r[4] == "\n" and len(r[5]) > 200 for r in rows)
-    for step, _, _, t, prompt, text in rows:  # printed on the console too
+    for step, _, _, _, _, text in rows:  # printed on the console too
         assert f"----- step {step} (epoch 0, val bpc" in out.out and text[:80] in out.out
 
     run_dir = next(tmp_path.glob("runs/wandb/offline-run-*"))
