@@ -21,7 +21,15 @@ def batches_done_before_resume(trainer: L.Trainer) -> int | None:
     None when fit is not resuming: Lightning restores this position into its loops only, and a data
     loader without state of its own (charlm's streams) must skip those batches itself."""
     loop = trainer.fit_loop
-    return loop.epoch_loop.batch_progress.current.completed if loop.restarting else None
+    if not loop.restarting:
+        return None
+    progress = loop.epoch_loop.batch_progress
+    done = progress.current.completed
+    if progress.total.processed == progress.total.started and progress.total.completed == progress.total.processed - 1:
+        # saved in on_train_batch_end (ModelCheckpoint(every_n_train_steps=...)): that batch was trained, but
+        # Lightning counts it as done only later, in its epoch loop's reset ("restarted_on_train_batch_end")
+        done += 1
+    return done
 
 
 # --- tarfile: the end-of-archive marker ---------------------------------------------------------------

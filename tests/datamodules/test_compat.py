@@ -81,11 +81,11 @@ def test_batches_done_before_resume_counts_the_batches_the_checkpoint_trained(tm
         resumed = Batches()
         fit(tmp_path, resumed, tmp_path / ckpt)
         assert resumed.done == [trained], ckpt
-    # at a batch end (every_n_train_steps), when the loader is built the count is one behind: Lightning
-    # adds the batch in hand later, in its epoch loop's reset (a resume would train one batch again)
+    # at a batch end (every_n_train_steps), when the loader is built Lightning's count is one behind (it
+    # adds the batch in hand later, in its epoch loop's reset): the function counts that batch too
     resumed = Batches()
     fit(tmp_path, resumed, tmp_path / "end/step=2.ckpt")
-    assert resumed.done == [1]
+    assert resumed.done == [2]
 
 
 # --- tarfile ------------------------------------------------------------------------------------------------
