@@ -8,14 +8,14 @@ from typing import Any
 
 import torch
 
-from charlm.model import CharRNN
+from charlm.model import CharRNN, CharRNNConfig
 from datamodules.vocab import Vocabulary
-
-_ARCHITECTURE = ("cell", "num_layers", "hidden_size", "embedding_dim")
 
 
 @dataclass
 class LoadedModel:
+    """What a checkpoint holds for inference."""
+
     model: CharRNN  # in eval mode
     vocab: Vocabulary
     hparams: dict[str, Any]
@@ -33,12 +33,14 @@ def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[st
     with open(path, "rb") as file:
         head = file.read(4)
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
-        raise ValueError(f"{arg}: {path} is not a checkpoint (torch.save writes a zip archive; this file starts with {head!r}). Pass a .ckpt file written by `charlm fit`.")
+        raise ValueError(f"{arg}: {path} is not a checkpoint (torch.save writes a zip archive; this file starts with "
+                         f"{head!r}). Pass a .ckpt file written by `charlm fit`.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: read only what is used
     except Exception as err:  # torch.load raises many kinds for a damaged file  # noqa: BLE001
         why = str(err).split(". ")[0]  # torch's first sentence; the rest is advice about saving
-        raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: {why}. Use an earlier checkpoint of that run, or train again.") from None
+        raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: "
+                         f"{why}. Use an earlier checkpoint of that run, or train again.") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "vocab" not in hparams or not isinstance(state, dict):
@@ -51,7 +53,8 @@ def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[st
             f"{arg}: {path} is not a charlm checkpoint (it has no vocabulary and model weights"
             f"{'; it is ' + what if what else ''}). Pass a .ckpt file written by `charlm fit`."
         )
-    if not all(torch.isfinite(w).all() for w in state.values() if isinstance(w, torch.Tensor) and w.is_floating_point()):
+    floats = [w for w in state.values() if isinstance(w, torch.Tensor) and w.is_floating_point()]
+    if not all(torch.isfinite(w).all() for w in floats):
         raise ValueError(
             f"{arg}: {path} holds weights that are not finite (NaN or infinity): the run that wrote it diverged. "
             f"Use an earlier checkpoint of that run, or train again with a lower --model.lr."
@@ -100,10 +103,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
     ckpt = check_checkpoint_file(path, arg)
     hparams, state = ckpt["hyper_parameters"], ckpt["state_dict"]
     vocab = Vocabulary(tuple(hparams["vocab"]))
-    model = CharRNN(len(vocab), **{k: hparams[k] for k in _ARCHITECTURE if k in hparams})
+    try:
+        config = model_config(ckpt)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model charlm cannot build: {err}") from None
+    if config.vocab_size != len(vocab):
+        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model of {config.vocab_size} symbols but "
+                         f"holds a vocabulary of {len(vocab)}: the file is damaged. Use another checkpoint of the run.")
+    model = CharRNN(config)
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        raise ValueError(f"{arg}: {Path(path).expanduser()} does not match the architecture its hyperparameters describe: {err}") from None
+        raise ValueError(
+            f"{arg}: {Path(path).expanduser()} does not match the architecture it describes: {err}") from None
     return LoadedModel(model.to(device).eval(), vocab, hparams)
+
+
+def model_config(ckpt: dict[str, Any]) -> CharRNNConfig:
+    """The network's shape as a checkpoint records it: ``model_config`` (CharLM writes it), or, in files
+    written before CharRNNConfig existed, CharLM's flat hyperparameters (``cell``, ``hidden_size``, ...);
+    tests/fixtures/lstm_1x16_v0.ckpt is such a file."""
+    if "model_config" in ckpt:
+        return CharRNNConfig(**ckpt["model_config"])
+    hparams = ckpt["hyper_parameters"]
+    return CharRNNConfig.from_hparams(hparams, vocab_size=len(hparams["vocab"]))

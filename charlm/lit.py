@@ -23,7 +23,7 @@ from charlm.faults import (
     weights_finite,
 )
 from charlm.metrics import BitsPerByte
-from charlm.model import Cell, CharRNN, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
+from charlm.model import CharRNN, CharRNNConfig, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
 from charlm.resume import count_logged_steps_once, redo_interrupted_validation
 from datamodules.streams import IGNORE
 from datamodules.vocab import Vocabulary
@@ -32,14 +32,11 @@ LN2 = math.log(2)
 
 
 class CharLM(L.LightningModule):
+    """A CharRNN trained by stateful truncated BPTT: each batch continues the previous one's streams."""
+
     def __init__(
         self,
         vocab: Sequence[int],
-        cell: Cell = "lstm",
-        num_layers: int = 2,
-        hidden_size: int = 256,
-        embedding_dim: int = 64,
-        dropout: float = 0.0,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.99),
@@ -47,15 +44,11 @@ class CharLM(L.LightningModule):
         lr_schedule: Literal["cosine", "constant"] = "cosine",
         min_lr_ratio: float = 0.1,
         grad_clip: float = 1.0,
+        **shape: Any,
     ) -> None:
         """
         Args:
             vocab: the byte values the model predicts (set from the data module by the CLI).
-            cell: recurrent cell: rnn (tanh), gru or lstm.
-            num_layers: stacked recurrent layers.
-            hidden_size: units per recurrent layer.
-            embedding_dim: size of the learned byte embedding fed to the first layer.
-            dropout: dropout between stacked layers and before the output head, in [0, 1).
             lr: peak learning rate of AdamW.
             weight_decay: AdamW decoupled weight decay, applied to weight matrices only.
             betas: AdamW's moment coefficients.
@@ -63,6 +56,10 @@ class CharLM(L.LightningModule):
             lr_schedule: after warmup, cosine decay to ``min_lr_ratio * lr`` by the last step, or constant.
             min_lr_ratio: the final learning rate as a fraction of ``lr`` (cosine schedule).
             grad_clip: clip the global gradient norm to this value before each step; 0 disables.
+            **shape: the network's shape, the fields of ``charlm.model.CharRNNConfig`` (cell, num_layers,
+                hidden_size, embedding_dim, dropout). jsonargparse reads them, with their types, defaults
+                and help, from that dataclass (it follows ``**shape`` into the call below), so they are
+                flat flags (--model.cell gru) and flat keys in configs and ``hyper_parameters``.
         """
         super().__init__()
         checks = [
@@ -76,12 +73,15 @@ class CharLM(L.LightningModule):
         for ok, name, value, expected in checks:
             if not ok:
                 raise ValueError(f"--model.{name} must be {expected}, got {value!r}")
-        self.save_hyperparameters()
         self.vocab = Vocabulary(tuple(vocab))
         try:
-            self.model = CharRNN(len(self.vocab), cell, num_layers, hidden_size, embedding_dim, dropout)
-        except ValueError as err:
+            self.model = CharRNN(CharRNNConfig(vocab_size=len(self.vocab), **shape))
+        except ValueError as err:  # each message starts with the argument's name
             raise ValueError(f"--model.{err}") from None
+        # save_hyperparameters reads the arguments from this frame, **shape as given: rebound to the whole
+        # shape, the hyperparameters (checkpoints, logged configs) hold its defaults too
+        shape = self.model.config.to_hparams()
+        self.save_hyperparameters()
         self.train_bpc, self.val_bpc, self.test_bpc = BitsPerByte(), BitsPerByte(), BitsPerByte()
         self._train_hidden: Hidden | None = None  # carried across consecutive training batches
         self._eval_hidden: Hidden | None = None  # validation/test have their own
@@ -101,19 +101,28 @@ class CharLM(L.LightningModule):
         return self.model(tokens, hidden)
 
     # --- training -------------------------------------------------------------------------------
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def on_train_batch_start(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        # Readies what training_step carries, right before it (the batch is already on the device). Not in
+        # on_train_start / on_train_epoch_start: what runs between those and the first batch of a resumed run
+        # would draw from the restored RNG (callbacks' on_train_epoch_start runs again for the resumed epoch;
+        # a torch DataLoader draws its base seed as the epoch's iterator is made, charlm's streams do not),
+        # and a resumed epoch must keep its restored hidden state. batch_idx counts within the epoch (a
+        # resumed run continues the count), so batch 0 is a new epoch's first batch.
         if self._restored_rng is not None:  # resume: dropout masks continue as if never stopped
             torch.set_rng_state(self._restored_rng["cpu"])
             if torch.cuda.is_available() and self._restored_rng.get("cuda") is not None:
                 torch.cuda.set_rng_state(self._restored_rng["cuda"])
             self._restored_rng = None
-        x, y = batch  # (B, T) each
+        x = batch[0]  # (B, T)
         hidden = self._train_hidden
         if batch_idx == 0 or hidden is None or hidden_batch_size(hidden) != x.shape[0]:
-            hidden = None  # a new epoch starts every stream from the beginning of the corpus
+            self._train_hidden = None  # a new epoch starts every stream from the beginning of the corpus
         elif hidden_device(hidden) != x.device:  # restored from a checkpoint onto another device
-            hidden = map_hidden(lambda h: h.to(x.device), hidden)
-        logits, hidden = self.model(x, hidden)  # (B, T, V)
+            self._train_hidden = map_hidden(lambda h: h.to(x.device), hidden)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch  # (B, T) each
+        logits, hidden = self.model(x, self._train_hidden)  # (B, T, V); the state on_train_batch_start left
         self._train_hidden = detach_hidden(hidden)  # BPTT stops at the window edge
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # mean nats per byte
         self.train_bpc.update(loss.detach() * y.numel(), y.numel())
@@ -128,7 +137,8 @@ class CharLM(L.LightningModule):
         self.log("train/bpc_epoch", self.train_bpc)
 
     # --- evaluation -----------------------------------------------------------------------------
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, metric: BitsPerByte, stage: str) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, metric: BitsPerByte,
+                   stage: str) -> None:
         x, y = batch
         hidden = None if batch_idx == 0 else self._eval_hidden
         logits, self._eval_hidden = self.model(x, hidden)
@@ -143,7 +153,8 @@ class CharLM(L.LightningModule):
         if self._validation_open and self.trainer.state.fn == "fit":
             bpc = self.val_bpc.compute()  # before ModelCheckpoint sees it (its hook comes later)
             if not torch.isfinite(bpc):
-                raise DivergedError(diverged_message(self, f"the validation bpc is {float(bpc)} at step {self.global_step}"))
+                what = f"the validation bpc is {float(bpc)} at step {self.global_step}"
+                raise DivergedError(diverged_message(self, what))
 
     def on_validation_end(self) -> None:
         self._validation_open = False  # after every callback's on_validation_end (ModelCheckpoint's too)
@@ -177,7 +188,8 @@ class CharLM(L.LightningModule):
             self._total_steps_cache = max(1, int(self.trainer.estimated_stepping_batches))
         return self._total_steps_cache
 
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
         # Lightning calls this after unscaling AMP gradients; --trainer.gradient_clip_val still wins if set
         clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
         algorithm = str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower()
@@ -192,14 +204,17 @@ class CharLM(L.LightningModule):
             raise DivergedError(diverged_message(self, divergence(self, weights=True)))
         hidden = self._train_hidden
         if hidden is not None and self.trainer.world_size > 1:
-            if fit_interrupted(self.trainer):
-                hidden = None  # Ctrl-C: ranks may not all be here, so no collective; resume starts fresh
-            else:
-                hidden = detach_hidden(self.all_gather(hidden))  # (world, layers, B, H) each
+            # Ctrl-C: ranks may not all be here, so no collective and the resumed run starts fresh;
+            # else every rank's state, (world, layers, B, H) each
+            hidden = None if fit_interrupted(self.trainer) else detach_hidden(self.all_gather(hidden))
+        # the network's shape, for loaders without Lightning (load_checkpoint, the commands); hyper_parameters
+        # holds it too, flat among CharLM's arguments, for LightningCLI's --ckpt_path and load_from_checkpoint
+        checkpoint["model_config"] = self.model.config.to_dict()
         checkpoint["charlm"] = {
             "train_hidden": hidden,
             "world_size": self.trainer.world_size,
-            "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
             # written because fit stopped (Ctrl-C, SIGTERM, a crash) while a validation was under way:
             # a resumed run must redo that validation, whose partial sums this file does not hold
             "mid_validation": self._validation_open and fit_interrupted(self.trainer),

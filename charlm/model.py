@@ -7,9 +7,10 @@ No Lightning here; the loss lives in the LightningModule, so sampling and inspec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Literal, Union
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,40 +18,85 @@ from torch import nn
 from charlm.model_size import check_model_size, parameter_count
 
 Cell = Literal["rnn", "gru", "lstm"]
-Hidden = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # (layers, B, H), or (h, c) for LSTM
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, B, H), or (h, c) for LSTM
 
 _RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
-class CharRNN(nn.Module):
-    def __init__(
-        self,
-        vocab_size: int,
-        cell: Cell = "lstm",
-        num_layers: int = 2,
-        hidden_size: int = 256,
-        embedding_dim: int = 64,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if cell not in _RNNS:
-            raise ValueError(f"cell must be one of {sorted(_RNNS)}, got {cell!r}")
-        for name, value in (("vocab_size", vocab_size), ("num_layers", num_layers),
-                            ("hidden_size", hidden_size), ("embedding_dim", embedding_dim)):
+@dataclass(frozen=True, kw_only=True)
+class CharRNNConfig:
+    """The network's shape: everything needed to rebuild a CharRNN (nanoGPT's GPTConfig).
+
+    Checkpoints store it as a plain dict (``checkpoint["model_config"] = config.to_dict()``) and every
+    loader rebuilds the network from it. CharLM takes the fields but vocab_size as ``**shape``;
+    jsonargparse reads their types, defaults and help (the Args below) from here, so they are the
+    ``--model.cell`` ... flags and the flat ``model:`` keys of a config file.
+
+    Args:
+        vocab_size: symbols the model reads and predicts (the corpus's vocabulary).
+        cell: recurrent cell: rnn (tanh), gru or lstm.
+        num_layers: stacked recurrent layers.
+        hidden_size: units per recurrent layer.
+        embedding_dim: size of the learned byte embedding fed to the first layer.
+        dropout: dropout between stacked layers and before the output head, in [0, 1).
+    """
+
+    vocab_size: int
+    cell: Cell = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 256
+    embedding_dim: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        # each message starts with the field's name: CharLM prefixes "--model." to name the flag
+        if self.cell not in _RNNS:
+            raise ValueError(f"cell must be one of {sorted(_RNNS)}, got {self.cell!r}")
+        for name in ("vocab_size", "num_layers", "hidden_size", "embedding_dim"):
+            value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], vocab_size: int) -> CharRNNConfig:
+        """The config from CharLM's hyperparameters (or the CLI's --model values), which hold the shape
+        as flat keys beside the optimiser's; checkpoints written before ``model_config`` existed hold
+        only these. The inverse of ``to_hparams``."""
+        names = [f.name for f in fields(cls) if f.name != "vocab_size"]
+        return cls(vocab_size=vocab_size, **{name: hparams[name] for name in names if name in hparams})
+
+    def to_hparams(self) -> dict[str, Any]:
+        """The shape as CharLM's arguments (--model.cell, ...): every field but vocab_size, which CharLM
+        takes from its vocabulary."""
+        return {name: value for name, value in self.to_dict().items() if name != "vocab_size"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Builtins only (str, int, float): a checkpoint holding it loads with ``weights_only=True``."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The sizes, for messages: "hidden_size 256 x num_layers 2 (lstm, embedding_dim 64)"."""
+        return (f"hidden_size {self.hidden_size} x num_layers {self.num_layers} "
+                f"({self.cell}, embedding_dim {self.embedding_dim})")
+
+
+class CharRNN(nn.Module):
+    """Byte embedding -> stacked RNN / GRU / LSTM -> linear head, built from a CharRNNConfig."""
+
+    def __init__(self, config: CharRNNConfig) -> None:
+        super().__init__()
         # before allocating: a typo like hidden_size 100000 would otherwise exhaust the memory
-        check_model_size(parameter_count(cell, vocab_size, num_layers, hidden_size, embedding_dim),
-                         f"hidden_size {hidden_size} x num_layers {num_layers} ({cell}, embedding_dim {embedding_dim})")
-        self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
-        self.embed = nn.Embedding(vocab_size, embedding_dim)
+        check_model_size(parameter_count(config), config.describe())
+        self.config = config
+        self.cell, self.num_layers, self.hidden_size = config.cell, config.num_layers, config.hidden_size
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_dim)
         # dropout between stacked layers (cuDNN applies it), and once more before the head
-        self.rnn = _RNNS[cell](embedding_dim, hidden_size, num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.rnn = _RNNS[config.cell](config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True,
+                                      dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         """tokens (B, T) int64 -> logits (B, T, V) and the hidden state after the last step."""
@@ -80,7 +126,8 @@ class CharRNN(nn.Module):
         x = self.embed(tokens).to(dtype)  # (N, E)
         hs, cs = [], []
         for layer in range(self.num_layers):
-            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in names]
             if self.cell == "lstm":
                 h, c = torch.lstm_cell(x, (hidden[0][layer], hidden[1][layer]), *weights)  # (N, H) each
                 cs.append(c)
@@ -116,10 +163,12 @@ def detach_hidden(hidden: Hidden) -> Hidden:
 
 
 def hidden_batch_size(hidden: Hidden) -> int:
+    """B, the number of streams the state carries."""
     return hidden_tensors(hidden)[0].shape[1]
 
 
 def hidden_device(hidden: Hidden) -> torch.device:
+    """Where the state's tensors are."""
     return hidden_tensors(hidden)[0].device
 
 

@@ -7,23 +7,26 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # model.py imports this module
+    from charlm.model import CharRNNConfig
 
 MAX_PARAMETERS = 2**31  # torch's and cuDNN's kernels index some tensors with 32-bit integers
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer: tanh cell, GRU (r, z, n), LSTM (i, f, g, o)
 TRAIN_BYTES_PER_PARAMETER = 16  # float32 weights + gradients + AdamW's two moments
 
 
-def parameter_count(cell: str, vocab_size: int, num_layers: int, hidden_size: int, embedding_dim: int) -> int:
-    """Parameters of ``CharRNN(vocab_size, cell, num_layers, hidden_size, embedding_dim)``.
+def parameter_count(config: CharRNNConfig) -> int:
+    """Parameters of ``CharRNN(config)``.
 
     embedding V x E; layer l: W_ih (gH x in_l), W_hh (gH x H), b_ih and b_hh (gH) with in_0 = E,
     in_l = H; head H x V + V.
     """
-    g, h = GATES[cell], hidden_size
-    first = g * h * (embedding_dim + h + 2)
-    others = (num_layers - 1) * g * h * (2 * h + 2)
-    return vocab_size * embedding_dim + first + others + h * vocab_size + vocab_size
+    g, h, v = GATES[config.cell], config.hidden_size, config.vocab_size
+    first = g * h * (config.embedding_dim + h + 2)
+    others = (config.num_layers - 1) * g * h * (2 * h + 2)
+    return v * config.embedding_dim + first + others + h * v + v
 
 
 def available_memory() -> int | None:
@@ -43,6 +46,7 @@ def available_memory() -> int | None:
 
 
 def gib(n: float) -> str:
+    """Bytes as GiB for messages: "1.5 GiB"."""
     return f"{n / 2**30:,.1f} GiB"
 
 
@@ -65,12 +69,15 @@ def check_model_size(count: int, what: str, bytes_per_parameter: int = 4, use: s
 def check_training_size(model: Any, accelerator: Any, subcommand: str | None) -> None:
     """The CLI's check, before the corpus is prepared: ``model`` holds the --model.* values. Counts
     with a one-symbol vocabulary (the corpus's is not known yet; CharRNN checks the exact count)."""
-    sizes = (model.num_layers, model.hidden_size, model.embedding_dim)
-    if model.cell not in GATES or not all(isinstance(n, int) and n > 0 for n in sizes):
-        return  # CharRNN says what is wrong with them
-    count = parameter_count(model.cell, 1, model.num_layers, model.hidden_size, model.embedding_dim)
-    what = (f"--model.hidden_size {model.hidden_size} x --model.num_layers {model.num_layers} "
-            f"({model.cell}, --model.embedding_dim {model.embedding_dim})")
+    from charlm.model import CharRNNConfig  # here, not at the top: model.py imports this module
+
+    try:
+        config = CharRNNConfig.from_hparams(vars(model), vocab_size=1)
+    except (ValueError, TypeError):
+        return  # CharLM says what is wrong with them, naming the flag
+    count = parameter_count(config)
+    what = (f"--model.hidden_size {config.hidden_size} x --model.num_layers {config.num_layers} "
+            f"({config.cell}, --model.embedding_dim {config.embedding_dim})")
     memory, memory_name = None, "memory"
     if accelerator in ("auto", "gpu", "cuda", None):
         import torch

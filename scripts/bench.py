@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from jsonargparse import CLI
 
 from charlm.lit import CharLM
-from charlm.model import CharRNN, detach_hidden
+from charlm.model import CharRNN, CharRNNConfig, detach_hidden
 from datamodules import TextDataModule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,8 @@ def main(
             raws, ours = [], []
             for _ in range(repeats):  # alternate the two, keep each one's best: less noise from the order
                 torch.manual_seed(0)
-                model = CharRNN(len(data.vocab), cell, num_layers, hidden_size)
+                model = CharRNN(CharRNNConfig(vocab_size=len(data.vocab), cell=cell, num_layers=num_layers,
+                                             hidden_size=hidden_size))
                 raws.append(raw_loop(model, tokens, batch_size, seq_len, steps, warmup, device, precision, 2e-3, 1.0))
                 torch.manual_seed(0)
                 ours.append(charlm_fit(cell, num_layers, hidden_size, path, batch_size, seq_len, steps, warmup,

@@ -19,8 +19,8 @@ import torch
 from jsonargparse import CLI
 
 from charlm.checkpoint import load_checkpoint
-from charlm.model import CharRNN
 from charlm.generate import generate
+from charlm.model import CharRNN, CharRNNConfig
 
 
 def _sync(device: torch.device) -> None:
@@ -71,7 +71,8 @@ def main(
         if ckpt_path:
             model = load_checkpoint(ckpt_path, device).model
         else:
-            model = CharRNN(vocab_size, cell, num_layers, hidden_size).to(device).eval()
+            config = CharRNNConfig(vocab_size=vocab_size, cell=cell, num_layers=num_layers, hidden_size=hidden_size)
+            model = CharRNN(config).to(device).eval()
         for rows_in_batch in (1, batch):
             modes = ["fused", "cells", "graph"] if device.type == "cuda" else ["fused", "cells"]
             for mode in modes:

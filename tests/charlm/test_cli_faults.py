@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from charlm.cli import DEFAULTS
 from charlm.exits import describe_os_error
-from charlm.model import CharRNN
+from charlm.model import CharRNN, CharRNNConfig
 from charlm.model_size import parameter_count
 from charlm.quiet import quiet_library_noise
 from tests.cli_runs import assert_one_line, charlm, run_python
@@ -125,8 +125,8 @@ def test_more_cpu_processes_than_cores_are_noted(shakespeare_path, charlm_main):
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("layers", [1, 3])
 def test_parameter_count_is_exact(cell, layers):
-    model = CharRNN(65, cell, layers, 24, 8)
-    assert parameter_count(cell, 65, layers, 24, 8) == sum(p.numel() for p in model.parameters())
+    config = CharRNNConfig(vocab_size=65, cell=cell, num_layers=layers, hidden_size=24, embedding_dim=8)
+    assert parameter_count(config) == sum(p.numel() for p in CharRNN(config).parameters())
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--model.hidden_size", "100000"), ("--model.num_layers", "100000")])
@@ -136,7 +136,7 @@ def test_a_huge_model_is_refused_before_allocating(flag, value, shakespeare_path
     count = int(line.split(" has ")[1].split(" parameters")[0].replace(",", ""))
     assert count > 2**31
     with pytest.raises(ValueError, match="parameters"):  # also where a checkpoint's hyperparameters build one
-        CharRNN(65, "lstm", 2, 100_000, 64)
+        CharRNN(CharRNNConfig(vocab_size=65, num_layers=2, hidden_size=100_000, embedding_dim=64))
 
 
 # --- 22: library noise ----------------------------------------------------------------------------

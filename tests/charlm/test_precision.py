@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from charlm.model import CharRNN
+from charlm.model import CharRNN, CharRNNConfig
 from tests.cli_runs import run_in, small_run, with_callback
 from tests.helpers import read_metrics
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_recurrence_is_not_autocast(cell):
-    model = CharRNN(20, cell, 2, 16, 8)
+    model = CharRNN(CharRNNConfig(vocab_size=20, cell=cell, num_layers=2, hidden_size=16, embedding_dim=8))
     tokens = torch.randint(0, 20, (3, 7))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, hidden = model(tokens)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from charlm.commands.sample import StopAt
-from charlm.model import CharRNN
 from charlm.generate import Utf8Stream, check_sampling_args, filter_logits, generate, sample_next
+from charlm.model import CharRNN, CharRNNConfig
 
 
 def test_temperature_zero_is_argmax_and_tiny_temperature_tends_to_it():
@@ -49,7 +49,7 @@ def test_bad_sampling_arguments(kwargs, flag):
 
 def test_generation_is_seeded_and_matches_a_full_forward():
     torch.manual_seed(0)
-    model = CharRNN(12, "lstm", 2, 16, 8).eval()
+    model = CharRNN(CharRNNConfig(vocab_size=12, num_layers=2, hidden_size=16, embedding_dim=8)).eval()
     prompt = torch.randint(0, 12, (3, 5))
     run = lambda seed: torch.stack(list(generate(model, prompt, 40, 1.0, generator=torch.Generator().manual_seed(seed))), 1)  # noqa: E731
     a, b, c = run(1), run(1), run(2)
