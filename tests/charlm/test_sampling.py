@@ -51,7 +51,10 @@ def test_generation_is_seeded_and_matches_a_full_forward():
     torch.manual_seed(0)
     model = CharRNN(CharRNNConfig(vocab_size=12, num_layers=2, hidden_size=16, embedding_dim=8)).eval()
     prompt = torch.randint(0, 12, (3, 5))
-    run = lambda seed: torch.stack(list(generate(model, prompt, 40, 1.0, generator=torch.Generator().manual_seed(seed))), 1)  # noqa: E731
+
+    def run(seed: int) -> torch.Tensor:  # (3, 40) sampled ids
+        return torch.stack(list(generate(model, prompt, 40, 1.0, generator=torch.Generator().manual_seed(seed))), 1)
+
     a, b, c = run(1), run(1), run(2)
     assert a.shape == (3, 40) and torch.equal(a, b) and not torch.equal(a, c)
     # greedy decoding step by step equals argmax of one forward over prompt + generated text
