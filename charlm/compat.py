@@ -185,6 +185,12 @@ def entry_is(entry: Any, base: type) -> bool:
     return cls is not None and issubclass(cls, base)
 
 
+def parser_actions(parser: Any) -> list[Any]:
+    """The argparse actions of a (jsonargparse) parser, each with ``dest``, ``help`` and ``option_strings``:
+    argparse lists them only in its private ``_actions``, and has no public way to ask what flags it takes."""
+    return list(getattr(parser, "_actions", []))
+
+
 def _raised_in_jsonargparse(err: BaseException) -> bool:
     tb: TracebackType | None = err.__traceback__
     while tb is not None and tb.tb_next is not None:

@@ -16,6 +16,8 @@ import re
 import sys
 from typing import NoReturn
 
+from charlm.compat import parser_actions
+
 _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
           "- Expected a <class 'NoneType'>", "Expected a <class 'NoneType'>")
 _KEY = re.compile(r'(?:- )?Parser key "([^"]+)":\s*(.*)')
@@ -151,7 +153,7 @@ class OneLineErrors:
             command, line = missing
             prog = f"{prog} {command}"
         else:
-            options = [s for a in getattr(parser, "_actions", []) for s in a.option_strings]
+            options = [s for a in parser_actions(parser) for s in a.option_strings]
             line = short_parse_error(message) + _suggestion(message, options)
         sys.stderr.write(f"charlm: error: {line} (see `{prog} --help`)\n")
         sys.exit(2)

@@ -74,13 +74,15 @@ def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
     """
     from jsonargparse import ArgumentParser
 
+    from charlm.compat import parser_actions
+
     parameters = inspect.signature(function).parameters
     hints = typing.get_type_hints(function)
     many = [name for name in parameters if hints.get(name) == list[str]]
     if many:
         scratch = ArgumentParser()
         scratch.add_function_arguments(function, as_group=False)
-        helps = {action.dest: action.help for action in scratch._actions}
+        helps = {action.dest: action.help for action in parser_actions(scratch)}
     for name in many:
         default = parameters[name].default
         required = default is inspect.Parameter.empty

@@ -30,6 +30,7 @@ from charlm.compat import (
     lightning_info_logger,
     logged_steps,
     original_error,
+    parser_actions,
     replace_checkpoint_linker,
     replace_wrapped_checkpoint_io,
     set_logged_steps,
@@ -304,6 +305,22 @@ def test_jsonargparse_gives_parsed_entries_their_full_class_path():
     config = parser.parse_args(["--logger", "CSVLogger", "--logger.save_dir", "runs"])
     assert config.logger.class_path == "lightning.pytorch.loggers.CSVLogger"
     assert entry_is(config.logger, CSVLogger)
+
+
+def test_parser_actions_are_the_flags_with_their_help():
+    def f(ckpt_path: str, count: int = 2) -> None:
+        """Do something.
+
+        Args:
+            ckpt_path: a checkpoint.
+            count: how many.
+        """
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_function_arguments(f, as_group=False)
+    actions = {action.dest: action for action in parser_actions(parser)}
+    assert actions["ckpt_path"].option_strings == ["--ckpt_path"] and actions["ckpt_path"].help == "a checkpoint."
+    assert actions["count"].help == "how many." and "--help" in actions["help"].option_strings
 
 
 class Picky:
