@@ -138,3 +138,14 @@ class Scramble(L.Callback):
             with torch.no_grad():
                 for p in pl_module.parameters():
                     p.add_(torch.randn(p.shape, generator=generator).to(p))
+
+
+class SaveAtBatchStart(L.Callback):
+    """Save a checkpoint where Ctrl-C stops a charlm fit: at the start of a training batch."""
+
+    def __init__(self, path: Path, step: int) -> None:
+        self.path, self.step = path, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step and not self.path.exists():
+            trainer.save_checkpoint(self.path)

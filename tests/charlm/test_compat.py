@@ -42,6 +42,7 @@ from charlm.compat import (
     wrapped_checkpoint_io,
 )
 from charlm.csv_logger import ResumableCSVLogger
+from tests.helpers import SaveAtBatchStart
 
 COUNTERS = {"ready", "started", "processed", "completed"}
 
@@ -135,17 +136,6 @@ class Steps(Logger):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if "x" in metrics:
             self.steps.append(step)
-
-
-class SaveAtBatchStart(L.Callback):
-    """Save a checkpoint where Ctrl-C stops a charlm fit: at the start of a training batch."""
-
-    def __init__(self, path: Path, step: int) -> None:
-        self.path, self.step = path, step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step and not self.path.exists():
-            trainer.save_checkpoint(self.path)
 
 
 @pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")

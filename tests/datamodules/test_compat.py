@@ -19,6 +19,7 @@ from datamodules.compat import (
     dataset_fingerprint,
     end_aware_tarinfo,
 )
+from tests.helpers import SaveAtBatchStart
 
 
 # --- Lightning: where a resumed fit stands in its epoch ----------------------------------------------------
@@ -46,17 +47,6 @@ class Batches(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(RandomDataset(32, 16), batch_size=8)
-
-
-class SaveAtBatchStart(L.Callback):
-    """Save a checkpoint where Ctrl-C stops a charlm fit: at the start of a training batch."""
-
-    def __init__(self, path: Path, step: int) -> None:
-        self.path, self.step = path, step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step and not self.path.exists():
-            trainer.save_checkpoint(self.path)
 
 
 def fit(tmp_path: Path, data: Batches, ckpt_path: Path | None = None, callbacks=()) -> None:
