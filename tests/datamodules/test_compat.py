@@ -57,6 +57,7 @@ def fit(tmp_path: Path, data: Batches, ckpt_path: Path | None = None, callbacks=
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
 def test_batches_done_before_resume_counts_the_batches_the_checkpoint_trained(tmp_path):
     at_validation = ModelCheckpoint(dirpath=tmp_path / "val", monitor=None, save_top_k=-1, filename="{step}")
     at_batch_end = ModelCheckpoint(dirpath=tmp_path / "end", every_n_train_steps=2, save_top_k=-1, monitor=None,
