@@ -107,3 +107,16 @@ def check_accelerator(accelerator: Any, devices: Any) -> None:
               f"machine has {cores} CPU core{'s' * (cores != 1)}: they will take turns, so this runs slower than "
               f"--trainer.devices {min(cores, wanted)} (many CPU processes are for trying DDP, not for speed).",
               file=sys.stderr)
+
+
+# --- dtypes the accelerator holds ------------------------------------------------------------
+def has_float64(device: torch.device) -> bool:
+    """Whether tensors on ``device`` can be float64: not on Apple's MPS (Metal has no double type),
+    which ``--trainer.accelerator auto`` picks on Apple silicon."""
+    return device.type != "mps"
+
+
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of running sums kept on ``device`` (charlm.metrics): float64 where the device has
+    it, else float32 (compensated summation keeps it close to float64: see BitsPerByte)."""
+    return torch.float64 if has_float64(device) else torch.float32

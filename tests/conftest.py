@@ -22,10 +22,28 @@ SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE",
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    skip_gpu = pytest.mark.skip(reason=f"needs a CUDA device: {no_cuda_reason()}")
     for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+        # the marker, not item.keywords: those hold every parent's name too (the folder tests/gpu/)
+        if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+def no_cuda_reason() -> str:
+    from charlm.devices import no_cuda_reason
+
+    return no_cuda_reason()
+
+
+# A test body that runs on the CPU here and in CI, and on a GPU where there is one:
+# @pytest.mark.parametrize("device", CPU_AND_CUDA); the cuda case is marked gpu (`pytest -m gpu`).
+CPU_AND_CUDA = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
+
+
+def needs_gpus(count: int) -> pytest.MarkDecorator:
+    """Skip, saying why, on a machine with fewer than ``count`` CUDA devices (mark the test gpu too)."""
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return pytest.mark.skipif(found < count, reason=f"needs {count} CUDA devices, this machine has {found}")
 
 
 @pytest.fixture
