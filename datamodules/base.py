@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from datamodules.compat import batches_done_before_resume
+from datamodules.device_feed import DEFAULT_RESIDENT_FRACTION, DeviceFeed, free_memory, place_train_streams
 from datamodules.fetch import Download, download, set_aside_if_bad
 from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
 from datamodules.sizes import BatchSettings, check_corpus_fits, split_sizes
@@ -82,6 +83,7 @@ class CharDataModule(L.LightningDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         cache_dir: str | None = None,
+        device_resident_fraction: float = DEFAULT_RESIDENT_FRACTION,
     ) -> None:
         """
         Args:
@@ -93,6 +95,11 @@ class CharDataModule(L.LightningDataModule):
             test_fraction: share of the corpus, at its very end, used for testing.
             cache_dir: where downloads and prepared token files are kept
                 (default: $CHARLM_CACHE, else ~/.cache/charlm).
+            device_resident_fraction: on a CUDA GPU, this process's training streams (its 1 / processes
+                of the training split) are copied to the GPU once if they take at most this share of its
+                free memory, measured when training starts; otherwise each batch is read from the
+                memory-mapped token file ahead of use and copied through pinned memory. 0 always reads
+                ahead (on the CPU too, where the split is otherwise sliced from the file as it is).
         """
         super().__init__()
         for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("eval_batch_size", eval_batch_size)):
@@ -102,7 +109,11 @@ class CharDataModule(L.LightningDataModule):
             if not 0 < value < 0.5:
                 raise ValueError(f"--data.{name} must lie strictly between 0 and 0.5, got {value}.")
         self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
+        if not 0 <= device_resident_fraction <= 1:
+            raise ValueError(
+                f"--data.device_resident_fraction must lie between 0 and 1, got {device_resident_fraction}.")
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.device_resident_fraction = device_resident_fraction
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self._vocab: Vocabulary | None = None
         self._corpus_cache: Corpus | TarballCorpus | None = None
@@ -172,15 +183,14 @@ class CharDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def train_dataloader(self) -> TrainStreams:
+    def train_dataloader(self) -> TrainStreams | DeviceFeed:
         rank, world = self._rank_and_world()
-        tokens = self.splits["train"]
+        loader = TrainStreams(self.splits["train"], self.batch_size, self.seq_len, rank, world)  # memory-mapped
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        if device.type == "cuda":
-            # corpora are small next to GPU memory: keep the uint8 split there and slice batches
-            # on the device, so no step waits for a host-to-device copy
-            tokens = tokens.to(device)
-        loader = TrainStreams(tokens, self.batch_size, self.seq_len, rank, world)
+        if device.type != "cuda":
+            device = torch.device("cpu")  # other accelerators: Lightning copies each host batch (as before)
+        # on a GPU: only this rank's streams, and only if they fit (datamodules.device_feed)
+        loader = place_train_streams(loader, device, self.device_resident_fraction, free_memory(device))
         done = batches_done_before_resume(self.trainer) if self.trainer is not None else None
         if done is not None:
             # resuming mid-epoch: continue with the first batch the checkpoint had not trained on

@@ -30,12 +30,15 @@ processes, covering every prediction exactly once (stream lengths differ by at m
 past a stream's end are ``IGNORE``). Streams are dealt round-robin to ranks, so the summed loss over
 all ranks, and hence bpc, is the same on 1 process as on many.
 
-These are plain iterables, not DataLoaders: Lightning injects no DistributedSampler into them, and
-a batch is a zero-copy slice of the memory-mapped corpus.
+These are plain iterables, not DataLoaders: Lightning injects no DistributedSampler into them. A
+training batch is a slice of this rank's streams, in the memory-mapped corpus or kept on the GPU
+(datamodules.device_feed decides); an evaluation batch is gathered from the memory-mapped split when
+it is asked for, so no process holds more of a split than a batch.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 
@@ -76,12 +79,32 @@ class TrainStreams:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this rank's streams (B x L): what keeping them on a device takes."""
+        return self.streams.numel() * self.streams.element_size()
+
+    def window(self, k: int) -> torch.Tensor:
+        """Batch ``k`` as it is stored: (B, T+1) bytes, a view of the streams (inputs, then the last target)."""
+        T = self.seq_len
+        return self.streams[:, k * T : k * T + T + 1]
+
+    def to(self, device: torch.device) -> TrainStreams:
+        """These batches sliced from a copy of these streams on ``device`` (B x L bytes: this rank's only)."""
+        moved = copy.copy(self)
+        moved.streams = self.streams.to(device)
+        return moved
+
     def __iter__(self) -> Iterator[Batch]:
         start, self.skip_next = self.skip_next, 0
-        T = self.seq_len
         for k in range(start, self.num_batches):
-            window = self.streams[:, k * T : k * T + T + 1].long()  # (B, T+1)
-            yield window[:, :-1], window[:, 1:]
+            yield split_window(self.window(k))
+
+
+def split_window(window: torch.Tensor) -> Batch:
+    """Inputs and targets of a (B, T+1) window of bytes, as int64 (B, T) each: the targets are shifted one byte."""
+    window = window.long()
+    return window[:, :-1], window[:, 1:]
 
 
 class EvalStreams:
@@ -102,25 +125,32 @@ class EvalStreams:
             )
         base, extra = divmod(predictions, num_streams)  # the first `extra` streams are one step longer
         longest = base + (extra > 0)
-        # a window longer than the longest stream would only be padding: memory stays bounded by the
+        # a window longer than the longest stream would only be padding: a batch stays bounded by the
         # split (width < 2 x longest), whatever --data.seq_len is
         seq_len = min(seq_len, longest)
         self.num_batches = math.ceil(longest / seq_len)
-        width = self.num_batches * seq_len
-        mine = range(rank, num_streams, world_size)
-        inputs = torch.zeros(len(mine), width, dtype=torch.uint8)
-        targets = torch.full((len(mine), width), IGNORE, dtype=torch.int16)
-        for row, s in enumerate(mine):
-            begin, length = s * base + min(s, extra), base + (s < extra)
-            inputs[row, :length] = tokens[begin : begin + length]
-            targets[row, :length] = tokens[begin + 1 : begin + length + 1].to(torch.int16)
-        self.inputs, self.targets, self.seq_len = inputs, targets, seq_len  # (B_rank, num_batches * T)
-        self.num_predictions = int((targets != IGNORE).sum())
+        mine = torch.arange(rank, num_streams, world_size)  # this rank's streams, (R,)
+        self.begins = mine * base + mine.clamp(max=extra)  # (R,) where each starts in the split
+        self.lengths = base + (mine < extra).long()  # (R,) its predictions
+        self.tokens, self.seq_len = tokens, seq_len
+        self.num_predictions = int(self.lengths.sum())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(R, num_batches x T): the padded grid of this rank's streams that its batches tile."""
+        return len(self.lengths), self.num_batches * self.seq_len
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[Batch]:
+        # each batch is gathered from the (memory-mapped) split when it is asked for: no padded copy of
+        # the split is ever held; past a stream's end, inputs are 0 and targets IGNORE
         T = self.seq_len
         for k in range(self.num_batches):
-            yield self.inputs[:, k * T : (k + 1) * T].long(), self.targets[:, k * T : (k + 1) * T].long()
+            steps = torch.arange(k * T, (k + 1) * T)  # (T,)
+            valid = steps < self.lengths[:, None]  # (R, T)
+            at = (self.begins[:, None] + steps).masked_fill(~valid, 0)  # (R, T) input positions; 0 where padding
+            inputs = self.tokens[at].long().masked_fill(~valid, 0)
+            targets = self.tokens[at + valid.long()].long().masked_fill(~valid, IGNORE)  # at + 1, in bounds
+            yield inputs, targets

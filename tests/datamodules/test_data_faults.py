@@ -68,10 +68,10 @@ def test_seq_len_beyond_the_corpus_is_refused_in_setup(tmp_path: Path):
 def test_eval_streams_never_pad_past_the_split():
     tokens = torch.arange(1000, dtype=torch.uint8)
     streams = EvalStreams(tokens, num_streams=4, seq_len=20_000_000)
-    assert streams.inputs.numel() < 2 * len(tokens) and len(streams) == 1
+    assert streams.shape[0] * streams.shape[1] < 2 * len(tokens) and len(streams) == 1  # the padded grid batches tile
     assert streams.num_predictions == 999
     streams = EvalStreams(tokens, num_streams=4, seq_len=100)  # an ordinary window pads less than one window
-    assert streams.inputs.shape == (4, 300) and streams.num_predictions == 999
+    assert streams.shape == (4, 300) and streams.num_predictions == 999
 
 
 def test_eval_batch_size_larger_than_the_validation_split_names_that_flag(tmp_path: Path):

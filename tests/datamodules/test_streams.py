@@ -77,3 +77,39 @@ def test_the_drawing_in_the_module_docstring():
         got = [(bytes(x.flatten().tolist()), bytes(y.flatten().tolist()))
                for x, y in TrainStreams(tokens, 2, 2, rank, 2)]
         assert got == batches, rank
+
+
+def padded_eval_grid(tokens: torch.Tensor, num_streams: int, width: int, rank: int, world: int):
+    """The evaluation batches' reference: this rank's streams padded to ``width`` (inputs 0, targets IGNORE)."""
+    base, extra = divmod(len(tokens) - 1, num_streams)
+    mine = range(rank, num_streams, world)
+    inputs, targets = torch.zeros(len(mine), width, dtype=torch.long), torch.full((len(mine), width), IGNORE)
+    for row, s in enumerate(mine):
+        begin, length = s * base + min(s, extra), base + (s < extra)
+        inputs[row, :length] = tokens[begin : begin + length]
+        targets[row, :length] = tokens[begin + 1 : begin + length + 1]
+    return inputs, targets
+
+
+@pytest.mark.parametrize(("size", "streams", "seq_len", "world"), [(1_003, 6, 16, 1), (1_003, 6, 16, 4),
+                                                                   (1_000, 7, 1, 3), (50, 16, 10_000, 2)])
+def test_eval_batches_are_the_padded_streams_cut_into_windows(size, streams, seq_len, world):
+    tokens = torch.randint(0, 256, (size,), dtype=torch.uint8)
+    for rank in range(world):
+        loader = EvalStreams(tokens, streams, seq_len, rank, world)
+        inputs, targets = padded_eval_grid(tokens, streams, loader.shape[1], rank, world)
+        T = loader.seq_len
+        got = list(loader)
+        assert len(got) == len(loader) == loader.shape[1] // T
+        for k, (x, y) in enumerate(got):
+            assert x.dtype == y.dtype == torch.long
+            assert torch.equal(x, inputs[:, k * T : (k + 1) * T]) and torch.equal(y, targets[:, k * T : (k + 1) * T])
+        assert loader.num_predictions == int((targets != IGNORE).sum())
+
+
+def test_eval_streams_hold_no_copy_of_the_split():
+    """Batches are gathered when asked for: besides the split itself, a loader holds a few numbers per stream."""
+    tokens = corpus(100_000)
+    loader = EvalStreams(tokens, num_streams=8, seq_len=64)
+    held = [v for v in vars(loader).values() if isinstance(v, torch.Tensor) and v is not tokens]
+    assert sum(t.numel() for t in held) <= 2 * 8
