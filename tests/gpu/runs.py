@@ -11,7 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 
 from tests.cli_runs import small_run
 
@@ -42,3 +44,67 @@ def fit_in(folder: Path, args: list[str]):
         os.chdir(cwd)
         if "wandb" in sys.modules:
             sys.modules["wandb"].finish()  # a run of an earlier test must not be reused
+
+
+class HostToDeviceBytes(L.Callback):
+    """Write to ``path`` (JSON) the host-to-device copies CUDA made while training steps ``start`` to
+    ``stop`` ran: {"copies": n, "bytes": total}, from the profiler's trace (none on the CPU)."""
+
+    def __init__(self, path: str, start: int = 5, stop: int = 10) -> None:
+        self.path, self.start, self.stop = Path(path), start, stop
+        self._profiler: torch.profiler.profile | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.start and self._profiler is None:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self._profiler = torch.profiler.profile(activities=activities)
+            self._profiler.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.stop and self._profiler is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self._profiler.__exit__(None, None, None)
+            trace = self.path.with_suffix(".trace.json")
+            self._profiler.export_chrome_trace(str(trace))
+            events = json.loads(trace.read_text()).get("traceEvents", [])
+            # kineto names them "Memcpy HtoD (Pageable -> Device)" / "(Pinned -> Device)", bytes in args
+            copies = [e for e in events if "HtoD" in str(e.get("name", "")) and e.get("ph") == "X"]
+            total = sum(int(e.get("args", {}).get("bytes", 0)) for e in copies)
+            self.path.write_text(json.dumps({"copies": len(copies), "bytes": total}))
+
+
+class RecordStrategy(L.Callback):
+    """Write to ``path`` (JSON) the strategy, the model's wrapper and the world size as training starts."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import torch.distributed as dist
+
+        self.path.write_text(json.dumps({
+            "strategy": type(trainer.strategy).__name__, "wrapper": type(trainer.strategy.model).__name__,
+            "world_size": trainer.world_size, "backend": dist.get_backend() if dist.is_initialized() else None,
+        }))
+
+
+class RecordClipNorms(L.Callback):
+    """Write to ``path`` (JSON) the gradient norm of the first ``count`` optimizer steps as gradient
+    clipping gets it: after Lightning's precision plugin has unscaled fp16 gradients (amp.py:
+    unscale_, then on_before_optimizer_step, then configure_gradient_clipping), and the loss scale."""
+
+    def __init__(self, path: str, count: int = 3) -> None:
+        self.path, self.count, self.norms = Path(path), count, []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if len(self.norms) < self.count:
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads]))))
+        if len(self.norms) == self.count:
+            scaler = getattr(trainer.precision_plugin, "scaler", None)
+            scale = float(scaler.get_scale()) if scaler is not None else None
+            self.path.write_text(json.dumps({"norms": self.norms, "scale": scale}))
+            self.count = -1
