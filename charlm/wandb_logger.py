@@ -66,10 +66,15 @@ def check_logger_config(trainer_config: Any) -> None:
     """Resolve the mode of each charlm W&B logger of a parsed config before anything is built, so an
     impossible online run is one line (raised while jsonargparse builds the logger, it would be
     buried in a dump of every type the logger could have been). The logger's own check reuses the
-    probe's answer."""
-    for logger in loggers_of(trainer_config):
-        if entry_is(logger, WandbLogger):
-            resolve_mode(logger.init_args.get("mode") or "auto")
+    probe's answer. A logger turned off (``disabled``) is dropped from the config: it would record
+    nothing, and leaving it out means ``wandb`` is never imported (nor needed: a machine without it
+    trains with ``WANDB_MODE=disabled``)."""
+    drop = [logger for logger in loggers_of(trainer_config)
+            if entry_is(logger, WandbLogger) and resolve_mode(logger.init_args.get("mode") or "auto")[0] == "disabled"]
+    if drop:
+        loggers = trainer_config.logger if isinstance(trainer_config.logger, list) else [trainer_config.logger]
+        kept = [logger for logger in loggers if not any(logger is d for d in drop)]
+        trainer_config.logger = kept if kept else False
 
 
 def check_online(asked: str, offline_flag: str) -> None:

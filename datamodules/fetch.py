@@ -18,9 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pooch
-import requests
-
 from datamodules.errors import (
     DISK_FULL,
     ChecksumMismatchError,
@@ -61,6 +58,9 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
             return dest
         # a stale or tampered cache entry: never train on it, fetch again
         os.replace(dest, dest.with_name(dest.name + ".bad"))
+    import pooch  # here: only a download needs pooch and requests (training on a local file starts without them)
+    import requests
+
     downloader = pooch.HTTPDownloader(progressbar=True, timeout=timeout)
     try:
         pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None, fname=dest.name,

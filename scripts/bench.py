@@ -7,20 +7,22 @@ Both train the same CharRNN on the same batches (B contiguous streams x T steps 
 Tiny Shakespeare, or random bytes without it) with AdamW and gradient clipping, carrying the
 hidden state. The raw loop keeps the corpus on the device, slices batches there and never
 synchronises with the host inside the loop; charlm runs ``Trainer.fit`` with CharLM and a
-data module. Tokens per second are timed over the same steps after a warm-up; the table gives
-the ratio charlm / raw (1.0 = no overhead).
+data module. Tokens per second are timed over the same steps after a warm-up. The two run in
+turn, ``repeats`` times; the table gives the median tokens/s of each, the median of the ratios
+charlm / raw of each back-to-back pair (1.0 = no overhead), and the spread (min-max) of those
+ratios: a neighbour that slows one run moves one ratio, not the median.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from jsonargparse import CLI
 
 from charlm.lit import CharLM
 from charlm.model import CharRNN, CharRNNConfig, detach_hidden
@@ -36,14 +38,15 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device, precision: str):
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)  # bf16-true: no autocast
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def raw_loop(model: CharRNN, tokens: torch.Tensor, batch: int, seq_len: int, steps: int, warmup: int,
              device: torch.device, precision: str, lr: float, clip: float) -> float:
     """Tokens/s of a hand-written loop: data on the device, no host sync inside the loop."""
-    model = model.to(device).train()
+    # bf16-true: bf16 weights throughout, as Lightning's precision plugin converts them
+    model = model.to(device, dtype=torch.bfloat16 if precision == "bf16-true" else None).train()
     fused = device.type == "cuda" and precision != "16-mixed"
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused or None, foreach=None if fused else True)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
@@ -109,7 +112,8 @@ def main(
     precision: str = "32-true",
     accelerator: str = "auto",
     corpus: str | None = None,
-    repeats: int = 2,
+    repeats: int = 5,
+    json_out: str | None = None,
 ) -> list[dict]:
     """Measure training tokens/s of charlm's fit path and of a raw loop, and print the ratio.
 
@@ -121,10 +125,11 @@ def main(
         seq_len: steps per batch (T).
         steps: optimizer steps per measurement, warm-up included.
         warmup: steps excluded from the timing.
-        precision: 32-true, bf16-mixed or 16-mixed (Lightning's names), for both.
+        precision: 32-true, bf16-mixed, 16-mixed or bf16-true (Lightning's names), for both.
         accelerator: cpu, gpu or auto.
         corpus: a text file to train on (default: Tiny Shakespeare if present, else random bytes).
-        repeats: measurements of each, alternating; the best of each is compared.
+        repeats: measurements of each, in turn (raw, charlm, raw, ...); medians are compared.
+        json_out: also write the rows (each with every repeat's numbers) to this JSON file.
     """
     import tempfile
 
@@ -141,7 +146,7 @@ def main(
         tokens = data.splits["train"]
         for cell in cells:
             raws, ours = [], []
-            for _ in range(repeats):  # alternate the two, keep each one's best: less noise from the order
+            for _ in range(repeats):  # interleaved: a slow spell of the machine hits both, or one pair
                 torch.manual_seed(0)
                 model = CharRNN(CharRNNConfig(vocab_size=len(data.vocab), cell=cell, num_layers=num_layers,
                                              hidden_size=hidden_size))
@@ -149,15 +154,28 @@ def main(
                 torch.manual_seed(0)
                 ours.append(charlm_fit(cell, num_layers, hidden_size, path, batch_size, seq_len, steps, warmup,
                                        device.type, precision, 2e-3, 1.0, Path(tmp) / "cache"))
-            rows.append({"cell": cell, "raw": max(raws), "charlm": max(ours), "ratio": max(ours) / max(raws)})
+            ratios = [ours_i / raw_i for ours_i, raw_i in zip(ours, raws, strict=True)]
+            rows.append({"cell": cell, "raw": statistics.median(raws), "charlm": statistics.median(ours),
+                         "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                         "raws": raws, "charlms": ours})
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{name}, {num_layers}x{hidden_size}, B={batch_size}, T={seq_len}, {precision}, {steps - warmup} timed steps")
-    print("| cell | raw loop tok/s | charlm fit tok/s | charlm / raw |\n| --- | --- | --- | --- |")
+    print(f"{name}, {num_layers}x{hidden_size}, B={batch_size}, T={seq_len}, {precision}, "
+          f"{steps - warmup} timed steps, median of {repeats} interleaved repeats")
+    print("| cell | raw loop tok/s | charlm fit tok/s | charlm / raw | spread |\n| --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['cell']} | {r['raw']:,.0f} | {r['charlm']:,.0f} | {r['ratio']:.2f}x |")
+        print(f"| {r['cell']} | {r['raw']:,.0f} | {r['charlm']:,.0f} | {r['ratio']:.2f}x "
+              f"| {r['ratio_min']:.2f}-{r['ratio_max']:.2f} |")
     assert all(math.isfinite(r["ratio"]) for r in rows)
+    if json_out:
+        import json
+
+        head = {"device": name, "num_layers": num_layers, "hidden_size": hidden_size, "batch_size": batch_size,
+                "seq_len": seq_len, "precision": precision, "timed_steps": steps - warmup, "repeats": repeats}
+        Path(json_out).write_text(json.dumps({**head, "rows": rows}, indent=1))
     return rows
 
 
 if __name__ == "__main__":
+    from jsonargparse import CLI  # here: importing this file (scripts/gpu_check.py does) needs no jsonargparse
+
     CLI(main, as_positional=False)

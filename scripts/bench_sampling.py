@@ -8,15 +8,19 @@ replays the fused step from a CUDA graph (the GPU default).
     python scripts/bench_sampling.py --ckpt_path runs/.../last.ckpt --batch 64
 
 Every configuration runs in this one process on the same model, so the numbers compare side by
-side. The model's weights do not change the speed; without a checkpoint they are random.
+side: the modes take turns (``repeats`` rounds, the order rotating each round) and the table gives
+each one's median and the spread (min-max) of its rounds, so a neighbour that slows one round
+cannot flip a ratio. The model's weights do not change the speed; without a checkpoint they are
+random.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from pathlib import Path
 
 import torch
-from jsonargparse import CLI
 
 from charlm.checkpoint import load_checkpoint
 from charlm.generate import generate
@@ -51,6 +55,8 @@ def main(
     batch: int = 128,
     length: int = 2000,
     devices: list[str] | None = None,
+    repeats: int = 5,
+    json_out: str | None = None,
 ) -> list[dict]:
     """Measure sampling speed and print a table.
 
@@ -63,6 +69,8 @@ def main(
         batch: rows of the batched measurement.
         length: bytes generated per measurement.
         devices: where to run (default: cpu, and cuda when present).
+        repeats: rounds of every mode, taken in turn; the median of each is shown.
+        json_out: also write the rows (each with every round's number) to this JSON file.
     """
     devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
@@ -75,19 +83,33 @@ def main(
             model = CharRNN(config).to(device).eval()
         for rows_in_batch in (1, batch):
             modes = ["fused", "cells", "graph"] if device.type == "cuda" else ["fused", "cells"]
+            # a shorter run for the slow single-stream CPU case keeps the benchmark quick
+            n = length if rows_in_batch > 1 or device.type == "cuda" else max(1, length // 4)
+            speeds: dict[str, list[float]] = {mode: [] for mode in modes}
+            for round_ in range(repeats):
+                for mode in modes[round_ % len(modes):] + modes[: round_ % len(modes)]:  # rotate the order
+                    speeds[mode].append(chars_per_second(model, rows_in_batch, n, device, mode))
             for mode in modes:
-                # a shorter run for the slow single-stream CPU case keeps the benchmark quick
-                n = length if rows_in_batch > 1 or device.type == "cuda" else max(1, length // 4)
-                speed = chars_per_second(model, rows_in_batch, n, device, mode)
-                rows.append({"device": name, "batch": rows_in_batch, "mode": mode, "chars_per_s": speed})
+                rows.append({"device": name, "batch": rows_in_batch, "mode": mode,
+                             "chars_per_s": statistics.median(speeds[mode]), "min": min(speeds[mode]),
+                             "max": max(speeds[mode]), "rounds": speeds[mode]})
     desc = f"{model.cell} {model.num_layers}x{model.hidden_size}"
-    print("| model | device | batch | step mode | chars/s | vs fused |\n| --- | --- | --- | --- | --- | --- |")
+    print(f"median of {repeats} rounds (modes in turn); spread: slowest-fastest round")
+    print("| model | device | batch | step mode | chars/s | spread | vs fused |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         base = next(b for b in rows if (b["device"], b["batch"], b["mode"]) == (r["device"], r["batch"], "fused"))
-        ratio = r["chars_per_s"] / base["chars_per_s"]
-        print(f"| {desc} | {r['device']} | {r['batch']} | {r['mode']} | {r['chars_per_s']:,.0f} | {ratio:.2f}x |")
+        r["vs_fused"] = r["chars_per_s"] / base["chars_per_s"]
+        print(f"| {desc} | {r['device']} | {r['batch']} | {r['mode']} | {r['chars_per_s']:,.0f} "
+              f"| {r['min']:,.0f}-{r['max']:,.0f} | {r['vs_fused']:.2f}x |")
+    if json_out:
+        import json
+
+        Path(json_out).write_text(json.dumps({"model": desc, "repeats": repeats, "rows": rows}, indent=1))
     return rows
 
 
 if __name__ == "__main__":
+    from jsonargparse import CLI  # here: importing this file (scripts/gpu_check.py does) needs no jsonargparse
+
     CLI(main, as_positional=False)

@@ -1,0 +1,372 @@
+"""Every GPU claim of the README checked by one command, on one H100/H200-class GPU, in under 8 minutes.
+
+    python scripts/gpu_check.py --out gpu_check.json                  # on the GPU machine
+    python scripts/gpu_check.py --data.path input.txt --out $OUT/gpu_check.json
+    python scripts/gpu_check.py --dry-run                             # the plan and its budgets, nothing run
+    python scripts/gpu_check.py --smoke                               # the plumbing, tiny sizes, on any device
+
+Parts, each in its own process with its own time limit (one slow part cannot eat the others' time):
+
+- ``pytest -m gpu``: the GPU tests (their pass / fail / skip counts);
+- ``scripts/bench.py`` for rnn, gru and lstm (3 x 512, B=128, T=256) under 32-true, bf16-mixed and
+  bf16-true: charlm's fit against a raw PyTorch loop, goal charlm / raw >= 0.95;
+- ``scripts/bench_sampling.py`` (3 x 512 LSTM, CUDA graph): goal >= 19k chars/s for one stream and
+  >= 0.9M chars/s at batch 128;
+- the preset ``configs/gpu_60s.yaml``: its best val bpc, the bpc of its best checkpoint on the last
+  10% of the corpus (goal <= 2.00) and its wall time.
+
+It prints one table and writes it as JSON (``--out``). Whatever it cannot run (no CUDA, a missing
+file, a missing package, the time spent) is "not run" with the reason, never "pass". W&B is turned
+off (``WANDB_MODE=disabled``), so wandb need not be installed. LightningCLI needs jsonargparse: when
+it is missing, the wheels in ``.gpu_wheels/`` (made by ``scripts/gpu_wheels.sh`` on a machine with
+a package registry) are installed first, offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+WHEELS = REPO / ".gpu_wheels"
+PRESET = REPO / "configs" / "gpu_60s.yaml"
+TOTAL_S = 480  # the whole check: 8 minutes
+CELLS = ("lstm", "gru", "rnn")
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
+RATIO_GOAL = 0.95
+SAMPLING_GOALS = {1: 19_000.0, 128: 900_000.0}  # chars/s of a 3x512 LSTM with a CUDA graph (H100, design notes)
+PRESET_GOAL = 2.00  # bpc on the last 10% of Tiny Shakespeare
+# seconds each part may take (the sum stays under TOTAL_S, start-up included)
+PARTS = ("pytest", *(f"bench:{p}" for p in PRECISIONS), "sampling", "preset")
+BUDGETS = {"wheels": 30, "pytest": 120, "bench": 55, "sampling": 45, "preset": 110}
+
+
+@dataclass
+class Row:
+    """One line of the table: what was checked, its verdict, and the measured value against the goal."""
+
+    part: str
+    status: str  # pass, fail, measured (no goal), smoke (tiny sizes: no verdict), not run
+    value: str = ""
+    goal: str = ""
+    seconds: float = 0.0
+    note: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """How the check runs: where, on what, at what size, and whether anything runs at all."""
+
+    corpus: Path | None
+    cuda: bool
+    dry_run: bool
+    smoke: bool
+    scratch: Path
+    deadline: float
+    env: dict[str, str]
+    parts: set[str]
+    cli: bool = True  # jsonargparse importable (LightningCLI, so `charlm fit`)
+
+    def why_not(self, part: str, needs_cuda: bool = True) -> str | None:
+        """The reason ``part`` does not run, or None when it can."""
+        if part not in self.parts:
+            return "not selected (--parts)"
+        if self.dry_run:
+            return "dry run"
+        if time.monotonic() > self.deadline - 5:
+            return f"the {TOTAL_S} s of the whole check were spent"
+        if needs_cuda and not self.cuda and not self.smoke:
+            return "no CUDA device (torch.cuda.is_available() is False)"
+        return None
+
+    def budget(self, part: str) -> float:
+        """This part's time limit, cut to what is left of the whole check."""
+        return min(BUDGETS[part], self.deadline - time.monotonic())
+
+
+def run(cmd: list[str], plan: Plan, limit: float, cwd: Path = REPO) -> tuple[int | None, str, float]:
+    """Run ``cmd``; (exit code or None when it ran out of time, stdout + stderr, seconds)."""
+    start = time.monotonic()
+    try:
+        out = subprocess.run(cmd, cwd=cwd, env=plan.env, capture_output=True, text=True, timeout=max(limit, 1))
+        return out.returncode, out.stdout + out.stderr, time.monotonic() - start
+    except subprocess.TimeoutExpired as err:
+        text = (err.stdout or b"") + (err.stderr or b"")
+        return None, text.decode(errors="replace") if isinstance(text, bytes) else text, time.monotonic() - start
+
+
+def tail(text: str, lines: int = 3) -> str:
+    """The last lines of a process's output, on one line (for the note column)."""
+    return " / ".join(line.strip() for line in text.strip().splitlines()[-lines:])[:300]
+
+
+def not_run(part: str, why: str, goal: str = "") -> Row:
+    """A row for a part that did not run, and why."""
+    return Row(part, "not run", goal=goal, note=why)
+
+
+def verdict(plan: Plan, ok: bool) -> str:
+    """pass / fail against the goal; no verdict on a smoke run's tiny sizes."""
+    return "smoke" if plan.smoke else ("pass" if ok else "fail")
+
+
+# --- jsonargparse from carried wheels ----------------------------------------------------------------
+def has_module(name: str, plan: Plan) -> bool:
+    """Whether the Python that runs the parts can import ``name``."""
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({name!r}) is None)"
+    return subprocess.run([sys.executable, "-c", code], env=plan.env).returncode == 0
+
+
+def ensure_jsonargparse(plan: Plan) -> Row:
+    """jsonargparse (LightningCLI's parser) importable, installing the carried wheels when it is missing."""
+    part = "jsonargparse (LightningCLI)"
+    if plan.dry_run:
+        return not_run(part, "dry run")
+    if has_module("jsonargparse", plan):
+        return Row(part, "pass", "installed")
+    if not WHEELS.is_dir():
+        return not_run(part, f"missing, and no {WHEELS.name}/ to install from: run scripts/gpu_wheels.sh where pip "
+                             f"reaches a registry and carry the folder")
+    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS),
+           "jsonargparse[signatures]"]
+    code, text, seconds = run(cmd, plan, plan.budget("wheels"))
+    if code == 0 and has_module("jsonargparse", plan):
+        return Row(part, "pass", f"installed from {WHEELS.name}/", seconds=seconds)
+    return Row(part, "fail", seconds=seconds, note=f"pip install from {WHEELS.name}/ failed: {tail(text)}")
+
+
+# --- pytest -m gpu ----------------------------------------------------------------------------------------
+def pytest_counts(text: str) -> dict[str, int]:
+    """pytest's summary line ("3 passed, 1 skipped, 2 deselected in 9.1s") as counts."""
+    counts: dict[str, int] = {}
+    for number, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)", text):
+        counts["errors" if word.startswith("error") else word] = int(number)
+    return counts
+
+
+def check_pytest(plan: Plan) -> Row:
+    """``pytest -m gpu``: pass when tests ran and none failed; all skipped is "not run"."""
+    part = "pytest -m gpu"
+    why = plan.why_not("pytest")
+    if why:
+        return not_run(part, why, "0 failed")
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests"]
+    code, text, seconds = run(cmd, plan, plan.budget("pytest"))
+    counts = pytest_counts(text.strip().splitlines()[-1] if text.strip() else "")
+    value = ", ".join(f"{n} {word}" for word, n in counts.items())
+    if code is None:
+        return Row(part, "fail", value, "0 failed", seconds, "ran out of its time budget", counts)
+    if code == 5 or counts.get("passed", 0) + counts.get("failed", 0) + counts.get("errors", 0) == 0:
+        return Row(part, "not run", value, "0 failed", seconds, "no gpu test ran (all skipped or none collected)",
+                   counts)
+    ok = code == 0 and counts.get("failed", 0) == 0 and counts.get("errors", 0) == 0
+    status = "pass" if ok else "fail"  # the tests themselves: a real verdict even in smoke mode
+    return Row(part, status, value, "0 failed", seconds, "" if ok else tail(text, 6), counts)
+
+
+# --- scripts/bench.py and scripts/bench_sampling.py, called as functions in a child process -------------
+def call_script(script: str, kwargs: dict, plan: Plan, limit: float) -> tuple[dict | None, str, float]:
+    """Run ``scripts/<script>.main(**kwargs, json_out=...)`` in a child; (its JSON, output, seconds)."""
+    out = plan.scratch / f"{script}-{len(list(plan.scratch.iterdir()))}.json"
+    code = (f"import importlib.util, sys; sys.path.insert(0, {str(REPO)!r}); "
+            f"spec = importlib.util.spec_from_file_location('s', {str(REPO / 'scripts' / (script + '.py'))!r}); "
+            f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            f"m.main(**{kwargs!r}, json_out={str(out)!r})")
+    returncode, text, seconds = run([sys.executable, "-c", code], plan, limit)
+    if returncode is None:
+        return None, "ran out of its time budget", seconds
+    if returncode != 0 or not out.is_file():
+        return None, tail(text), seconds
+    return json.loads(out.read_text()), text, seconds
+
+
+def check_bench(plan: Plan, precision: str) -> list[Row]:
+    """scripts/bench.py for every cell under ``precision``: the median ratio charlm / raw against the goal."""
+    names = [f"bench {cell} {precision}" for cell in CELLS]
+    goal = f">= {RATIO_GOAL} charlm / raw"
+    why = plan.why_not(f"bench:{precision}") or (None if plan.corpus else "no corpus: give --data.path")
+    if why:
+        return [not_run(name, why, goal) for name in names]
+    tiny = {"num_layers": 1, "hidden_size": 16, "batch_size": 4, "seq_len": 8, "steps": 6, "warmup": 2, "repeats": 2}
+    # 3 repeats of 30 timed steps per path and cell: ~25 ms a step on an H100 (1.37 M tok/s), plus 3 fits' start-up
+    full = {"num_layers": 3, "hidden_size": 512, "batch_size": 128, "seq_len": 256, "steps": 40, "warmup": 10,
+            "repeats": 3}
+    kwargs = {"cells": list(CELLS), "precision": precision, "corpus": str(plan.corpus),
+              **(tiny if plan.smoke else full)}
+    result, text, seconds = call_script("bench", kwargs, plan, plan.budget("bench"))
+    if result is None:
+        return [Row(name, "fail", goal=goal, seconds=seconds, note=text) for name in names]
+    rows = []
+    for r in result["rows"]:
+        value = f"{r['ratio']:.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}); raw {r['raw']:,.0f} tok/s"
+        rows.append(Row(f"bench {r['cell']} {precision}", verdict(plan, r["ratio"] >= RATIO_GOAL), value, goal,
+                        seconds / len(result["rows"]), result["device"], {**r, **{k: v for k, v in result.items()
+                                                                                   if k != "rows"}}))
+    return rows
+
+
+def check_sampling(plan: Plan) -> list[Row]:
+    """scripts/bench_sampling.py on the GPU: the graph step's chars/s at batch 1 and 128 against the goals."""
+    goals = {batch: f">= {goal:,.0f} chars/s (graph)" for batch, goal in SAMPLING_GOALS.items()}
+    names = {batch: f"sampling lstm 3x512 batch {batch}" for batch in SAMPLING_GOALS}
+    why = plan.why_not("sampling")
+    if why:
+        return [not_run(names[b], why, goals[b]) for b in SAMPLING_GOALS]
+    device = "cuda" if plan.cuda else "cpu"
+    size = ({"num_layers": 1, "hidden_size": 16, "length": 20, "repeats": 2} if plan.smoke
+            else {"num_layers": 3, "hidden_size": 512, "length": 2000, "repeats": 3})
+    kwargs = {"cell": "lstm", "batch": 128, "devices": [device], **size}
+    result, text, seconds = call_script("bench_sampling", kwargs, plan, plan.budget("sampling"))
+    if result is None:
+        return [Row(names[b], "fail", goal=goals[b], seconds=seconds, note=text) for b in SAMPLING_GOALS]
+    rows = []
+    for batch, goal in SAMPLING_GOALS.items():
+        found = {r["mode"]: r for r in result["rows"] if r["batch"] == batch}
+        best = found.get("graph") or found.get("cells")  # graph on CUDA; cells in a CPU smoke run
+        others = ", ".join(f"{mode} {r['chars_per_s']:,.0f}" for mode, r in found.items())
+        rows.append(Row(names[batch], verdict(plan, best["chars_per_s"] >= goal), f"{best['chars_per_s']:,.0f} chars/s",
+                        goals[batch], seconds / 2, f"{result['model']} on {device}: {others}", {"rows": found}))
+    return rows
+
+
+# --- the GPU preset ---------------------------------------------------------------------------------------
+def check_preset(plan: Plan) -> list[Row]:
+    """configs/gpu_60s.yaml as its header runs it: best val bpc, wall time, and the last 10% scored."""
+    names = ("preset gpu_60s: val bpc", "preset gpu_60s: last 10% bpc")
+    goal = f"<= {PRESET_GOAL:.2f}"
+    why = (plan.why_not("preset") or (None if PRESET.is_file() else f"{PRESET.relative_to(REPO)} does not exist")
+           or (None if plan.corpus else "no corpus: give --data.path")
+           or (None if plan.cli else "jsonargparse is missing (see its row)"))
+    if why:
+        return [not_run(names[0], why), not_run(names[1], why, goal)]
+    root = plan.scratch / "preset-runs"
+    extra = (["--trainer.max_time", "null", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "2",
+              "--trainer.val_check_interval", "1", "--data.batch_size", "8", "--data.seq_len", "16",
+              "--model.num_layers", "1", "--model.hidden_size", "16", "--trainer.accelerator", "cpu",
+              "--trainer.precision", "32-true"] if plan.smoke else [])
+    cmd = [sys.executable, "-m", "charlm", "fit", "--config", str(PRESET), "--data.path", str(plan.corpus),
+           "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra]
+    code, text, seconds = run(cmd, plan, plan.budget("preset") - 15)  # 15 s kept for scoring
+    if code != 0:
+        why = "ran out of its time budget" if code is None else tail(text)
+        return [Row(names[0], "fail", seconds=seconds, note=why), not_run(names[1], "the fit failed", goal)]
+    best_val = min((float(v) for f in root.rglob("metrics.csv") for v in csv_column(f, "val/bpc")), default=None)
+    first = Row(names[0], "measured" if best_val is not None else "fail",
+                f"{best_val:.4f}" if best_val is not None else "", "", seconds,
+                f"fit wall time {seconds:.0f} s (process start and corpus preparation included)",
+                {"val_bpc": best_val, "fit_seconds": seconds})
+    # ModelCheckpoint's names: best-step{step}-bpc{val/bpc:.4f}.ckpt; the lowest is the best
+    best = sorted(root.rglob("best-*.ckpt"), key=lambda p: float(re.search(r"bpc(\d+\.\d+)", p.name).group(1)),
+                  reverse=True)
+    if not best:
+        return [first, Row(names[1], "fail", goal=goal, note="no best-*.ckpt written")]
+    text_bytes = plan.corpus.read_bytes()
+    last10 = plan.scratch / "last10.txt"
+    last10.write_bytes(text_bytes[-(len(text_bytes) // 10):])  # 111,540 bytes of Tiny Shakespeare
+    device = "cuda" if plan.cuda else "cpu"
+    code, text, score_s = run([sys.executable, "-m", "charlm", "score", "--ckpt_path", str(best[-1]), "--text_file",
+                               str(last10), "--device", device, "--unknown", "skip"], plan,
+                              plan.deadline - time.monotonic())
+    match = re.search(r"(\d+\.\d+) bpc over", text)  # charlm score: "1.9876 bpc over 111540 bytes (...)"
+    if code != 0 or not match:
+        return [first, Row(names[1], "fail", goal=goal, seconds=score_s, note=tail(text))]
+    bpc = float(match.group(1))
+    return [first, Row(names[1], verdict(plan, bpc <= PRESET_GOAL), f"{bpc:.4f}", goal, score_s,
+                       f"best checkpoint {best[-1].name}", {"bpc": bpc})]
+
+
+def csv_column(path: Path, name: str) -> list[str]:
+    """The non-empty values of one column of a metrics.csv."""
+    import csv
+
+    with path.open(newline="") as f:
+        return [row[name] for row in csv.DictReader(f) if row.get(name)]
+
+
+# --- the table ------------------------------------------------------------------------------------------
+def table(rows: list[Row]) -> str:
+    """The rows as one Markdown table."""
+    lines = ["| part | status | value | goal | s | note |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        note = r.note.replace("|", "/")
+        lines.append(f"| {r.part} | {r.status} | {r.value} | {r.goal} | {r.seconds:.0f} | {note} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    """What ran the check (torch imported in a child, so that this process starts fast)."""
+    code = ("import json, torch, platform; c = torch.cuda.is_available(); print(json.dumps({'python': "
+            "platform.python_version(), 'torch': torch.__version__, 'cuda': c, 'device': "
+            "torch.cuda.get_device_name(0) if c else 'cpu', 'gpus': torch.cuda.device_count()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else {"error": tail(out.stderr)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (argparse: this script needs no jsonargparse)."""
+    parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data.path", dest="data_path", default=None,
+                        help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS} if present)")
+    parser.add_argument("--out", default=None, help="write the table as JSON to this file")
+    parser.add_argument("--dry-run", action="store_true", help="run nothing: every part 'not run', with budgets")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"which parts to run, comma-separated (default: all): {', '.join(PARTS)}; "
+                             f"bench = every bench:<precision>")
+    parser.add_argument("--smoke", action="store_true",
+                        help="run every part at tiny sizes on the device there is (CPU too): no verdicts")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    """Run the parts in turn, print the table and write the JSON."""
+    args = parse_args(argv)
+    parts = set(args.parts.split(","))
+    parts |= {f"bench:{precision}" for precision in PRECISIONS} if "bench" in parts else set()
+    unknown = parts - set(PARTS) - {"bench"}
+    if unknown:
+        print(f"gpu_check: error: --parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}",
+              file=sys.stderr)
+        sys.exit(2)
+    start = time.monotonic()
+    corpus = Path(args.data_path) if args.data_path else (SHARED_CORPUS if SHARED_CORPUS.is_file() else None)
+    if corpus is not None and not corpus.is_file():
+        print(f"gpu_check: error: --data.path {corpus} is not a file", file=sys.stderr)
+        sys.exit(2)
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    info = {"dry_run": True} if args.dry_run else machine()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as scratch:
+        plan = Plan(corpus, bool(info.get("cuda")), args.dry_run, args.smoke, Path(scratch), start + TOTAL_S, env,
+                    parts)
+        rows.append(ensure_jsonargparse(plan))
+        plan.cli = rows[-1].status == "pass"
+        rows.append(check_pytest(plan))
+        for precision in PRECISIONS:
+            rows.extend(check_bench(plan, precision))
+        rows.extend(check_sampling(plan))
+        rows.extend(check_preset(plan))
+    total = time.monotonic() - start
+    mode = "dry run" if args.dry_run else "smoke (tiny sizes: no verdicts)" if args.smoke else "full"
+    print(f"gpu_check ({mode}) on {info.get('device', '?')}, torch {info.get('torch', '?')}, corpus {corpus}, "
+          f"{total:.0f} s of {TOTAL_S}")
+    print(table(rows))
+    if args.out:
+        report = {"mode": mode, "machine": info, "corpus": str(corpus) if corpus else None, "seconds": total,
+                  "budgets_s": {"total": TOTAL_S, **BUDGETS}, "rows": [asdict(r) for r in rows]}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
