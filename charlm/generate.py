@@ -107,17 +107,36 @@ def generate(
         last, hidden = step(token, hidden)
 
 
+# Rows for which the fused RNN samples faster than the cells on a CPU; cells everywhere else. Measured with
+# scripts/bench_sampling.py (3x512 LSTM, torch 2.13, 2 cores, medians of 5 interleaved rounds, 2 runs each,
+# other jobs on the machine): cells / fused = 7-8x at batch 1, 2.1x at 32, 1.1-1.4x at 128; fused / cells =
+# 1.7x at 64 (both runs), 1.05x at 256. A fused call has a fixed cost (oneDNN prepares its weights on every
+# call) that a few rows cannot amortise; 64 rows do, and at 128 oneDNN's step is slower than at 64 (14-16k
+# chars/s there, 9-10k here: its own choice of blocking), so the band is narrow. Other sizes: not measured.
+CPU_FUSED_BATCHES = range(64, 128)
+
+
+def auto_step_mode(device: torch.device, batch: int) -> str:
+    """What ``step_mode="auto"`` runs: ``graph`` on CUDA; on a CPU ``fused`` for a batch in
+    CPU_FUSED_BATCHES and ``cells`` otherwise; ``cells`` elsewhere (MPS: not measured)."""
+    if device.type == "cuda":
+        return "graph"
+    if device.type == "cpu" and batch in CPU_FUSED_BATCHES:
+        return "fused"
+    return "cells"
+
+
 def make_step(model: CharRNN, batch: int, device: torch.device, mode: StepMode = "auto"):
     """A function (token (N,), hidden) -> (logits (N, V), hidden) for one step of ``model``.
 
     Modes: ``graph`` captures the fused RNN's step once in a CUDA graph and replays it: one byte is
     far too little work to hide the launch of each kernel (measured on an H100 for a 3x512 LSTM:
     3.2k chars/s eager, 19k with a graph). ``cells`` runs the model's layer-by-layer ``step``,
-    which on a CPU costs far less per byte than a call of the fused RNN. ``fused`` calls the fused
-    RNN eagerly on one step. ``auto``: graph on CUDA, cells elsewhere.
+    which on a CPU costs far less per byte than a call of the fused RNN for a few rows. ``fused``
+    calls the fused RNN eagerly on one step. ``auto``: see :func:`auto_step_mode`.
     """
     if mode == "auto":
-        mode = "graph" if device.type == "cuda" else "cells"
+        mode = auto_step_mode(device, batch)
     if mode == "graph":
         if device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
