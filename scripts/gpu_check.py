@@ -37,6 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+CARRIED_CORPUS = REPO / ".gpu_wheels" / "tinyshakespeare.txt"  # copied there by gpu_wheels.sh
 WHEELS = REPO / ".gpu_wheels"
 PRESET = REPO / "configs" / "gpu_60s.yaml"
 TOTAL_S = 480  # the whole check: 8 minutes
@@ -322,7 +323,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (argparse: this script needs no jsonargparse)."""
     parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data.path", dest="data_path", default=None,
-                        help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS} if present)")
+                        help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS}, else {CARRIED_CORPUS})")
     parser.add_argument("--out", default=None, help="write the table as JSON to this file")
     parser.add_argument("--dry-run", action="store_true", help="run nothing: every part 'not run', with budgets")
     parser.add_argument("--parts", default=",".join(PARTS),
@@ -344,7 +345,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
               file=sys.stderr)
         sys.exit(2)
     start = time.monotonic()
-    corpus = Path(args.data_path) if args.data_path else (SHARED_CORPUS if SHARED_CORPUS.is_file() else None)
+    found = next((p for p in (SHARED_CORPUS, CARRIED_CORPUS) if p.is_file()), None)
+    corpus = Path(args.data_path) if args.data_path else found
     if corpus is not None and not corpus.is_file():
         print(f"gpu_check: error: --data.path {corpus} is not a file", file=sys.stderr)
         sys.exit(2)

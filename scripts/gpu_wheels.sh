@@ -13,4 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip download --only-binary=:all: --python-version "${PYTHON_VERSION:-3.12}" --no-cache-dir \
     --dest .gpu_wheels "jsonargparse[signatures]==4.53.*" "$@"
+# the corpus too: the shared copy beside the checkout does not travel to the GPU machine
+corpus=../shared/corpora/tinyshakespeare/input.txt
+if [ -f "$corpus" ]; then cp "$corpus" .gpu_wheels/tinyshakespeare.txt; fi
 ls -1 .gpu_wheels
