@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA runs asynchronously): timings then end where the work does."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -55,7 +56,7 @@ def raw_loop(model: CharRNN, tokens: torch.Tensor, batch: int, seq_len: int, ste
     hidden, start = None, 0.0
     for step in range(steps):
         if step == warmup:
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
         k = step % ((length - 1) // seq_len)
         window = streams[:, k * seq_len : k * seq_len + seq_len + 1].long()
@@ -69,21 +70,23 @@ def raw_loop(model: CharRNN, tokens: torch.Tensor, batch: int, seq_len: int, ste
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         scaler.step(optimizer)
         scaler.update()
-    _sync(device)
+    sync_device(device)
     return batch * seq_len * (steps - warmup) / (time.perf_counter() - start)
 
 
-class _Timer(L.Callback):
+class FitTimer(L.Callback):
+    """The wall time of a fit from optimizer step ``warmup`` to the end (``end - start``, seconds)."""
+
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.device = warmup, 0.0, 0.0, None
+        self.warmup, self.start, self.end = warmup, 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup:
-            _sync(pl_module.device)
+            sync_device(pl_module.device)
             self.start = time.perf_counter()
 
     def on_train_end(self, trainer, pl_module) -> None:
-        _sync(pl_module.device)
+        sync_device(pl_module.device)
         self.end = time.perf_counter()
 
 
@@ -93,7 +96,7 @@ def charlm_fit(cell: str, layers: int, hidden: int, corpus: Path, batch: int, se
     data = TextDataModule(path=str(corpus), batch_size=batch, seq_len=seq_len, cache_dir=str(cache))
     model = CharLM(data.vocab_symbols, cell=cell, num_layers=layers, hidden_size=hidden, lr=lr, grad_clip=clip,
                    warmup_steps=0)
-    timer = _Timer(warmup)
+    timer = FitTimer(warmup)
     trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=steps, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, callbacks=[timer])

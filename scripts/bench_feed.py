@@ -25,40 +25,22 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from bench import FitTimer, sync_device  # scripts/ is on the path of a script run from it
 from charlm.lit import CharLM
 from datamodules import TextDataModule
 from datamodules.device_feed import DeviceFeed
 from datamodules.streams import TrainStreams
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def loader_rate(loader, batches: int, device: torch.device) -> float:
     """Batches/s over the first ``batches`` batches of an epoch of ``loader``."""
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     for k, _batch in enumerate(loader):
         if k + 1 == batches:
             break
-    _sync(device)
+    sync_device(device)
     return batches / (time.perf_counter() - start)
-
-
-class _Timer(L.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            _sync(pl_module.device)
-            self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        _sync(pl_module.device)
-        self.end = time.perf_counter()
 
 
 def fit_rate(corpus: Path, cache: Path, fraction: float, args: argparse.Namespace) -> float:
@@ -67,7 +49,7 @@ def fit_rate(corpus: Path, cache: Path, fraction: float, args: argparse.Namespac
                           device_resident_fraction=fraction)
     model = CharLM(data.vocab_symbols, cell="lstm", num_layers=args.num_layers, hidden_size=args.hidden_size,
                    warmup_steps=0)
-    timer = _Timer(args.warmup)
+    timer = FitTimer(args.warmup)
     trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_steps=args.steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, callbacks=[timer])

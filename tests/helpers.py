@@ -149,3 +149,20 @@ class SaveAtBatchStart(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step and not self.path.exists():
             trainer.save_checkpoint(self.path)
+
+
+def assert_ranks_trained_their_own_streams(batches: Path, corpus: Path, world: int) -> None:
+    """Each rank's first 3 batches (RecordBatches in ``batches``, B=16, T=32) are its own streams of
+    ``corpus``'s training split (datamodules.streams.TrainStreams), and no two ranks share a row."""
+    from datamodules import ShakespeareDataModule
+    from datamodules.streams import TrainStreams
+
+    dm = ShakespeareDataModule(path=str(corpus))
+    dm.setup("fit")
+    seen = []
+    for rank in range(world):
+        got = torch.load(batches / f"rank{rank}.pt")
+        expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=world)][:3]
+        assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+        seen.append({tuple(row) for batch in got for row in batch.tolist()})
+    assert all(seen[a].isdisjoint(seen[b]) for a in range(world) for b in range(a + 1, world))

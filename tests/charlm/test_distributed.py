@@ -12,13 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from datamodules import ShakespeareDataModule
-from datamodules.streams import TrainStreams
 from tests.cli_runs import charlm, child_env, small_run, with_callback
 from tests.conftest import REPO
-from tests.helpers import read_metrics
+from tests.helpers import assert_ranks_trained_their_own_streams, read_metrics
 
 
 def run_cli(folder: Path, args: list[str], cache: Path, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -41,15 +38,7 @@ def test_ddp_disjoint_streams_and_exact_val_bpc(tmp_path, shakespeare_path, isol
                       *with_callback("tests.helpers.DumpMetrics", path=metrics)), isolated_cache)
 
     # each rank trained on its own contiguous streams, exactly those the batching scheme assigns it
-    dm = ShakespeareDataModule(path=str(shakespeare_path))
-    dm.setup("fit")
-    seen = []
-    for rank in range(processes):
-        got = torch.load(batches / f"rank{rank}.pt")
-        expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=processes)][:3]
-        assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
-        seen.append({tuple(row) for batch in got for row in batch.tolist()})
-    assert all(seen[a].isdisjoint(seen[b]) for a in range(processes) for b in range(a + 1, processes))
+    assert_ranks_trained_their_own_streams(batches, shakespeare_path, processes)
 
     # only rank 0 sampled and logged: one validation, so one row per temperature, in one W&B run
     samples = [json.loads(line) for line in next((tmp_path / "ddp").rglob("samples.jsonl")).read_text().splitlines()]

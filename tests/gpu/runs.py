@@ -7,15 +7,13 @@ own packages (jsonargparse) and none of the optional ones.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from tests.cli_runs import small_run
+from tests.cli_runs import run_in, small_run
 
 CSV_ONLY = json.dumps([{"class_path": "charlm.csv_logger.ResumableCSVLogger", "init_args": {"save_dir": ""}}])
 
@@ -33,17 +31,7 @@ def device_run(corpus: Path, device: str, *extra: str, cmd: str = "fit") -> list
 def fit_in(folder: Path, args: list[str]):
     """Run the CLI in-process in ``folder``; returns the LightningCLI (tests.cli_runs.run_in, without wandb)."""
     pytest.importorskip("jsonargparse", reason="the charlm CLI needs jsonargparse: carry its wheel (README)")
-    from charlm.cli import main
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return main(args)
-    finally:
-        os.chdir(cwd)
-        if "wandb" in sys.modules:
-            sys.modules["wandb"].finish()  # a run of an earlier test must not be reused
+    return run_in(folder, args)
 
 
 class HostToDeviceBytes(L.Callback):

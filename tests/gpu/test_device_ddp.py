@@ -10,12 +10,10 @@ import json
 import pytest
 import torch
 
-from datamodules import ShakespeareDataModule
-from datamodules.streams import TrainStreams
 from tests.cli_runs import charlm, with_callback
 from tests.conftest import CPU_AND_CUDA, needs_gpus
 from tests.gpu.runs import device_run, fit_in
-from tests.helpers import read_metrics
+from tests.helpers import assert_ranks_trained_their_own_streams, read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,15 +46,7 @@ def test_ddp_on_every_gpu_disjoint_streams_and_exact_val_bpc(tmp_path, shakespea
     out = charlm(*args, cwd=tmp_path / "ddp", cache=isolated_cache, timeout=300)  # Lightning starts the other ranks
     assert out.returncode == 0, out.stderr[-4000:]
 
-    dm = ShakespeareDataModule(path=str(shakespeare_path))
-    dm.setup("fit")
-    seen = []
-    for rank in range(gpus):
-        got = torch.load(batches / f"rank{rank}.pt")
-        expected = [x for x, _ in TrainStreams(dm.splits["train"], 16, 32, rank=rank, world_size=gpus)][:3]
-        assert len(got) == 3 and all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
-        seen.append({tuple(row) for batch in got for row in batch.tolist()})
-    assert all(seen[a].isdisjoint(seen[b]) for a in range(gpus) for b in range(a + 1, gpus))
+    assert_ranks_trained_their_own_streams(batches, shakespeare_path, gpus)
     samples = next((tmp_path / "ddp").rglob("samples.jsonl")).read_text().splitlines()
     assert sorted(json.loads(row)["temperature"] for row in samples) == [0.5, 0.8, 1.0]  # rank 0 only
 
