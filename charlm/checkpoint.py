@@ -106,7 +106,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
     try:
         config = model_config(ckpt)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model charlm cannot build: {err}") from None
+        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model charlm cannot build: {err}. "
+                         "Load it with the charlm version that wrote it, or use another checkpoint.") from None
     if config.vocab_size != len(vocab):
         raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model of {config.vocab_size} symbols but "
                          f"holds a vocabulary of {len(vocab)}: the file is damaged. Use another checkpoint of the run.")
@@ -116,7 +117,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise ValueError(
-            f"{arg}: {Path(path).expanduser()} does not match the architecture it describes: {err}") from None
+            f"{arg}: {Path(path).expanduser()} does not match the architecture it describes (a damaged file?): {err}. "
+            "Use another checkpoint of that run.") from None
     return LoadedModel(model.to(device).eval(), vocab, hparams)
 
 

@@ -61,7 +61,7 @@ def resolve_device(device: str, flag: str = "--device") -> torch.device:
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
             names = f"cuda:0 to cuda:{count - 1}" if count > 1 else "cuda:0"
-            raise ValueError(f"{flag} {device}: {_cuda_count()} ({names}).")
+            raise ValueError(f"{flag} {device}: {_cuda_count()} ({names}); choose one of those.")
         return resolved
     if resolved.type == "mps":
         if not _mps_available():

@@ -139,7 +139,7 @@ def make_step(model: CharRNN, batch: int, device: torch.device, mode: StepMode =
         mode = auto_step_mode(device, batch)
     if mode == "graph":
         if device.type != "cuda":
-            raise ValueError("CUDA graphs need a CUDA device")
+            raise ValueError("step mode graph needs a CUDA device: use cells, fused or auto on this device")
         return _GraphStep(model, batch, device)
     if mode == "cells":
         return model.step

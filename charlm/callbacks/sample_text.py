@@ -80,7 +80,8 @@ class SampleText(L.Callback):
             try:
                 pl_module.vocab.encode(prompt.encode())
             except ValueError as err:
-                raise ValueError(f"SampleText prompt {prompt!r}: {err}") from None
+                raise ValueError(f"SampleText prompt {prompt!r}: {err}; write the prompt in the corpus's "
+                                 f"characters (trainer.callbacks ... SampleText init_args.prompts)") from None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a fit resumed in its own run folder (charlm.resume_folder) appends to the samples.jsonl

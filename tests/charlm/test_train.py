@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import torch
 
 from charlm.lit import CharLM
-from tests.cli_runs import checkpoint_dir, run_in, small_run, with_callback
+from tests.cli_runs import checkpoint_dir, keeping_sigint, run_in, small_run, with_callback
 from tests.helpers import read_metrics
 
 
@@ -62,13 +60,9 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, shakespeare_path)
     full = run_in(tmp_path / "full", small_run(shakespeare_path, *common))
     expected = {k: v.clone() for k, v in full.model.state_dict().items()}
 
-    sigint = signal.getsignal(signal.SIGINT)
     interrupt = with_callback("tests.helpers.InterruptAt", step=25)
-    try:
-        with pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
-            run_in(tmp_path / "cut", small_run(shakespeare_path, *common, *interrupt))
-    finally:
-        signal.signal(signal.SIGINT, sigint)
+    with keeping_sigint(), pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
+        run_in(tmp_path / "cut", small_run(shakespeare_path, *common, *interrupt))
     saved = list((tmp_path / "cut").rglob("interrupted.ckpt"))
     assert len(saved) == 1
     assert torch.load(saved[0], weights_only=True)["global_step"] == 25

@@ -129,21 +129,15 @@ def test_a_read_error_in_the_filler_is_raised_where_the_batches_are_taken(module
 @pytest.mark.slow
 def test_a_fit_fed_and_resumed_ends_where_the_default_fit_ends(tmp_path, shakespeare_path):
     """Through Lightning: fed (share 0), interrupted at step 15 and resumed mid-epoch = the default fit's weights."""
-    import signal
-
-    from tests.cli_runs import run_in, small_run, with_callback
+    from tests.cli_runs import keeping_sigint, run_in, small_run, with_callback
 
     common = ["--trainer.max_steps", "30", "--trainer.val_check_interval", "30", "--trainer.limit_val_batches", "2"]
     full = run_in(tmp_path / "full", small_run(shakespeare_path, *common))
     assert isinstance(full.trainer.train_dataloader, TrainStreams)
     fed = [*common, "--data.device_resident_fraction", "0"]
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
-            run_in(tmp_path / "cut", small_run(shakespeare_path, *fed, *with_callback("tests.helpers.InterruptAt",
-                                                                                      step=15)))
-    finally:
-        signal.signal(signal.SIGINT, sigint)
+    with keeping_sigint(), pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
+        run_in(tmp_path / "cut", small_run(shakespeare_path, *fed, *with_callback("tests.helpers.InterruptAt",
+                                                                                  step=15)))
     saved = next((tmp_path / "cut").rglob("interrupted.ckpt"))
     resumed = run_in(tmp_path / "cut", small_run(shakespeare_path, *fed, "--ckpt_path", str(saved)))
     assert isinstance(resumed.trainer.train_dataloader, DeviceFeed) and resumed.trainer.global_step == 30

@@ -11,12 +11,10 @@ steps of other masks make (~1e-3). Its val bpc is held within 2% of the uninterr
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import torch
 
-from tests.cli_runs import with_callback
+from tests.cli_runs import keeping_sigint, with_callback
 from tests.gpu.runs import device_run, fit_in
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -35,13 +33,9 @@ def test_resume_on_the_device_equals_an_uninterrupted_run(tmp_path, shakespeare_
     expected = {k: v.detach().cpu().clone() for k, v in full.model.state_dict().items()}
     full_bpc = float(full.trainer.callback_metrics["val/bpc"])
 
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
-            fit_in(tmp_path / "cut", device_run(shakespeare_path, device, *common,
-                                                *with_callback("tests.helpers.InterruptAt", step=25)))
-    finally:
-        signal.signal(signal.SIGINT, sigint)
+    with keeping_sigint(), pytest.raises(SystemExit):  # Lightning exits after its graceful Ctrl-C shutdown
+        fit_in(tmp_path / "cut", device_run(shakespeare_path, device, *common,
+                                            *with_callback("tests.helpers.InterruptAt", step=25)))
     saved = list((tmp_path / "cut").rglob("interrupted.ckpt"))
     assert len(saved) == 1
     resumed = fit_in(tmp_path / "cut", device_run(shakespeare_path, device, *common, "--ckpt_path", str(saved[0])))
