@@ -77,6 +77,7 @@ class Plan:
     env: dict[str, str]
     parts: set[str]
     cli: bool = True  # jsonargparse importable (LightningCLI, so `charlm fit`)
+    log: Path | None = None  # every command and its whole output, appended (--log)
 
     def why_not(self, part: str, needs_cuda: bool = True) -> str | None:
         """The reason ``part`` does not run, or None when it can."""
@@ -100,10 +101,15 @@ def run(cmd: list[str], plan: Plan, limit: float, cwd: Path = REPO) -> tuple[int
     start = time.monotonic()
     try:
         out = subprocess.run(cmd, cwd=cwd, env=plan.env, capture_output=True, text=True, timeout=max(limit, 1))
-        return out.returncode, out.stdout + out.stderr, time.monotonic() - start
+        code, text = out.returncode, out.stdout + out.stderr
     except subprocess.TimeoutExpired as err:
-        text = (err.stdout or b"") + (err.stderr or b"")
-        return None, text.decode(errors="replace") if isinstance(text, bytes) else text, time.monotonic() - start
+        code, text = None, (err.stdout or b"") + (err.stderr or b"")
+        text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    seconds = time.monotonic() - start
+    if plan.log is not None:
+        with plan.log.open("a") as log:
+            log.write(f"\n$ {' '.join(cmd)}\n# exit {code}, {seconds:.0f} s\n{text}\n")
+    return code, text, seconds
 
 
 def tail(text: str, lines: int = 3) -> str:
@@ -325,6 +331,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data.path", dest="data_path", default=None,
                         help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS}, else {CARRIED_CORPUS})")
     parser.add_argument("--out", default=None, help="write the table as JSON to this file")
+    parser.add_argument("--log", default=None, help="append every command and its whole output to this file")
     parser.add_argument("--dry-run", action="store_true", help="run nothing: every part 'not run', with budgets")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"which parts to run, comma-separated (default: all): {', '.join(PARTS)}; "
@@ -355,7 +362,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as scratch:
         plan = Plan(corpus, bool(info.get("cuda")), args.dry_run, args.smoke, Path(scratch), start + TOTAL_S, env,
-                    parts)
+                    parts, log=Path(args.log) if args.log else None)
         rows.append(ensure_jsonargparse(plan))
         plan.cli = rows[-1].status == "pass"
         rows.append(check_pytest(plan))
