@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from charlm.model import CharRNN, Hidden, hidden_tensors, map_hidden
+from charlm.model import CharRNN, Hidden
 
 StepMode = Literal["auto", "graph", "cells", "fused"]
 
@@ -91,19 +91,30 @@ def generate(
     generator: torch.Generator | None = None,
     step_mode: StepMode = "auto",
 ) -> Iterator[torch.Tensor]:
-    """Yield ``length`` tokens (N,) for the N prompts in ``prompt`` (N, P), one step at a time.
+    """Yield ``length`` tokens (N,), on the CPU, for the N prompts in ``prompt`` (N, P), one step at a time.
 
     The prompt is read in one pass; after that each step feeds the sampled byte and the carried
     hidden state back in, so a step costs one cell update per layer (``step_mode``: see make_step).
     """
-    step = make_step(model, prompt.shape[0], prompt.device, step_mode)
+    if step_mode == "auto":
+        step_mode = auto_step_mode(prompt.device, prompt.shape[0])
+    if step_mode == "graph" and prompt.device.type != "cuda":
+        raise ValueError("step mode graph needs a CUDA device: use cells, fused or auto on this device")
     logits, hidden = model(prompt)  # (N, P, V)
     last = logits[:, -1]
     if not torch.isfinite(last).all():  # one device sync per call: weights far too large give inf
         raise ValueError(NOT_FINITE)
+    if step_mode == "graph":
+        from charlm.graph_sampling import GraphSampler, chunk_steps  # it imports this module
+
+        chunk = chunk_steps(last.shape[0], last.shape[1], length)
+        sampler = GraphSampler(model, last, hidden, temperature, top_k, top_p, chunk)
+        yield from sampler.bytes(length, generator)
+        return
+    step = make_step(model, step_mode)
     for _ in range(length):
         token = sample_next(last, temperature, top_k, top_p, generator)
-        yield token
+        yield token.cpu()
         last, hidden = step(token, hidden)
 
 
@@ -126,21 +137,14 @@ def auto_step_mode(device: torch.device, batch: int) -> str:
     return "cells"
 
 
-def make_step(model: CharRNN, batch: int, device: torch.device, mode: StepMode = "auto"):
-    """A function (token (N,), hidden) -> (logits (N, V), hidden) for one step of ``model``.
+def make_step(model: CharRNN, mode: Literal["cells", "fused"]):
+    """A function (token (N,), hidden) -> (logits (N, V), hidden) for one eager step of ``model``.
 
-    Modes: ``graph`` captures the fused RNN's step once in a CUDA graph and replays it: one byte is
-    far too little work to hide the launch of each kernel (measured on an H100 for a 3x512 LSTM:
-    3.2k chars/s eager, 19k with a graph). ``cells`` runs the model's layer-by-layer ``step``,
-    which on a CPU costs far less per byte than a call of the fused RNN for a few rows. ``fused``
-    calls the fused RNN eagerly on one step. ``auto``: see :func:`auto_step_mode`.
+    ``cells`` runs the model's layer-by-layer ``step``, which on a CPU costs far less per byte than a
+    call of the fused RNN for a few rows; ``fused`` calls the fused RNN on one step. On CUDA,
+    ``generate`` runs neither by default but ``graph`` (charlm.graph_sampling): one byte is far too
+    little work to hide the launch of each kernel.
     """
-    if mode == "auto":
-        mode = auto_step_mode(device, batch)
-    if mode == "graph":
-        if device.type != "cuda":
-            raise ValueError("step mode graph needs a CUDA device: use cells, fused or auto on this device")
-        return _GraphStep(model, batch, device)
     if mode == "cells":
         return model.step
 
@@ -149,33 +153,6 @@ def make_step(model: CharRNN, batch: int, device: torch.device, mode: StepMode =
         return logits[:, -1], hidden
 
     return fused
-
-
-class _GraphStep:
-    """One model step captured in a CUDA graph; inputs are copied into static buffers."""
-
-    def __init__(self, model: CharRNN, batch: int, device: torch.device) -> None:
-        self.token = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        self.hidden = model.initial_hidden(batch, device)
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):  # warm up cuDNN outside the capture
-            for _ in range(2):
-                model(self.token, self.hidden)
-        torch.cuda.current_stream(device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            logits, self.out_hidden = model(self.token, self.hidden)
-            self.logits = logits[:, -1]
-
-    def __call__(self, token: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
-        self.token.copy_(token[:, None])
-        for static, value in zip(hidden_tensors(self.hidden), hidden_tensors(hidden), strict=True):
-            static.copy_(value)
-        self.graph.replay()
-        out = self.out_hidden
-        # clones: the next replay overwrites the static outputs
-        return self.logits.clone(), map_hidden(torch.Tensor.clone, out)
 
 
 class Utf8Stream:

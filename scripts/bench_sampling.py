@@ -2,7 +2,8 @@
 
 Step modes (see charlm.generate.make_step): ``fused`` calls the fused cuDNN/oneDNN RNN once per
 byte (eager), ``cells`` runs the layers one cell call at a time (the CPU default), ``graph``
-replays the fused step from a CUDA graph (the GPU default).
+replays 32 whole steps (draw and model) per CUDA graph launch (the GPU default, charlm.graph_sampling).
+Every mode hands each byte to the host, as a user's loop does.
 
     python scripts/bench_sampling.py                       # 3 x 512 LSTM, CPU (+ GPU if present)
     python scripts/bench_sampling.py --ckpt_path runs/.../last.ckpt --batch 64

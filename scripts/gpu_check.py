@@ -78,6 +78,7 @@ class Plan:
     parts: set[str]
     cli: bool = True  # jsonargparse importable (LightningCLI, so `charlm fit`)
     log: Path | None = None  # every command and its whole output, appended (--log)
+    preset: Path = PRESET  # the config the preset part trains (--preset)
 
     def why_not(self, part: str, needs_cuda: bool = True) -> str | None:
         """The reason ``part`` does not run, or None when it can."""
@@ -254,10 +255,10 @@ def check_sampling(plan: Plan) -> list[Row]:
 
 # --- the GPU preset ---------------------------------------------------------------------------------------
 def check_preset(plan: Plan) -> list[Row]:
-    """configs/gpu_60s.yaml as its header runs it: best val bpc, wall time, and the last 10% scored."""
-    names = ("preset gpu_60s: val bpc", "preset gpu_60s: last 10% bpc")
+    """configs/gpu_60s.yaml (or --preset) as its header runs it: best val bpc, wall time, the last 10% scored."""
+    names = (f"preset {plan.preset.stem}: val bpc", f"preset {plan.preset.stem}: last 10% bpc")
     goal = f"<= {PRESET_GOAL:.2f}"
-    why = (plan.why_not("preset") or (None if PRESET.is_file() else f"{PRESET.relative_to(REPO)} does not exist")
+    why = (plan.why_not("preset") or (None if plan.preset.is_file() else f"{plan.preset} does not exist")
            or (None if plan.corpus else "no corpus: give --data.path")
            or (None if plan.cli else "jsonargparse is missing (see its row)"))
     if why:
@@ -267,17 +268,19 @@ def check_preset(plan: Plan) -> list[Row]:
               "--trainer.val_check_interval", "1", "--data.batch_size", "8", "--data.seq_len", "16",
               "--model.num_layers", "1", "--model.hidden_size", "16", "--trainer.accelerator", "cpu",
               "--trainer.precision", "32-true"] if plan.smoke else [])
-    cmd = [sys.executable, "-m", "charlm", "fit", "--config", str(PRESET), "--data.path", str(plan.corpus),
+    cmd = [sys.executable, "-m", "charlm", "fit", "--config", str(plan.preset), "--data.path", str(plan.corpus),
            "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra]
     code, text, seconds = run(cmd, plan, plan.budget("preset") - 15)  # 15 s kept for scoring
     if code != 0:
         why = "ran out of its time budget" if code is None else tail(text)
         return [Row(names[0], "fail", seconds=seconds, note=why), not_run(names[1], "the fit failed", goal)]
-    best_val = min((float(v) for f in root.rglob("metrics.csv") for v in csv_column(f, "val/bpc")), default=None)
+    curve = [(int(step), float(v)) for f in root.rglob("metrics.csv") for step, v in csv_column(f, "val/bpc", "step")]
+    best_val = min((v for _, v in curve), default=None)
     first = Row(names[0], "measured" if best_val is not None else "fail",
                 f"{best_val:.4f}" if best_val is not None else "", "", seconds,
-                f"fit wall time {seconds:.0f} s (process start and corpus preparation included)",
-                {"val_bpc": best_val, "fit_seconds": seconds})
+                f"fit wall time {seconds:.0f} s (process start and corpus preparation included); "
+                f"{curve[-1][0] if curve else 0} steps",
+                {"val_bpc": best_val, "fit_seconds": seconds, "val_curve": curve})
     # ModelCheckpoint's names: best-step{step}-bpc{val/bpc:.4f}.ckpt; the lowest is the best
     best = sorted(root.rglob("best-*.ckpt"), key=lambda p: float(re.search(r"bpc(\d+\.\d+)", p.name).group(1)),
                   reverse=True)
@@ -298,12 +301,12 @@ def check_preset(plan: Plan) -> list[Row]:
                        f"best checkpoint {best[-1].name}", {"bpc": bpc})]
 
 
-def csv_column(path: Path, name: str) -> list[str]:
-    """The non-empty values of one column of a metrics.csv."""
+def csv_column(path: Path, name: str, beside: str) -> list[tuple[str, str]]:
+    """(``beside``, ``name``) of each row of a metrics.csv where ``name`` has a value."""
     import csv
 
     with path.open(newline="") as f:
-        return [row[name] for row in csv.DictReader(f) if row.get(name)]
+        return [(row[beside], row[name]) for row in csv.DictReader(f) if row.get(name)]
 
 
 # --- the table ------------------------------------------------------------------------------------------
@@ -331,6 +334,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data.path", dest="data_path", default=None,
                         help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS}, else {CARRIED_CORPUS})")
     parser.add_argument("--out", default=None, help="write the table as JSON to this file")
+    parser.add_argument("--preset", default=str(PRESET), help="the config the preset part trains and scores")
     parser.add_argument("--log", default=None, help="append every command and its whole output to this file")
     parser.add_argument("--dry-run", action="store_true", help="run nothing: every part 'not run', with budgets")
     parser.add_argument("--parts", default=",".join(PARTS),
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as scratch:
         plan = Plan(corpus, bool(info.get("cuda")), args.dry_run, args.smoke, Path(scratch), start + TOTAL_S, env,
-                    parts, log=Path(args.log) if args.log else None)
+                    parts, log=Path(args.log) if args.log else None, preset=Path(args.preset))
         rows.append(ensure_jsonargparse(plan))
         plan.cli = rows[-1].status == "pass"
         rows.append(check_pytest(plan))

@@ -1,4 +1,4 @@
-"""CUDA-graph sampling (charlm.generate._GraphStep) against the cells and fused paths.
+"""CUDA-graph sampling (charlm.graph_sampling) against the cells and fused paths.
 
 Tolerance: every path computes in full fp32 here (TF32 off, see ``full_fp32``), so they differ
 only in summation order (cuDNN's fused kernels against torch's cell functions and cuBLAS): ~1e-6 per
@@ -6,6 +6,7 @@ step, growing a little through the recurrence, hence atol = rtol = 1e-4 on logit
 With TF32 left on (cuDNN's default for RNNs on Ampere and later), the fused and graph paths round
 their GEMM inputs to 10-bit mantissas and differ from the cells path by ~1e-3: that is a precision
 setting, not a sampling bug. The graph replays the fused path's kernels, so it matches it either way.
+Sampled (not greedy) text is compared with the draw the same noise gives from one forward's logits.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-import charlm.generate
+import charlm.graph_sampling
 from charlm.checkpoint import load_checkpoint
 from charlm.generate import generate, make_step
+from charlm.graph_sampling import GraphSampler
 from charlm.model import CharRNN, CharRNNConfig
 from tests.conftest import CPU_AND_CUDA
 from tests.gpu.runs import device_run, fit_in
@@ -31,6 +33,7 @@ GREEDY_SAMPLES = json.dumps([
     {"class_path": "charlm.callbacks.SampleText", "init_args": {"temperatures": [0.0], "length": 80}},
 ])
 MODES = {"cpu": ["cells", "fused"], "cuda": ["graph", "cells", "fused"]}  # a graph needs CUDA
+EAGER = ["cells", "fused"]
 
 
 @pytest.fixture
@@ -69,14 +72,36 @@ def test_every_step_mode_gives_the_logits_of_one_forward(device, batch, cell, fu
     tokens = torch.randint(0, VOCAB, (batch, STEPS), generator=torch.Generator().manual_seed(1)).to(device)
     with torch.inference_mode():
         reference, _ = model(tokens)  # (B, STEPS, V): the whole sequence in one call
-        for mode in MODES[device]:
-            step = make_step(model, batch, torch.device(device), mode)
+        for mode in EAGER:
+            step = make_step(model, mode)
             hidden = model.initial_hidden(batch, device)
             logits = []
             for t in range(STEPS):
                 out, hidden = step(tokens[:, t], hidden)  # (B, V)
                 logits.append(out)
             torch.testing.assert_close(torch.stack(logits, 1), reference, atol=TOL, rtol=TOL, msg=mode)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_graph_replays_give_the_bytes_of_the_same_steps_run_eagerly(batch, cell, temperature):
+    """40 sampled bytes from the graph (chunks of 16: the state crosses replays, and the last chunk runs
+    past the end) equal, bit for bit, those of the same steps run without a graph, from the same seed:
+    the same kernels on the same inputs. That those steps are the right draws is checked on the CPU
+    (tests/charlm/test_graph_sampling_draws.py); the greedy test below ties them to the other paths."""
+    model = lively_model(cell, "cuda")
+    prompt = torch.randint(0, VOCAB, (batch, 5), generator=torch.Generator().manual_seed(3)).cuda()
+    texts = []
+    with torch.inference_mode():
+        logits, hidden = model(prompt)
+        for capture in (True, False):
+            sampler = GraphSampler(model, logits[:, -1], hidden, temperature, None, None, 16, capture=capture)
+            assert (sampler.graph is not None) == capture
+            texts.append(torch.stack(list(sampler.bytes(40, torch.Generator("cuda").manual_seed(4))), 1))
+    assert texts[0].shape == (batch, 40) and len(set(texts[0][0].tolist())) > 3
+    assert torch.equal(texts[0], texts[1])
 
 
 @pytest.mark.parametrize("device", CPU_AND_CUDA)
@@ -98,16 +123,17 @@ def test_sample_text_during_a_fit_uses_the_graph_on_a_gpu(tmp_path, shakespeare_
     """SampleText's greedy sample at step 20 equals the fused path's from the checkpoint of that step."""
     graphs = []
 
-    class CountedGraphStep(charlm.generate._GraphStep):
+    class CountedGraphSampler(charlm.graph_sampling.GraphSampler):
         def __init__(self, *args, **kwargs) -> None:
-            graphs.append(args[1])  # the batch it was captured for
             super().__init__(*args, **kwargs)
+            graphs.append(self.graph)
 
-    monkeypatch.setattr(charlm.generate, "_GraphStep", CountedGraphStep)  # a spy: the real class runs
+    monkeypatch.setattr(charlm.graph_sampling, "GraphSampler", CountedGraphSampler)  # a spy: the real class runs
     cli = fit_in(tmp_path, device_run(shakespeare_path, device, "--trainer.max_steps", "20",
                                       "--trainer.val_check_interval", "20", "--trainer.limit_val_batches", "2",
                                       "--model.lr", "0.01", f"--trainer.callbacks={GREEDY_SAMPLES}"))
     assert (len(graphs) > 0) == (device == "cuda"), graphs  # auto: a graph on CUDA only
+    assert all(graph is not None for graph in graphs)  # captured, not run eagerly
     rows = [json.loads(line) for line in next(tmp_path.rglob("samples.jsonl")).read_text().splitlines()]
     assert [(r["global_step"], r["temperature"]) for r in rows] == [(20, 0.0)]
 

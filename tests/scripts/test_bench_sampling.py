@@ -23,7 +23,7 @@ def test_bench_sampling_prints_a_row_per_configuration(tmp_path):
 
 def test_auto_step_mode_follows_the_measured_crossover():
     """auto: fused on a CPU for the batch sizes where the bench measured it faster (CPU_FUSED_BATCHES), cells
-    otherwise, graph on CUDA; and make_step hands back the path auto names."""
+    otherwise, graph on CUDA; and make_step hands back the eager path named."""
     import torch
 
     from charlm.generate import CPU_FUSED_BATCHES, auto_step_mode, make_step
@@ -36,5 +36,5 @@ def test_auto_step_mode_follows_the_measured_crossover():
     assert auto_step_mode(torch.device("cuda"), 1) == auto_step_mode(torch.device("cuda"), 512) == "graph"
     assert auto_step_mode(torch.device("mps"), 64) == "cells"
     model = CharRNN(CharRNNConfig(vocab_size=5, num_layers=1, hidden_size=8)).eval()
-    assert make_step(model, 1, cpu) == model.step  # the cells: the model's own step
-    assert make_step(model, low, cpu).__name__ == "fused"
+    assert make_step(model, "cells") == model.step  # the cells: the model's own step
+    assert make_step(model, "fused").__name__ == "fused"
