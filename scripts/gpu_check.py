@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,8 +174,11 @@ def check_pytest(plan: Plan) -> Row:
                    if re.search(r"mark\.gpu\b|CPU_AND_CUDA", f.read_text(errors="replace")))
     if not files:
         return not_run(part, "no test module marks a test gpu", "0 failed")
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files]
-    code, text, seconds = run(cmd, plan, plan.budget("pytest"))
+    # -rs: each skip's reason, for the note (a skip is a test that did not run, never a pass)
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider", *files]
+    # the tests that train find the corpus here; ../shared beside the checkout may not exist on a GPU machine
+    env = {**plan.env, "CHARLM_SHAKESPEARE": str(plan.corpus)} if plan.corpus else plan.env
+    code, text, seconds = run(cmd, replace(plan, env=env), plan.budget("pytest"))
     counts = pytest_counts(text.strip().splitlines()[-1] if text.strip() else "")
     value = ", ".join(f"{n} {word}" for word, n in counts.items())
     if code is None:
@@ -185,7 +188,14 @@ def check_pytest(plan: Plan) -> Row:
                    counts)
     ok = code == 0 and counts.get("failed", 0) == 0 and counts.get("errors", 0) == 0
     status = "pass" if ok else "fail"  # the tests themselves: a real verdict even in smoke mode
-    return Row(part, status, value, "0 failed", seconds, "" if ok else tail(text, 6), counts)
+    return Row(part, status, value, "0 failed", seconds, "; ".join(filter(None, (
+        "" if ok else tail(text, 6), skip_reasons(text)))), counts)
+
+
+def skip_reasons(text: str) -> str:
+    """pytest -rs's "SKIPPED [3] tests/x.py:22: needs 2 CUDA devices" lines, as "skipped: 3 x needs 2 ..." """
+    found = re.findall(r"^SKIPPED \[(\d+)\] [^:]+:\d+: (.+)$", text, flags=re.MULTILINE)
+    return ("skipped: " + "; ".join(f"{n} x {why}" for n, why in found)) if found else ""
 
 
 # --- scripts/bench.py and scripts/bench_sampling.py, called as functions in a child process -------------

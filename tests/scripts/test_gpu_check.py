@@ -116,3 +116,18 @@ def test_local_fit_with_wandb_off_needs_no_wandb_datasets_or_pooch(tmp_path, sha
     assert out.returncode == 0, out.stderr[-3000:]
     assert "IMPORTS TRIED: []" in out.stderr, out.stderr[-3000:]
     assert list((tmp_path / "runs").rglob("last.ckpt")) and list((tmp_path / "runs").rglob("samples.jsonl"))
+
+
+def test_skipped_gpu_tests_are_named_with_their_reasons(monkeypatch):
+    """A skip is a test that did not run: the pytest row's note says how many and why (pytest -rs)."""
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    text = ("s..s\n=== short test summary info ===\n"
+            "SKIPPED [3] tests/gpu/test_device_ddp.py:37: needs 2 CUDA devices, this machine has 1\n"
+            "SKIPPED [1] tests/conftest.py:52: the real Tiny Shakespeare is not at /x (set CHARLM_SHAKESPEARE)\n"
+            "2 passed, 4 skipped in 3.1s\n")
+    assert module.skip_reasons(text) == ("skipped: 3 x needs 2 CUDA devices, this machine has 1; "
+                                         "1 x the real Tiny Shakespeare is not at /x (set CHARLM_SHAKESPEARE)")
+    assert module.skip_reasons("2 passed in 1.0s\n") == ""
