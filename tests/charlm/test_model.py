@@ -58,6 +58,7 @@ def test_rnn_cell_is_the_seed_formula():
         ({"hidden_size": 0}, "hidden_size must be a positive integer"),
         ({"num_layers": -1}, "num_layers must be a positive integer"),
         ({"dropout": 1.5}, r"dropout must lie in \[0, 1\)"),
+        ({"weight_drop": 1.0}, r"weight_drop must lie in \[0, 1\)"),
         ({"cell": "transformer"}, "cell must be one of"),
     ],
 )
