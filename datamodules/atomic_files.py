@@ -36,16 +36,19 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_replace(path: Path, write: Callable[[BinaryIO], None], tmp: Path | None = None) -> None:
+def atomic_replace(
+    path: Path, write: Callable[[BinaryIO], None], tmp: Path | None = None, readable: bool = False
+) -> None:
     """Replace ``path`` by what ``write(file)`` writes: into ``tmp`` (default ``temp_name(path)``),
     fsync, ``os.replace`` onto ``path``, fsync the folder so the rename survives a power cut.
+    ``readable``: ``file`` can be read back too (a writer that rewrites what it wrote in place).
 
     On any failure (Ctrl-C too) the temp file is removed and ``path`` is as it was; the error
     passes unchanged, for the caller to word. ``path``'s folder must exist.
     """
     tmp = temp_name(path) if tmp is None else tmp
     try:
-        with open(tmp, "wb") as file:
+        with open(tmp, "w+b" if readable else "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())

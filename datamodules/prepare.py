@@ -119,15 +119,8 @@ def prepare(
         mismatch_hint: what the user should do when the sha256 differs (the end of the message).
     """
     with folder_lock(folder):
-        problem = prepared_problem(folder)
-        if problem is None:
+        if not start_preparing(folder):
             return
-        if (folder / META).exists():
-            print(f"charlm: the prepared corpus in {folder} {problem}; preparing it again.", file=sys.stderr)
-        remove_stale_temp_files(folder)
-        for stale in (META, TOKENS, VOCAB):  # META first: the folder stops counting as prepared at once
-            (folder / stale).unlink(missing_ok=True)
-
         counts = np.zeros(256, dtype=np.int64)
         digest = hashlib.sha256()
         with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="Counting bytes") as bar:
@@ -148,12 +141,32 @@ def prepare(
         table = vocab.byte_to_id.astype(np.uint8)  # every byte of the corpus is in the vocabulary
 
         tokens_crc = _write_tokens(folder, chunks, table, num_tokens, source)
-        vocab_bytes = vocab.to_json().encode()
-        atomic_write(folder / VOCAB, vocab_bytes)
-        meta = {"format": FORMAT, "source": source, "num_tokens": num_tokens, "vocab_size": len(vocab),
-                "tokens_crc32": tokens_crc, "vocab_crc32": zlib.crc32(vocab_bytes)}
-        atomic_write(folder / META, json.dumps(meta, indent=2).encode())  # last: marks the folder complete
-        _verified[folder.resolve()] = _signature(folder)  # what was just written needs no second read
+        finish_preparing(folder, vocab, num_tokens, tokens_crc, source)
+
+
+def start_preparing(folder: Path) -> bool:
+    """Under ``folder``'s lock: False if it is prepared already; else clear it for a new preparation
+    (saying why, if a broken one was there) and return True."""
+    problem = prepared_problem(folder)
+    if problem is None:
+        return False
+    if (folder / META).exists():
+        print(f"charlm: the prepared corpus in {folder} {problem}; preparing it again.", file=sys.stderr)
+    remove_stale_temp_files(folder)
+    for stale in (META, TOKENS, VOCAB):  # META first: the folder stops counting as prepared at once
+        (folder / stale).unlink(missing_ok=True)
+    return True
+
+
+def finish_preparing(folder: Path, vocab: Vocabulary, num_tokens: int, tokens_crc: int, source: str) -> None:
+    """Under ``folder``'s lock, once ``tokens.u8`` is in place: write ``vocab.json``, then ``meta.json``,
+    which marks the folder complete."""
+    vocab_bytes = vocab.to_json().encode()
+    atomic_write(folder / VOCAB, vocab_bytes)
+    meta = {"format": FORMAT, "source": source, "num_tokens": num_tokens, "vocab_size": len(vocab),
+            "tokens_crc32": tokens_crc, "vocab_crc32": zlib.crc32(vocab_bytes)}
+    atomic_write(folder / META, json.dumps(meta, indent=2).encode())  # last: marks the folder complete
+    _verified[folder.resolve()] = _signature(folder)  # what was just written needs no second read
 
 
 def _write_tokens(folder: Path, chunks: ChunkSource, table: np.ndarray, num_tokens: int, source: str) -> int:
