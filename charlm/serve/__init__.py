@@ -1,0 +1,9 @@
+"""``charlm serve``: the models in a browser — write with them, look inside them, compare them.
+
+The pieces, one concern each: ``limits`` (what one request may ask for), ``models`` (the checkpoints
+chosen on the command line, by index), ``writing`` (a sample streamed as charlm.generate writes it),
+``looking`` (neuron activations, top-5 guesses, surprise and saliency of a text), ``comparing``
+(which model wrote this: classify's verdict with per-byte surprise), ``app`` (the Starlette routes;
+the only module that imports the web libraries), ``command`` (the ``charlm serve`` function) and
+``page/`` (the one HTML page and its script, served from memory: no path from a request is opened).
+"""

@@ -1,0 +1,207 @@
+"""The web app: one page, its script, and a JSON/SSE route per view. Starlette only here.
+
+Routes (anything else is 404; the page's two files are read from the package when the app is
+built and served from memory, so a request's path is never a file name):
+    GET  /             the page              GET  /app.js       its script
+    GET  /api/models   the models and limits POST /api/write    a sample as server-sent events
+    POST /api/look     Look inside           POST /api/saliency one prediction's saliency
+    POST /api/compare  Who wrote this        GET  /api/status   generations running and steps run
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.resources import files
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from charlm import __version__
+from charlm.serve import limits, writing
+from charlm.serve.comparing import compare
+from charlm.serve.limits import MAX_BODY, LimitError
+from charlm.serve.looking import TraceCache, look, saliency
+from charlm.serve.models import Served, pick
+
+PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
+
+
+class Generations:
+    """Counts the generations running (all tabs together) against ``most``, and every step taken."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.running, self.steps, self.started = most, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.running >= self.most:
+                raise LimitError(f"{self.running} samples are being written already, this server's limit "
+                                 f"(--max_generations {self.most}); stop one or wait for it to finish.", 429)
+            self.running += 1
+            self.started += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.running -= 1
+
+    def count(self, steps: int) -> None:
+        with self._lock:
+            self.steps += steps
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object, refusing a body over MAX_BODY before reading past it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise LimitError(f"The request is {int(declared):,} bytes; this server takes at most {MAX_BODY:,}.", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise LimitError(f"The request is over {MAX_BODY:,} bytes, this server's limit.", 413)
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise LimitError("The request is not JSON.") from None
+    if not isinstance(value, dict):
+        raise LimitError("The request must be a JSON object.")
+    return value
+
+
+def refusing(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A LimitError becomes a JSON {"error": message} with its status, for the page to show."""
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except LimitError as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    return route
+
+
+def once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, run by the first call only."""
+    lock, done = threading.Lock(), []
+
+    def run() -> None:
+        with lock:
+            if not done:
+                done.append(True)
+                action()
+
+    return run
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event (one JSON line of data)."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERATIONS) -> Starlette:
+    """The app serving ``models`` (chosen on the command line; requests name them by index)."""
+    page = {path: (files("charlm.serve").joinpath("page", name).read_bytes(), kind)
+            for path, (name, kind) in PAGE_FILES.items()}
+    generations, cache = Generations(max_generations), TraceCache()
+
+    async def page_file(request: Request) -> Response:
+        body, kind = page[request.url.path]
+        return Response(body, media_type=kind, headers={"Cache-Control": "no-store"})
+
+    async def models_route(request: Request) -> Response:
+        return JSONResponse({"models": [m.describe() for m in models], "version": __version__,
+                             "limits": limits.as_dict() | {"max_generations": generations.most}})
+
+    async def status(request: Request) -> Response:
+        return JSONResponse({"running": generations.running, "started": generations.started,
+                             "steps": generations.steps})
+
+    @refusing
+    async def write(request: Request) -> Response:
+        body = await read_json(request)
+        served, asked = pick(models, body.get("model", 0)), writing.parse(body)
+        generations.enter()  # before the response starts: a refusal is a plain 429 with its message
+        release = once(generations.leave)
+        try:
+            steps = writing.pieces(served, asked)
+            first, done, ran = await anyio.to_thread.run_sync(writing.take, steps, 0.0)  # the prompt pass, a byte
+            generations.count(ran)
+        except LimitError:
+            release()
+            raise
+        except ValueError as err:  # the model's outputs are not finite (charlm.generate says what to do)
+            release()
+            raise LimitError(str(err), 500) from None
+        except BaseException:
+            release()
+            raise
+
+        async def events() -> AsyncIterator[bytes]:
+            nonlocal done
+            sent, text = 0, first
+            try:
+                yield sse("start", {"seed": asked.seed, "model": served.name})
+                while True:
+                    if text:
+                        sent += len(text.encode())
+                        yield sse("text", {"text": text})
+                    if done:
+                        break
+                    text, done, ran = await anyio.to_thread.run_sync(writing.take, steps)
+                    generations.count(ran)
+                yield sse("done", {"bytes": sent, "seed": asked.seed})
+            except ValueError as err:  # the model's outputs went inf / NaN midway (charlm.generate)
+                yield sse("error", {"error": str(err)})
+            finally:  # also when the client went away: Starlette cancels this at its next await
+                steps.close()
+                release()
+
+        stream = events()
+        weakref.finalize(stream, release)  # a stream cancelled before its first step never runs its finally
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @refusing
+    async def look_route(request: Request) -> Response:
+        body = await read_json(request)
+        index = body.get("model", 0)
+        served = pick(models, index)
+        text = body.get("text", "")
+        if not isinstance(text, str):
+            raise LimitError("text must be a string")
+        result = await anyio.to_thread.run_sync(lambda: look(
+            served, index, cache, text, body.get("state", "hidden"), body.get("layer", -1), body.get("unit", 0),
+            bool(body.get("rank", True))))
+        return JSONResponse(result)
+
+    @refusing
+    async def saliency_route(request: Request) -> Response:
+        body = await read_json(request)
+        served = pick(models, body.get("model", 0))
+        text = body.get("text", "")
+        if not isinstance(text, str):
+            raise LimitError("text must be a string")
+        return JSONResponse(await anyio.to_thread.run_sync(saliency, served, text, body.get("position")))
+
+    @refusing
+    async def compare_route(request: Request) -> Response:
+        body = await read_json(request)
+        text = body.get("text", "")
+        if not isinstance(text, str):
+            raise LimitError("text must be a string")
+        return JSONResponse(await anyio.to_thread.run_sync(compare, models, text))
+
+    routes = [Route(path, page_file) for path in PAGE_FILES] + [
+        Route("/api/models", models_route), Route("/api/status", status),
+        Route("/api/write", write, methods=["POST"]), Route("/api/look", look_route, methods=["POST"]),
+        Route("/api/saliency", saliency_route, methods=["POST"]),
+        Route("/api/compare", compare_route, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
