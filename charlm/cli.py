@@ -20,6 +20,7 @@ from charlm.commands import DESCRIPTION, TRAINING
 from charlm.compat import entry_is, original_error
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
+from charlm.model_flags import given_model_settings, take_shape_from_init_from, warn_overridden_model_flags
 from charlm.model_size import check_training_size
 from charlm.parse_errors import OneLineErrors
 from charlm.quiet import quiet_library_noise
@@ -66,9 +67,14 @@ class CharLMCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # before LightningCLI reads hyperparameters from --ckpt_path (a traceback for a bad file)
         subcommand = self.config.get("subcommand")
+        self._given_model: dict = {}
         if subcommand:
             config = self.config[subcommand]
             check_ckpt_path(config.get("ckpt_path"), subcommand, config.trainer.get("default_root_dir") or ".")
+            if config.get("ckpt_path") or config.model.get("init_from"):
+                self._given_model = given_model_settings(parser, args, subcommand)
+            if config.model.get("init_from"):
+                take_shape_from_init_from(config, self._given_model)
 
     def instantiate_trainer(self, **kwargs):
         try:
@@ -92,6 +98,8 @@ class CharLMCLI(LightningCLI):
         # W&B and the run folders: loggers with an empty save_dir follow default_root_dir; every folder the
         # run writes is checked now, not at the first checkpoint; a resumed fit continues its run folder
         # (runs/<corpus>/version_N, when the checkpoint is in it) and its W&B run
+        if self.subcommand and config.get("ckpt_path"):  # LightningCLI gave config.model the checkpoint's values
+            warn_overridden_model_flags(self._given_model, config.model, config.ckpt_path, self.subcommand)
         follow_root_dir(config.trainer)
         check_run_folders(config.trainer)
         check_logger_config(config.trainer)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from charlm.compat import attached_trainer, fit_interrupted
 from charlm.faults import (
@@ -22,6 +23,7 @@ from charlm.faults import (
     refuse_untrainable_settings,
     weights_finite,
 )
+from charlm.init_from import pretrained_config, read_pretrained, transplant
 from charlm.metrics import BitsPerByte
 from charlm.model import CharRNN, CharRNNConfig, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
 from charlm.resume import count_logged_steps_once, redo_interrupted_validation
@@ -44,6 +46,7 @@ class CharLM(L.LightningModule):
         lr_schedule: Literal["cosine", "constant"] = "cosine",
         min_lr_ratio: float = 0.1,
         grad_clip: float = 1.0,
+        init_from: str | None = None,
         **shape: Any,
     ) -> None:
         """
@@ -56,6 +59,12 @@ class CharLM(L.LightningModule):
             lr_schedule: after warmup, cosine decay to ``min_lr_ratio * lr`` by the last step, or constant.
             min_lr_ratio: the final learning rate as a fraction of ``lr`` (cosine schedule).
             grad_clip: clip the global gradient norm to this value before each step; 0 disables.
+            init_from: fine-tune: a checkpoint (.ckpt) whose weights this new model starts from, with a fresh
+                optimizer, schedule, step count and hidden state (``--ckpt_path`` resumes a run instead). The
+                network's shape is the checkpoint's (a contradicting cell, num_layers, hidden_size or
+                embedding_dim is refused); dropout and weight_drop are too, unless set. Bytes of both
+                vocabularies keep their embedding and output rows, new bytes get fresh rows, bytes the new
+                corpus lacks are dropped (charlm.init_from).
             **shape: the network's shape, the fields of ``charlm.model.CharRNNConfig`` (cell, num_layers,
                 hidden_size, embedding_dim, dropout). jsonargparse reads them, with their types, defaults
                 and help, from that dataclass (it follows ``**shape`` into the call below), so they are
@@ -74,14 +83,23 @@ class CharLM(L.LightningModule):
             if not ok:
                 raise ValueError(f"--model.{name} must be {expected}, got {value!r}")
         self.vocab = Vocabulary(tuple(vocab))
+        pretrained = read_pretrained(init_from) if init_from is not None else None
         try:
-            self.model = CharRNN(CharRNNConfig(vocab_size=len(self.vocab), **shape))
+            if pretrained is None:
+                config = CharRNNConfig(vocab_size=len(self.vocab), **shape)
+            else:  # the checkpoint's shape; raises naming any contradicting --model.* flag
+                config = pretrained_config(pretrained, shape, len(self.vocab), init_from)
+            self.model = CharRNN(config)
         except ValueError as err:  # each message starts with the argument's name
-            raise ValueError(f"--model.{err}") from None
+            raise ValueError(err if str(err).startswith("--") else f"--model.{err}") from None
+        if pretrained is not None:  # at construction: every DDP rank builds the same weights, before any step
+            rank_zero_print(f"charlm: {init_from} (--model.init_from): "
+                            f"{transplant(self.model, self.vocab, pretrained).describe()}")
         # save_hyperparameters reads the arguments from this frame, **shape as given: rebound to the whole
-        # shape, the hyperparameters (checkpoints, logged configs) hold its defaults too
+        # shape, the hyperparameters (checkpoints, logged configs) hold its defaults too. Not init_from: the
+        # weights are in the checkpoint, and a resumed run (--ckpt_path) must not fine-tune again
         shape = self.model.config.to_hparams()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["init_from"])
         self.train_bpc, self.val_bpc, self.test_bpc = BitsPerByte(), BitsPerByte(), BitsPerByte()
         self._train_hidden: Hidden | None = None  # carried across consecutive training batches
         self._eval_hidden: Hidden | None = None  # validation/test have their own
@@ -245,6 +263,12 @@ class CharLM(L.LightningModule):
             hidden = map_hidden(lambda h: h[rank], hidden)
         self._train_hidden = hidden
         self._restored_rng = state.get("rng")
+
+
+@rank_zero_only
+def rank_zero_print(message: str) -> None:
+    """A note on stderr from rank 0 only (each DDP rank builds the model)."""
+    print(message, file=sys.stderr)
 
 
 def lr_factor(step: int, warmup: int, total_steps: Callable[[], int], schedule: str, min_ratio: float) -> float:

@@ -1,0 +1,58 @@
+"""The ``--model.*`` values a user gave, and what a checkpoint does to them.
+
+``fit --ckpt_path`` resumes a run with the checkpoint's hyperparameters (LightningCLI replaces the
+parsed ``--model.*`` values with them), so a flag given with another value is ignored: it is named
+in a warning. ``--model.init_from`` takes the network's shape from its checkpoint: a shape flag
+given with another value is refused (charlm.init_from), and the unset ones are filled in before
+anything is built, so the run's config.yaml and its size check see the real network.
+
+"Given" means on the command line or in a ``--config`` file, not in charlm/defaults.yaml: the
+default run's 2 x 256 LSTM must not clash with a 1 x 64 checkpoint nobody asked to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse import Namespace
+from lightning.pytorch.utilities import rank_zero_warn
+
+from charlm.init_from import FLAG, pretrained_config, read_pretrained
+
+
+def given_model_settings(parser: Any, args: Any, subcommand: str) -> dict[str, Any]:
+    """The ``--model.*`` values set on the command line ``args`` (None: sys.argv) or in its --config files.
+
+    The same arguments parsed again without defaults (charlm/defaults.yaml, the signature's): what is left
+    was given. A value equal to the default counts as given too (``--model.hidden_size 256``).
+    """
+    given = parser.parse_args(args, defaults=False, _skip_validation=True)
+    model = (given.get(subcommand) or Namespace()).get("model")
+    if not isinstance(model, Namespace):
+        return {}
+    return {key: value for key, value in model.as_dict().items() if key not in ("vocab", "init_from")}
+
+
+def take_shape_from_init_from(config: Namespace, given: dict[str, Any]) -> None:
+    """Set ``config.model``'s network settings to those of ``--model.init_from``'s checkpoint (the ones the
+    user set win where allowed); a given shape flag that contradicts it is a ValueError naming both values."""
+    path = config.model.init_from
+    if config.get("ckpt_path"):
+        raise ValueError(f"{FLAG} and --ckpt_path: --ckpt_path resumes a run (its optimizer, schedule and step "
+                         f"count), {FLAG} starts a new one from a checkpoint's weights; give one of them.")
+    pretrained = read_pretrained(path)
+    network = pretrained_config(pretrained, given, pretrained.model.config.vocab_size, path)
+    for name, value in network.to_hparams().items():
+        config.model[name] = value
+
+
+def warn_overridden_model_flags(given: dict[str, Any], model: Namespace, ckpt_path: str, subcommand: str) -> None:
+    """Warn (rank 0, once) naming each ``given`` ``--model.*`` flag whose value differs from ``model``'s, the
+    settings ``--ckpt_path``'s hyperparameters replaced them with, with both values."""
+    lost = [f"--model.{key} {value!r} (the checkpoint's: {model.get(key)!r})"
+            for key, value in given.items() if value != model.get(key)]
+    if lost:
+        advice = (f" To train with other settings from these weights, start a new run with --model.init_from "
+                  f"{ckpt_path}." if subcommand == "fit" else "")
+        rank_zero_warn(f"charlm: --ckpt_path {ckpt_path} runs with the model settings it was saved with, so "
+                       f"{', '.join(lost)} {'is' if len(lost) == 1 else 'are'} ignored.{advice}")

@@ -1,0 +1,157 @@
+"""``fit --model.init_from``: a new run from a trained checkpoint's weights, on a corpus with another vocabulary;
+and ``--ckpt_path`` (resume) naming the ``--model.*`` flags its checkpoint overrides."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from charlm.lit import CharLM
+from tests.cli_runs import assert_one_line, run_in, with_callback
+from tests.conftest import REPO, SHAKESPEARE
+from tests.helpers import read_metrics
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NEW_BYTES = {ord("z"): ord("{"), ord("Q"): ord("#")}  # the fine-tune corpus swaps these: 2 bytes added, 2 dropped
+
+
+def quick(corpus: Path, *extra: str, cmd: str = "fit") -> list[str]:
+    """A 1 x 64 LSTM run on ``corpus`` without loggers or sampling callbacks (the test reads DumpMetrics)."""
+    return [cmd, "--config", str(REPO / "cli.yaml"), "--data", "TextDataModule", "--data.path", str(corpus),
+            "--data.batch_size", "16", "--data.seq_len", "64", "--data.eval_batch_size", "16",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.limit_val_batches", "8",
+            "--model.lr", "0.01", "--model.warmup_steps", "10", *extra]
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> dict[str, Path]:
+    """A 1 x 64 LSTM trained 150 steps on Tiny Shakespeare's first 200 KB ("checkpoint"), and a later slice
+    of the play with 'z' -> '{' and 'Q' -> '#' ("new"), so that 2 bytes are new and 2 (with '&', which
+    that slice lacks, 3) are dropped."""
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"the real Tiny Shakespeare is not at {SHAKESPEARE}")
+    folder = tmp_path_factory.mktemp("init_from")
+    text = SHAKESPEARE.read_bytes()
+    (folder / "pre.txt").write_bytes(text[:200_000])
+    (folder / "new.txt").write_bytes(text[-100_000:].translate(bytes(NEW_BYTES.get(b, b) for b in range(256))))
+    cli = run_in(folder / "pre", quick(folder / "pre.txt", "--model.num_layers", "1", "--model.hidden_size", "64",
+                                       "--model.embedding_dim", "16", "--model.dropout", "0.0",
+                                       "--trainer.max_steps", "150", "--trainer.val_check_interval", "150",
+                                       "--data.cache_dir", str(folder / "cache")))
+    checkpoint = folder / "pretrained.ckpt"
+    shutil.copy(folder / "pre" / cli.trainer.checkpoint_callback.best_model_path, checkpoint)
+    return {"pre": folder / "pre.txt", "new": folder / "new.txt", "checkpoint": checkpoint}
+
+
+def test_shared_bytes_keep_their_rows_new_ones_get_fresh_rows(corpora, tmp_path, capsys):
+    old = torch.load(corpora["checkpoint"], weights_only=True)
+    old_vocab, old_state = old["hyper_parameters"]["vocab"], old["state_dict"]
+    # no shape flags: the default run's 2 x 256 is not "given", the checkpoint's 1 x 64 is used;
+    # dropout may be changed for the fine-tune
+    cli = run_in(tmp_path, quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]),
+                                 "--model.dropout", "0.25", cmd="validate"))
+    assert ("59 bytes mapped, 2 added ('#' (0x23), '{' (0x7b)), 3 dropped ('&' (0x26), 'Q' (0x51), 'z' (0x7a))"
+            in capsys.readouterr().err)
+    net, vocab = cli.model.model, cli.model.vocab
+    assert net.config.to_dict() == {**old["model_config"], "vocab_size": len(vocab), "dropout": 0.25}
+    assert "init_from" not in cli.model.hparams  # a resumed fine-tune must not transplant again
+    assert set(old_vocab) - set(vocab.symbols) == {ord("&"), ord("Q"), ord("z")}  # dropped: no row for them
+    assert net.embed.weight.shape[0] == net.head.weight.shape[0] == net.head.bias.shape[0] == len(vocab)
+    added = []
+    for new_id, byte in enumerate(vocab.symbols):
+        if byte not in old_vocab:
+            added.append(new_id)
+            continue
+        old_id = old_vocab.index(byte)
+        assert torch.equal(net.embed.weight[new_id], old_state["model.embed.weight"][old_id])
+        assert torch.equal(net.head.weight[new_id], old_state["model.head.weight"][old_id])
+        assert torch.equal(net.head.bias[new_id], old_state["model.head.bias"][old_id])
+    assert [vocab.symbols[i] for i in added] == sorted(NEW_BYTES.values())
+    for name, weight in net.rnn.state_dict().items():
+        assert torch.equal(weight, old_state[f"model.rnn.{name}"]), name
+
+    # the added bytes' rows are those a new model of this vocabulary starts with (same seed)
+    L.seed_everything(7)
+    scratch = CharLM(vocab.symbols, **{k: old["model_config"][k] for k in ("num_layers", "hidden_size",
+                                                                            "embedding_dim")}).model
+    L.seed_everything(7)
+    tuned = CharLM(vocab.symbols, init_from=str(corpora["checkpoint"])).model
+    for name in ("embed.weight", "head.weight", "head.bias"):
+        fresh, got = scratch.state_dict()[name], tuned.state_dict()[name]
+        assert torch.equal(got[added], fresh[added]), name
+        assert not torch.equal(got, fresh), name
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--model.hidden_size", "32"], "--model.hidden_size 32 (the checkpoint's is 64) contradicts it"),
+    (["--model.cell", "gru", "--model.num_layers", "2"],
+     "--model.cell 'gru' (the checkpoint's is 'lstm'), --model.num_layers 2 (the checkpoint's is 1) contradict it"),
+    (["--model.embedding_dim", "64"], "--model.embedding_dim 64 (the checkpoint's is 16)"),  # equal to the default
+])
+def test_a_shape_flag_that_contradicts_the_checkpoint_is_refused(corpora, charlm_main, tmp_path, flags, says):
+    done = charlm_main(*quick(corpora["new"], "--model.init_from", corpora["checkpoint"], *flags))
+    line = assert_one_line(done, "--model.init_from", str(corpora["checkpoint"]), says)
+    assert "hidden_size 64 x num_layers 1 (lstm, embedding_dim 16)" in line
+    assert not (tmp_path / "runs").exists()  # refused before any run folder or data
+
+
+def test_the_checkpoints_own_values_are_accepted(corpora, tmp_path):
+    cli = run_in(tmp_path, quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]),
+                                 "--model.hidden_size", "64", "--model.cell", "lstm", cmd="validate"))
+    assert cli.model.model.config.hidden_size == 64
+
+
+def test_a_file_that_is_not_a_charlm_checkpoint_is_refused(corpora, charlm_main, tmp_path):
+    state_dict = tmp_path / "state_dict.pt"
+    torch.save(torch.nn.LSTM(4, 8).state_dict(), state_dict)
+    for path, says in [(corpora["new"], "is not a checkpoint"), (tmp_path / "nothing.ckpt", "does not exist"),
+                       (state_dict, "is not a charlm checkpoint")]:
+        done = charlm_main(*quick(corpora["new"], "--model.init_from", path))
+        assert_one_line(done, f"charlm: error: --model.init_from: {path} {says}")
+    done = charlm_main(*quick(corpora["new"], "--model.init_from", corpora["checkpoint"],
+                              "--ckpt_path", corpora["checkpoint"]))
+    assert_one_line(done, "--model.init_from and --ckpt_path", "give one of them")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resuming_names_the_model_flags_the_checkpoint_overrides(corpora, tmp_path):
+    checkpoint = tmp_path / "last.ckpt"  # outside its run folder: this run does not write into the fixture's
+    shutil.copy(corpora["checkpoint"], checkpoint)
+    with pytest.warns(UserWarning, match="runs with the model settings") as caught:
+        cli = run_in(tmp_path, quick(corpora["pre"], "--ckpt_path", str(checkpoint), "--trainer.max_steps", "151",
+                                     "--model.lr", "0.05", "--model.hidden_size", "64", "--model.cell", "gru"))
+    overridden = [str(w.message) for w in caught if "runs with the model settings" in str(w.message)]
+    assert len(overridden) == 1, overridden
+    # the values the checkpoint holds (lr 0.01, hidden_size 64) win; a flag equal to its value is not named
+    assert "--model.lr 0.05 (the checkpoint's: 0.01), --model.cell 'gru' (the checkpoint's: 'lstm') are ignored" in (
+        overridden[0]), overridden[0]
+    assert "hidden_size" not in overridden[0] and "--model.init_from" in overridden[0]
+    assert cli.model.hparams.lr == 0.01 and cli.model.model.config.cell == "lstm"
+
+
+def first_step_at(rows: list[dict], bpc: float) -> float:
+    """The optimizer step of the first validation at or below ``bpc`` (inf if none)."""
+    return next((row["step"] for row in rows if "val/bpc" in row and row["val/bpc"] <= bpc), float("inf"))
+
+
+def test_fine_tuning_reaches_a_val_bpc_in_fewer_steps_than_training_from_scratch(corpora, tmp_path):
+    curves = {}
+    for name, extra in [("scratch", ["--model.num_layers", "1", "--model.hidden_size", "64",
+                                     "--model.embedding_dim", "16"]),
+                        ("fine-tuned", ["--model.init_from", str(corpora["checkpoint"])])]:
+        metrics = tmp_path / f"{name}.jsonl"
+        run_in(tmp_path / name, quick(corpora["new"], "--model.dropout", "0.0", "--trainer.max_steps", "60",
+                                      "--trainer.val_check_interval", "20", *extra,
+                                      *with_callback("tests.helpers.DumpMetrics", path=metrics)))
+        curves[name] = read_metrics(metrics)
+    # bits per byte on the new slice: from scratch, reached after 60 steps (4.04); fine-tuned, at the first
+    # validation (3.39 at step 20: the pretrained model starts below it)
+    target = 4.1
+    steps = {name: first_step_at(rows, target) for name, rows in curves.items()}
+    assert steps["fine-tuned"] < steps["scratch"] <= 60, curves
