@@ -170,4 +170,4 @@ def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WI
         handle.remove()
     scores = grad[0].norm(dim=-1)  # (W,)
     return {"start": start, "scores": [round(float(s), 6) for s in scores.cpu()],
-            "target": bytes([data[position + 1]]).decode("latin-1"), "p": round(math.exp(float(logp)), 4)}
+            "target": bytes([data[position + 1]]).decode("latin-1"), "p": round(math.exp(float(logp.detach())), 4)}

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+
+from charlm.checkpoint import load_checkpoint
+from charlm.commands.classify import classify
+from charlm.commands.score import bits_per_byte
+from charlm.neurons import features, rank_neurons, trace
+from charlm.serve.comparing import compare
+from charlm.serve.limits import LimitError
+from charlm.serve.looking import TraceCache, look, saliency, surprise_bits
+from charlm.serve.models import Served, names
+from tests.serve.conftest import SHAKESPEARE_CKPT
+
+TEXT = 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n'
+
+
+@pytest.fixture(scope="module")
+def served() -> Served:
+    return Served("shakespeare", load_checkpoint(SHAKESPEARE_CKPT))
+
+
+def test_look_gives_the_unit_the_guesses_and_the_ranking_of_visualize(served):
+    got = look(served, 0, TraceCache(), TEXT, "cell", 0, 5)
+    tr = trace(served.loaded.model, served.loaded.vocab, TEXT.encode())
+    np.testing.assert_allclose(got["values"], tr.cell[0, :, 5], atol=1e-4)
+    assert got["chars"] == list(TEXT)
+    assert [g for g, _ in got["top"][3]] == [chr(served.loaded.vocab.symbols[i]) for i in tr.top_ids[3]]
+    expected = rank_neurons({"hidden": tr.hidden, "cell": tr.cell}, features(TEXT.encode()))
+    assert [(r["feature"], r["state"], r["layer"], r["unit"]) for r in got["ranking"]] == [
+        (f, s, lay, u) for f, best in expected.items() for s, lay, u, _ in best]
+    other = look(served, 0, TraceCache(), TEXT, "hidden", 0, 6)
+    assert other["colours"] != got["colours"]  # another unit, other colours
+
+
+def test_surprise_is_per_byte_and_its_mean_is_charlm_scores_bpc(served):
+    got = look(served, 0, TraceCache(), TEXT, "hidden", -1, 0)
+    bits = surprise_bits(served, TEXT.encode())
+    assert got["surprise"][0] is None and len(got["surprise"]) == len(TEXT)
+    np.testing.assert_allclose(got["surprise"][1:], bits, atol=1e-3)
+    assert bits.mean() == pytest.approx(bits_per_byte(served.loaded, TEXT.encode())[0], abs=1e-5)
+    assert bits_per_byte(served.loaded, TEXT.encode(), window=7)[0] == pytest.approx(
+        surprise_bits(served, TEXT.encode(), window=7).mean(), abs=1e-5)  # across windows too
+
+
+def test_bytes_the_model_never_saw_are_left_out_with_a_note(served):
+    got = look(served, 0, TraceCache(), "Speak {now}", "hidden", 0, 0)
+    assert "".join(got["chars"]) == "Speak now"
+    assert "left out 2 bytes" in got["note"] and "'{' (0x7b)" in got["note"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("cell", 1, 0), ["layer must be in [0, 0]"]),
+    (("hidden", 0, 16), ["neuron must be in [0, 15]"]),
+    (("inside", 0, 0), ["state must be hidden or cell"]),
+    (("hidden", "0", 0), ["layer must be an integer"]),
+])
+def test_a_unit_the_model_lacks_is_refused(served, args, words):
+    with pytest.raises(LimitError) as err:
+        look(served, 0, TraceCache(), TEXT, *args)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_look_refuses_a_text_over_its_limit(served):
+    with pytest.raises(LimitError, match="5,001 bytes; this server takes at most 5,000") as err:
+        look(served, 0, TraceCache(), "a" * 5001, "hidden", 0, 0)
+    assert err.value.status == 413
+
+
+def test_saliency_is_the_gradient_norm_of_the_next_bytes_log_prob_per_input_embedding(served):
+    model, vocab = served.loaded.model, served.loaded.vocab
+    position, window = 60, 20
+    got = saliency(served, TEXT, position, window)
+    assert all(p.grad is None for p in model.parameters())  # the shared model's weights get no gradient
+    # the same quantity computed directly: embeddings as a leaf, the state entering the window as given
+    ids = torch.as_tensor(vocab.encode(TEXT.encode()), dtype=torch.long)[None]
+    start = position + 1 - window
+    with torch.no_grad():
+        _, hidden = model(ids[:, :start])
+    emb = model.embed(ids[:, start : position + 1]).detach().requires_grad_()
+    out, _ = model.rnn(emb, hidden)
+    logp = model.head(out[0, -1]).log_softmax(-1)[ids[0, position + 1]]
+    logp.backward()
+    assert got["start"] == start and got["target"] == TEXT[position + 1]
+    np.testing.assert_allclose(got["scores"], emb.grad[0].norm(dim=-1).numpy(), rtol=1e-3, atol=1e-6)
+    assert got["p"] == pytest.approx(float(logp.detach().exp()), abs=1e-4)
+    model.zero_grad(set_to_none=True)
+
+
+def test_saliency_refuses_a_position_with_nothing_to_predict(served):
+    with pytest.raises(LimitError, match=r"position must be .* in \[0, 3\]"):
+        saliency(served, "abcde", 4)
+
+
+def test_who_wrote_this_is_classifys_verdict(served, code_ckpt, capsys):
+    other = Served("code", load_checkpoint(code_ckpt))
+    got = compare([served, other], TEXT)
+    verdict = classify([str(SHAKESPEARE_CKPT), str(code_ckpt)], text=TEXT)
+    assert [got["verdict"]["name"], *(o["name"] for o in got["verdict"]["others"])] == ["shakespeare", "code"]
+    assert got["verdict"]["bpc"] == pytest.approx(verdict[0][1], abs=1e-4)
+    assert got["verdict"]["others"][0]["margin"] == pytest.approx(verdict[1][1] - verdict[0][1], abs=2e-4)
+    for score in got["scores"]:
+        assert np.mean(score["surprise"][1:]) == pytest.approx(score["bpc"], abs=1e-3)
+
+
+def test_who_wrote_this_leaves_out_for_all_what_one_model_never_saw(served, code_ckpt):
+    got = compare([served, Served("code", load_checkpoint(code_ckpt))], "Speak {now}, speak")
+    assert "".join(got["chars"]) == "Speak now, speak" and got["notes"][0].startswith("shakespeare: left out 2")
+    assert got["scores"][0]["count"] == got["scores"][1]["count"] == len("Speak now, speak") - 1
+
+
+def test_models_are_named_by_file_with_folders_only_to_tell_them_apart():
+    assert names(["/a/x/last.ckpt", "/a/y/last.ckpt", "/b/other.ckpt"]) == ["x/last.ckpt", "y/last.ckpt", "other.ckpt"]
