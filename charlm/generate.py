@@ -104,6 +104,8 @@ def generate(
     last = logits[:, -1]
     if not torch.isfinite(last).all():  # one device sync per call: weights far too large give inf
         raise ValueError(NOT_FINITE)
+    if length == 0:
+        return
     if step_mode == "graph":
         from charlm.graph_sampling import GraphSampler, chunk_steps  # it imports this module
 
