@@ -1,0 +1,101 @@
+"""The page in a real browser: Debian's chromium, driven headless by Playwright (its driver only: no browser
+download). Screenshots go to the test's folder, or to $CHARLM_SCREENSHOTS when set."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from charlm.commands.sample import sample
+from tests.serve.conftest import SHAKESPEARE_CKPT, serving
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium)")
+
+
+@pytest.fixture
+def page(code_ckpt, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    with serving("--ckpt_path", str(SHAKESPEARE_CKPT), str(code_ckpt)) as (url, _), sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.goto(url)
+            tab.wait_for_selector("body[data-ready='1']")
+            yield tab
+        finally:
+            browser.close()
+
+
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CHARLM_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def text_of(tab, selector: str) -> str:
+    return tab.eval_on_selector(selector, "e => e.textContent")
+
+
+def test_write_streams_into_the_page_and_stop_ends_it(page, tmp_path):
+    page.fill("#prompt", "ROMEO:\n")
+    page.fill("#length", "10000")
+    page.fill("#seed", "5")
+    page.click("#generate")
+    out = ".sample pre span:not(.p)"
+    page.wait_for_function(f"(document.querySelector('{out}')?.textContent.length ?? 0) > 20")
+    early = text_of(page, out)
+    page.wait_for_function(f"document.querySelector('{out}').textContent.length > {len(early) + 200}")
+    later = text_of(page, out)
+    assert later.startswith(early) and len(later) > len(early)  # text arrives piece by piece
+    page.screenshot(path=str(shots(tmp_path) / "write_streaming.png"))
+    page.click("#stop")
+    page.wait_for_selector(".sample[data-state='over']")
+    assert "stopped" in text_of(page, ".sample h3")
+    stopped = text_of(page, out)
+    assert len(stopped) < 10_000
+    assert sample(str(SHAKESPEARE_CKPT), prompt="ROMEO:\n", length=len(stopped), temperature=0.8, seed=5,
+                  echo_prompt=False)[0] == stopped  # what the page shows is charlm sample's text
+
+    page.fill("#temperatures", "0.3, 1.0, 1.5")
+    page.fill("#length", "300")
+    page.click("#generate")
+    page.wait_for_function("document.querySelectorAll('.sample[data-state=\"over\"]').length === 3")
+    heads = page.eval_on_selector_all(".sample h3", "es => es.map(e => e.textContent)")
+    assert [h.split(" \u00b7 ")[0] for h in heads] == ["temperature 0.3", "temperature 1", "temperature 1.5"]
+    assert all("done" in h for h in heads)
+    page.screenshot(path=str(shots(tmp_path) / "write_side_by_side.png"), full_page=True)
+
+
+def test_look_inside_colours_by_the_chosen_unit_and_explains_a_character(page, tmp_path):
+    page.click("nav button[data-view='look']")
+    page.wait_for_selector("#look-out span.ch")
+    colours = "Array.from(document.querySelectorAll('#look-out span.ch')).map(e => e.style.background).join('|')"
+    before = page.evaluate(colours)
+    page.select_option("#look-state", "cell")
+    page.fill("#look-unit", "7")
+    page.wait_for_function(f"{colours} !== {before!r}")
+    page.screenshot(path=str(shots(tmp_path) / "look_unit.png"))
+    assert page.locator("#ranking tr.pick").count() > 0  # the units visualize --find ranks
+
+    page.hover("#look-out span.ch >> nth=10")
+    assert page.is_visible("#tip") and "next:" in text_of(page, "#tip")
+    page.screenshot(path=str(shots(tmp_path) / "look_hover.png"))
+    page.click("#look-out span.ch >> nth=40")
+    page.wait_for_function("document.querySelector('#look-note').textContent.includes('Saliency')")
+    page.screenshot(path=str(shots(tmp_path) / "look_saliency.png"))
+
+    page.select_option("#colour-by", "surprise")
+    assert page.evaluate(colours) != before
+    page.fill("#look-text", "Speak, speak.")  # typing recolours
+    page.wait_for_function("document.querySelectorAll('#look-out span.ch').length === 13")
+
+
+def test_who_wrote_this_gives_the_verdict(page, tmp_path):
+    page.click("nav button[data-view='who']")
+    page.fill("#who-text", "First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    page.click("#who-run")
+    page.wait_for_function("document.querySelector('#verdict').textContent.includes('Most likely')")
+    assert page.locator("#who-out .row").count() == 2
+    page.screenshot(path=str(shots(tmp_path) / "who.png"), full_page=True)
