@@ -177,8 +177,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         if not isinstance(text, str):
             raise LimitError("text must be a string")
         result = await anyio.to_thread.run_sync(lambda: look(
-            served, index, cache, text, body.get("state", "hidden"), body.get("layer", -1), body.get("unit", 0),
-            bool(body.get("rank", True))))
+            served, index, cache, text, body.get("state", "hidden"), body.get("layer", -1), body.get("unit", 0)))
         return JSONResponse(result)
 
     @refusing

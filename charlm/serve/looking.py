@@ -14,6 +14,7 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,21 +66,22 @@ def surprise_bits(served: Served, data: bytes, window: int = 4096) -> np.ndarray
 
 
 class TraceCache:
-    """The last few traces, so that choosing another unit recolours without stepping the model again.
+    """The last few texts seen, so that choosing another unit recolours without stepping the model again.
 
-    Bounded: ``size`` traces of at most MAX_LOOK bytes each (a 3 x 512 LSTM: ~60 MB in all at 8).
+    Bounded: ``size`` texts of at most MAX_LOOK bytes each; a trace holds every layer's states,
+    (layers, N, H) float32 twice for an LSTM: ~60 MB for 5,000 bytes of a 3 x 512 LSTM.
     """
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 4) -> None:
         self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
 
-    def get(self, index: int, served: Served, data: bytes) -> Trace:
+    def get(self, index: int, served: Served, data: bytes) -> Seen:
         key = (index, hashlib.sha256(data).digest())
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        found = trace(served.loaded.model, served.loaded.vocab, data)  # outside the lock: others go on meanwhile
+        found = see(served, data)  # outside the lock: other requests go on meanwhile
         with self._lock:
             self._items[key] = found
             while len(self._items) > self.size:
@@ -87,8 +89,28 @@ class TraceCache:
         return found
 
 
-def look(served: Served, index: int, cache: TraceCache, text: str, state: str, layer: int, unit: int,
-         rank: bool = True) -> dict[str, Any]:
+@dataclass
+class Seen:
+    """What does not depend on the unit shown: the trace, the surprise (N-1,) and the ranked units."""
+
+    trace: Trace
+    bits: np.ndarray
+    ranking: list[dict[str, Any]]
+
+
+def see(served: Served, data: bytes) -> Seen:
+    """Trace ``data`` (charlm.neurons.trace), its surprise, and the units ``visualize --find`` ranks."""
+    tr = trace(served.loaded.model, served.loaded.vocab, data)
+    ranking = []
+    if len(data) > 1:
+        states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
+        ranking = [{"feature": f, "state": s, "layer": lay, "unit": u, "r": round(r, 3)}
+                   for f, best in rank_neurons(states, features(data)).items() for s, lay, u, r in best]
+    return Seen(tr, surprise_bits(served, data), ranking)
+
+
+def look(served: Served, index: int, cache: TraceCache, text: str, state: str, layer: int, unit: int
+         ) -> dict[str, Any]:
     """Everything the Look inside view draws for ``text`` and one unit (state, layer, unit).
 
     values[t], colours[t]: the unit after reading byte t (hidden states lie in [-1, 1]; cell states are
@@ -109,23 +131,18 @@ def look(served: Served, index: int, cache: TraceCache, text: str, state: str, l
     if not data:
         return {"chars": [], "values": [], "colours": [], "top": [], "surprise": [], "ranking": [], "bpc": None,
                 "note": note}
-    tr = cache.get(index, served, data)
+    seen = cache.get(index, served, data)
+    tr, bits = seen.trace, seen.bits
     layer %= served.loaded.model.num_layers
     values = (tr.cell if state == "cell" else tr.hidden)[layer, :, unit]  # (N,)
     scale = 1.0 if state == "hidden" else max(1e-6, float(np.abs(values).max()))
     symbols = tr.symbols
     top = [[[bytes([symbols[i]]).decode("latin-1"), round(float(p), 4)] for i, p in zip(ids, ps, strict=True)]
            for ids, ps in zip(tr.top_ids, tr.top_probs, strict=True)]
-    bits = surprise_bits(served, data)
-    ranking = []
-    if rank and len(data) > 1:
-        states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
-        ranking = [{"feature": f, "state": s, "layer": lay, "unit": u, "r": round(r, 3)}
-                   for f, best in rank_neurons(states, features(data)).items() for s, lay, u, r in best]
     return {"chars": tr.text, "values": [round(float(v), 4) for v in values],
             "colours": [_colour(float(v) / scale) for v in values], "top": top,
             "surprise": [None, *(round(float(b), 3) for b in bits)],
-            "bpc": round(float(bits.mean()), 4) if len(bits) else None, "ranking": ranking, "note": note,
+            "bpc": round(float(bits.mean()), 4) if len(bits) else None, "ranking": seen.ranking, "note": note,
             "view": {"state": state, "layer": layer, "unit": unit, "scale": scale}}
 
 

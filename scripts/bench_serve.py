@@ -1,0 +1,98 @@
+"""How fast ``charlm serve`` answers on this machine: time to the first streamed byte and bytes/s of
+/api/write, and the time to recolour a 1,000-byte passage (/api/look: a trace on a new text, and another
+unit of a text already traced). A real server on 127.0.0.1, a real HTTP client; medians of repeats.
+
+    python scripts/bench_serve.py --ckpt_path model.ckpt [--repeats 5] [--length 2000]
+
+Without --ckpt_path it builds an untrained 2 x 256 LSTM over printable ASCII (the speed depends on
+the shape, not on the training). Not a test: numbers for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PASSAGE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+           "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 8
+
+
+def untrained(path: Path, layers: int, hidden: int) -> Path:
+    """A checkpoint of an untrained LSTM of this shape over printable ASCII."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from charlm.model import CharRNN, CharRNNConfig
+
+    vocab = sorted(set(bytes(range(32, 127)) + b"\n\t"))
+    model = CharRNN(CharRNNConfig(vocab_size=len(vocab), num_layers=layers, hidden_size=hidden))
+    torch.save({"hyper_parameters": {"vocab": vocab}, "model_config": model.config.to_dict(),
+                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+def stream(url: str, length: int, seed: int) -> tuple[float, float]:
+    """(seconds to the first text event, bytes/s after it) for one sample."""
+    start = time.perf_counter()
+    first, count = None, 0
+    with httpx.stream("POST", url + "api/write", json={"prompt": "ROMEO:\n", "length": length, "seed": seed},
+                      timeout=600) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and '"text"' in line:
+                first = first or time.perf_counter()
+                count += len(json.loads(line[6:])["text"].encode())
+    end = time.perf_counter()
+    return first - start, (count - 1) / max(end - first, 1e-9)
+
+
+def look(url: str, text: str, unit: int) -> float:
+    """Seconds for one /api/look of ``text`` coloured by ``unit``."""
+    start = time.perf_counter()
+    r = httpx.post(url + "api/look", json={"text": text, "unit": unit, "layer": -1}, timeout=600)
+    r.raise_for_status()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Start a server, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_path", help="a charlm checkpoint (default: an untrained 2 x 256 LSTM)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--length", type=int, default=2000, help="bytes per sample")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = args.ckpt_path or str(untrained(Path(tmp) / "lstm_2x256.ckpt", 2, 256))
+        proc = subprocess.Popen([sys.executable, "-m", "charlm", "serve", "--ckpt_path", ckpt, "--port", "0"],
+                                cwd=REPO, stdout=subprocess.PIPE, text=True)
+        try:
+            url = next(line.split("open ", 1)[1].split()[0] for line in proc.stdout if "open http://" in line)
+            firsts, rates = zip(*(stream(url, args.length, seed) for seed in range(args.repeats)), strict=True)
+            passage = PASSAGE.encode()[:1000].decode()
+            new, other = [], []
+            for i in range(args.repeats):
+                text = passage[:-1] + "!?.;"[i % 4]  # a new text: traced afresh
+                new.append(look(url, text, 0))
+                other.append(look(url, text, 1))  # another unit of the same text: from the server's cache
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    med = statistics.median
+    print(f"checkpoint: {ckpt if args.ckpt_path else 'untrained 2 x 256 LSTM'}; {args.repeats} repeats, medians "
+          f"(min-max)")
+    print(f"Write: first byte after {1000 * med(firsts):.0f} ms ({1000 * min(firsts):.0f}-{1000 * max(firsts):.0f}), "
+          f"then {med(rates):,.0f} bytes/s ({min(rates):,.0f}-{max(rates):,.0f}), {args.length} bytes a sample")
+    print(f"Look inside, 1,000 bytes: new text {1000 * med(new):.0f} ms ({1000 * min(new):.0f}-{1000 * max(new):.0f}), "
+          f"another unit {1000 * med(other):.0f} ms ({1000 * min(other):.0f}-{1000 * max(other):.0f})")
+
+
+if __name__ == "__main__":
+    main()
