@@ -72,7 +72,7 @@ class CharLMCLI(LightningCLI):
             config = self.config[subcommand]
             check_ckpt_path(config.get("ckpt_path"), subcommand, config.trainer.get("default_root_dir") or ".")
             if config.get("ckpt_path") or config.model.get("init_from"):
-                self._given_model = given_model_settings(parser, args, subcommand)
+                self._given_model = given_model_settings(parser, args, self.config, subcommand)
             if config.model.get("init_from"):
                 take_shape_from_init_from(config, self._given_model)
 

@@ -20,14 +20,18 @@ from lightning.pytorch.utilities import rank_zero_warn
 from charlm.init_from import FLAG, pretrained_config, read_pretrained
 
 
-def given_model_settings(parser: Any, args: Any, subcommand: str) -> dict[str, Any]:
+def given_model_settings(parser: Any, args: Any, config: Namespace, subcommand: str) -> dict[str, Any]:
     """The ``--model.*`` values set on the command line ``args`` (None: sys.argv) or in its --config files.
 
-    The same arguments parsed again without defaults (charlm/defaults.yaml, the signature's): what is left
-    was given. A value equal to the default counts as given too (``--model.hidden_size 256``).
+    ``args`` parsed again without defaults (charlm/defaults.yaml, the signature's) over ``config`` (what they
+    parsed to) stripped of its model settings: what comes back in them was given. The rest of ``config`` is
+    the base so that ``--data.path`` finds the data module's class in it. A value equal to the default counts
+    as given too (``--model.hidden_size 256``).
     """
-    given = parser.parse_args(args, defaults=False, _skip_validation=True)
-    model = (given.get(subcommand) or Namespace()).get("model")
+    base = config.clone()
+    base[subcommand].model = Namespace()
+    given = parser.parse_args(args, namespace=base, defaults=False, _skip_validation=True)
+    model = given[subcommand].get("model")
     if not isinstance(model, Namespace):
         return {}
     return {key: value for key, value in model.as_dict().items() if key not in ("vocab", "init_from")}

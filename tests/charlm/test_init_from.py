@@ -21,7 +21,7 @@ NEW_BYTES = {ord("z"): ord("{"), ord("Q"): ord("#")}  # the fine-tune corpus swa
 
 
 def quick(corpus: Path, *extra: str, cmd: str = "fit") -> list[str]:
-    """A 1 x 64 LSTM run on ``corpus`` without loggers or sampling callbacks (the test reads DumpMetrics)."""
+    """A quick run on ``corpus`` (shape flags are the caller's), without loggers or sampling callbacks."""
     return [cmd, "--config", str(REPO / "cli.yaml"), "--data", "TextDataModule", "--data.path", str(corpus),
             "--data.batch_size", "16", "--data.seq_len", "64", "--data.eval_batch_size", "16",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -102,9 +102,12 @@ def test_a_shape_flag_that_contradicts_the_checkpoint_is_refused(corpora, charlm
 
 
 def test_the_checkpoints_own_values_are_accepted(corpora, tmp_path):
-    cli = run_in(tmp_path, quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]),
-                                 "--model.hidden_size", "64", "--model.cell", "lstm", cmd="validate"))
-    assert cli.model.model.config.hidden_size == 64
+    # and --data.path alone: the data module's class comes from the default run (ShakespeareDataModule)
+    args = quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]), "--model.hidden_size", "64",
+                 "--model.cell", "lstm", cmd="validate")
+    cli = run_in(tmp_path, [a for a in args if a not in ("--data", "TextDataModule")])
+    assert type(cli.datamodule).__name__ == "ShakespeareDataModule"
+    assert cli.model.model.config.hidden_size == 64 and cli.model.model.config.num_layers == 1
 
 
 def test_a_file_that_is_not_a_charlm_checkpoint_is_refused(corpora, charlm_main, tmp_path):
