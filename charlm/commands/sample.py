@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
+import numpy as np
 import torch
 
-from charlm.checkpoint import load_checkpoint
+from charlm.beam import beam_search, check_beam, check_beam_memory
+from charlm.checkpoint import LoadedModel, load_checkpoint
 from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
 from charlm.generate import Utf8Stream, check_sampling_args, generate
 from charlm.model import CharRNN
 from charlm.model_size import available_memory, gib
+from datamodules.vocab import Vocabulary
 
 SEEDS = 2**64  # torch.Generator.manual_seed takes [0, 2^64)
+DEFAULT_TEMPERATURE = 0.8
 
 
 class StopAt:
@@ -70,12 +76,123 @@ def unescape(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), text)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What shapes each sample; ``charlm sample --interactive`` changes them between prompts."""
+
+    length: int = 1000
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int | None = None
+    top_p: float | None = None
+    num_samples: int = 1
+    seed: int | None = None
+    beam: int | None = None  # None: sample; N: beam search of width N
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def check_settings(s: Settings) -> None:
+    """Refuse settings that cannot run, one line naming the flag (``--temperature`` ...); the memory a
+    beam needs is checked once the model is loaded (check_beam_memory)."""
+    check_sampling_args(s.temperature, s.top_k, s.top_p)
+    if s.length < 0:
+        raise ValueError(f"--length must be >= 0, got {s.length}")
+    if s.num_samples < 1:
+        raise ValueError(f"--num_samples must be a positive integer, got {s.num_samples}")
+    if s.seed is not None and not 0 <= s.seed < SEEDS:
+        raise ValueError(f"--seed must lie in [0, 2^64), got {s.seed}")
+    if s.beam is not None:
+        check_beam(s.beam, s.num_samples)
+
+
+def encode_prompt(vocab: Vocabulary, data: bytes, unknown: Literal["error", "skip"], name: str) -> np.ndarray:
+    """Token ids (P,) of a prompt; bytes outside the vocabulary are refused naming them (``error``),
+    or left out with a note on stderr (``skip``). ``name`` is what the user gave the prompt with."""
+    missing = vocab.missing_bytes(data)
+    if missing and unknown == "skip":
+        kept = bytes(b for b in data if b not in set(missing))
+        print(f"note: {name}: skipped {len(data) - len(kept)} bytes that the model never saw "
+              f"({vocab.describe_missing(data)})", file=sys.stderr)
+        if not kept:
+            raise ValueError(f"{name}: nothing is left of the prompt after skipping the bytes the model never saw.")
+        return vocab.encode(kept)
+    if missing:
+        raise ValueError(f"{name}: the prompt contains {vocab.describe_missing(data)}, which the model's vocabulary "
+                         f"lacks (it never saw them in training); leave them out, or use --unknown skip. Known "
+                         f"symbols: {vocab.printable()}")
+    return vocab.encode(data)
+
+
+def decode(data: bytes) -> str:
+    """Bytes as text to print (invalid UTF-8 becomes U+FFFD)."""
+    return data.decode("utf-8", errors="replace")
+
+
+def write_samples(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settings, generator: torch.Generator,
+                  stop_strings: list[str], echo_prompt: bool, out: TextIO) -> list[str]:
+    """Sample ``s.num_samples`` continuations of ``prompt`` (token ids ``ids`` (P,)) and write them to
+    ``out``: one sample streams as it is written; several are printed when done, each under a
+    ``===== sample i/N =====`` line. Returns the continuations."""
+    num_samples, device = s.num_samples, next(loaded.model.parameters()).device
+    check_memory(loaded.model, num_samples, len(ids), s.length, device)
+    prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device).expand(num_samples, -1)  # (N, P)
+    streams = [Utf8Stream() for _ in range(num_samples)]
+    stops = [StopAt(stop_strings) for _ in range(num_samples)]
+    live = num_samples == 1  # one sample streams as it is written; several print when done
+    if live and echo_prompt:
+        out.write(decode(prompt))
+        out.flush()
+    symbols = loaded.vocab.symbols
+    for tokens in generate(loaded.model, prompt_ids, s.length, s.temperature, s.top_k, s.top_p, generator):
+        for i, token in enumerate(tokens.tolist()):
+            piece = stops[i].add(streams[i].feed(bytes((symbols[token],))))
+            if live and piece:
+                out.write(piece)
+                out.flush()
+        if all(stop.done for stop in stops):
+            break
+    texts = []
+    for i in range(num_samples):
+        tail = stops[i].add(streams[i].finish()) + stops[i].flush()
+        if live:
+            out.write(tail + "\n")
+        texts.append(stops[i].text)
+    if not live:
+        head = decode(prompt) if echo_prompt else ""
+        for i, text in enumerate(texts):
+            out.write(f"===== sample {i + 1}/{num_samples} =====\n{head}{text}\n")
+    out.flush()
+    return texts
+
+
+def write_beams(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settings, echo_prompt: bool,
+                out: TextIO) -> list[str]:
+    """Beam search of width ``s.beam``; the best ``s.num_samples`` continuations, best first, each
+    under a ``===== beam i/k: B bits per character =====`` line. Returns the continuations."""
+    device = next(loaded.model.parameters()).device
+    prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device)  # (P,)
+    beams = beam_search(loaded.model, prompt_ids, s.length, s.beam)[: s.num_samples]
+    head = decode(prompt) if echo_prompt else ""
+    texts = [decode(loaded.vocab.decode(b.ids)) for b in beams]
+    for i, (b, text) in enumerate(zip(beams, texts, strict=True)):
+        out.write(f"===== beam {i + 1}/{len(beams)}: {b.bpc:.4f} bits per character =====\n{head}{text}\n")
+    out.flush()
+    return texts
+
+
+def seeded(generator: torch.Generator, seed: int | None) -> torch.Generator:
+    """``generator`` seeded with ``seed``, or from the clock if there is none."""
+    generator.manual_seed(seed if seed is not None else int(time.time_ns() % 2**63))
+    return generator
+
+
 def sample(
     ckpt_path: str,
     prompt: str = "\n",
     prompt_file: str | None = None,
     length: int = 1000,
-    temperature: float = 0.8,
+    temperature: float = DEFAULT_TEMPERATURE,
     top_k: int | None = None,
     top_p: float | None = None,
     num_samples: int = 1,
@@ -83,6 +200,9 @@ def sample(
     stop: str | list[str] | None = None,
     echo_prompt: bool = True,
     device: str = "auto",
+    beam: int | None = None,
+    interactive: bool = False,
+    unknown: Literal["error", "skip"] = "error",
 ) -> list[str]:
     """Generate text from a trained charlm checkpoint.
 
@@ -94,22 +214,49 @@ def sample(
         temperature: 0 = always the most likely byte; below 1 more conservative, above 1 wilder.
         top_k: sample only among the k most likely bytes.
         top_p: sample only among the most likely bytes whose probabilities add up to p, in (0, 1].
-        num_samples: independent samples, generated together as one batch.
+        num_samples: independent samples, generated together as one batch (with --beam: how many of
+            the best continuations to print, at most --beam).
         seed: random seed; the same seed gives the same text (on the same device).
         stop: end a sample when it writes this string (or any string of a list; not printed).
             ``\\n`` and ``\\t`` mean newline and tab: --stop "\\n\\n" ends at a blank line.
         echo_prompt: print the prompt before the generated text.
         device: {devices} (auto: a GPU if there is one).
+        beam: beam search of this width instead of sampling: the most likely continuations of --length
+            bytes by the model's own total log-probability (all of one length, so no normalisation),
+            printed with their bits per character; 1 = greedy. Deterministic; takes no --temperature,
+            --top_k, --top_p or --stop. At most 10,000.
+        interactive: read prompts from standard input, one per line, keeping the model loaded; a line
+            ending in a backslash goes on with the next; ``:help`` lists the commands that change the
+            settings between prompts. Each sample ends with a line ``===== end of sample N =====``.
+            Ctrl-C stops a sample; Ctrl-C twice at the prompt, or end of input, ends the session.
+        unknown: prompt bytes the model never saw: refuse the prompt (error) or leave them out (skip).
     """
-    check_sampling_args(temperature, top_k, top_p)
-    if length < 0:
-        raise ValueError(f"--length must be >= 0, got {length}")
-    if num_samples < 1:
-        raise ValueError(f"--num_samples must be a positive integer, got {num_samples}")
-    if seed is not None and not 0 <= seed < SEEDS:
-        raise ValueError(f"--seed must lie in [0, 2^64), got {seed}")
+    settings = Settings(length, temperature, top_k, top_p, num_samples, seed, beam)
+    if beam is not None:
+        given = [flag for flag, on in [("--temperature", temperature != DEFAULT_TEMPERATURE),
+                                       ("--top_k", top_k is not None), ("--top_p", top_p is not None),
+                                       ("--stop", bool(stop))] if on]
+        if given:
+            raise ValueError(f"--beam ranks continuations by the model's own probabilities and runs them to --length; "
+                             f"{', '.join(given)} do not apply to it: leave {'it' if len(given) == 1 else 'them'} "
+                             f"out, or sample without --beam.")
+    if interactive:
+        extra = [flag for flag, on in [("--prompt", prompt != "\n"), ("--prompt_file", prompt_file is not None),
+                                       ("--num_samples", num_samples > 1 and beam is None)] if on]
+        if extra:
+            raise ValueError(f"--interactive reads its prompts from standard input and streams one sample each; "
+                             f"leave out {', '.join(extra)} (with --beam, --num_samples prints that many beams).")
     device = resolve_device(device)  # before loading: a device this machine lacks is named as such
+    check_settings(settings)
     loaded = load_checkpoint(ckpt_path, device)
+    if beam is not None:
+        check_beam_memory(beam, length, loaded.model, device)
+    stop_strings = [unescape(s) for s in ([stop] if isinstance(stop, str) else stop or [])]
+    generator = torch.Generator(device=device)
+    if interactive:
+        from charlm.interactive import Session
+
+        return Session(loaded, settings, seeded(generator, seed), stop_strings, echo_prompt, unknown).run()
     if prompt_file is not None:
         file = Path(prompt_file).expanduser()
         if not file.is_file():
@@ -119,44 +266,14 @@ def sample(
         prompt_bytes = prompt.encode()
     if not prompt_bytes:
         raise ValueError("The prompt is empty; give at least one character (the default is a newline).")
-    try:
-        ids = loaded.vocab.encode(prompt_bytes)
-    except ValueError as err:
-        raise ValueError(f"{'--prompt_file' if prompt_file is not None else '--prompt'}: {err}") from None
-    check_memory(loaded.model, num_samples, len(ids), length, device)
-    prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device).expand(num_samples, -1)  # (N, P)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed if seed is not None else int(time.time_ns() % 2**63))
-
-    streams = [Utf8Stream() for _ in range(num_samples)]
-    stop_strings = [unescape(s) for s in ([stop] if isinstance(stop, str) else stop or [])]
-    stops = [StopAt(stop_strings) for _ in range(num_samples)]
-    out: TextIO = sys.stdout
-    live = num_samples == 1  # one sample streams as it is written; several print when done
-    if live and echo_prompt:
-        out.write(prompt_bytes.decode("utf-8", errors="replace"))
-        out.flush()
-    symbols = loaded.vocab.symbols
-    for tokens in generate(loaded.model, prompt_ids, length, temperature, top_k, top_p, generator):
-        for i, token in enumerate(tokens.tolist()):
-            piece = stops[i].add(streams[i].feed(bytes((symbols[token],))))
-            if live and piece:
-                out.write(piece)
-                out.flush()
-        if all(s.done for s in stops):
-            break
-    texts = []
-    for i in range(num_samples):
-        tail = stops[i].add(streams[i].finish()) + stops[i].flush()
-        if live:
-            out.write(tail + "\n")
-        texts.append(stops[i].text)
-    if not live:
-        head = prompt_bytes.decode("utf-8", errors="replace") if echo_prompt else ""
-        for i, text in enumerate(texts):
-            out.write(f"===== sample {i + 1}/{num_samples} =====\n{head}{text}\n")
-    out.flush()
-    return texts
+    name = "--prompt_file" if prompt_file is not None else "--prompt"
+    ids = encode_prompt(loaded.vocab, prompt_bytes, unknown, name)
+    if unknown == "skip":
+        prompt_bytes = loaded.vocab.decode(ids)  # what the model reads, and what is echoed
+    if beam is not None:
+        return write_beams(loaded, prompt_bytes, ids, settings, echo_prompt, sys.stdout)
+    return write_samples(loaded, prompt_bytes, ids, settings, seeded(generator, seed), stop_strings, echo_prompt,
+                         sys.stdout)
 
 
 sample.__doc__ = sample.__doc__.replace("{devices}", KNOWN_DEVICES)  # --help lists the devices charlm knows

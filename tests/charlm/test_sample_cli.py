@@ -60,6 +60,26 @@ def test_checkpoint_loads_on_cpu_with_its_vocabulary(tiny_checkpoint):
 def test_help_documents_every_option():
     out = charlm("sample", "--help")
     for flag in ["--ckpt_path", "--temperature", "--top_k", "--top_p", "--num_samples", "--seed", "--stop",
-                 "--prompt_file"]:
+                 "--prompt_file", "--beam", "--interactive", "--unknown"]:
         assert flag in out.stdout
     assert "always the most likely byte" in out.stdout
+
+
+def test_unknown_skip_leaves_out_what_the_model_never_saw(tiny_checkpoint, charlm_main):
+    base = ["sample", "--ckpt_path", tiny_checkpoint, "--length", "50", "--seed", "4"]
+    plain = charlm_main(*base, "--prompt", "ROMEO:")
+    skipped = charlm_main(*base, "--prompt", "RO\u20acMEO:", "--unknown", "skip")
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout == plain.stdout  # the model read (and the echo shows) the prompt without the euro sign
+    assert "note: --prompt: skipped 3 bytes" in skipped.stderr and "U+20AC" in skipped.stderr
+    out = charlm_main(*base, "--prompt", "\u20ac", "--unknown", "skip")
+    assert out.returncode == 2 and "--prompt: nothing is left of the prompt" in out.stderr
+
+
+def test_interactive_switch_and_its_bad_companions(tiny_checkpoint, charlm_main):
+    base = ["sample", "--ckpt_path", tiny_checkpoint, "--interactive"]
+    for extra, word in [(["--prompt", "ROMEO:"], "--prompt"), (["--num_samples", "2"], "--num_samples")]:
+        out = charlm_main(*base, *extra)
+        assert out.returncode == 2 and "--interactive reads its prompts from standard input" in out.stderr
+        assert f"leave out {word}" in out.stderr, out.stderr
+    assert charlm_main(*base, "--interactive", "maybe").returncode == 2

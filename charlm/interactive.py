@@ -1,0 +1,245 @@
+"""``charlm sample --interactive``: prompts from standard input, one sample each, the model kept loaded.
+
+Input, from a terminal or a pipe, line by line:
+
+- a line is a prompt; the model continues it (the line's own newline is not part of it). A line
+  ending in a backslash goes on with the next line: the backslash becomes a newline, so
+  ``ROMEO:\\`` then ``What`` is the prompt "ROMEO:\\nWhat". An empty line is the prompt "\\n", the
+  default of ``--prompt``. ``::text`` is the prompt ":text".
+- a line starting with ``:`` is a command (HELP below): ``:temperature 0.5``, ``:set top_k=5
+  top_p=0.9``, ``:show``, ``:help``, ``:quit``.
+
+Output: standard output holds the samples only, each followed by one line
+``===== end of sample N =====`` (N counts the prompts from 1; a sample stopped by Ctrl-C ends with
+``===== end of sample N (stopped by Ctrl-C) =====``, a refused prompt has only
+``===== end of sample N (refused, see stderr) =====``), so a script splits on lines starting with
+``===== end of sample ``, and a script that writes one prompt at a time can read up to that line
+before it writes the next. Errors (``charlm: error: line L: ...``), notes, the ``> `` prompt and
+the answers to commands go to standard error; prompt, banner and answers only when the input is a
+terminal.
+
+With ``--seed`` (or ``:seed N``) the random generator is seeded once there, so the same lines give
+the same samples. Ctrl-C stops the sample being written and the session goes on; at the prompt,
+Ctrl-C clears the line and a second one in a row ends the session (exit 130), as end of input does
+(Ctrl-D; exit 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from typing import Literal
+
+import torch
+
+from charlm.beam import check_beam_memory
+from charlm.checkpoint import LoadedModel
+from charlm.commands.sample import Settings, check_settings, encode_prompt, seeded, write_beams, write_samples
+
+HELP = """\
+commands (a line starting with ':'):
+  :help                 this list
+  :show                 the current settings
+  :NAME VALUE           change one setting, e.g. :temperature 0.5
+  :set NAME=VALUE ...   change several at once, e.g. :set top_k=5 top_p=0.9
+  :quit                 end the session (as end of input, Ctrl-D, does)
+settings: length, temperature, top_k, top_p, seed (seeds the generator now), beam (beam search of
+  that width instead of sampling), num_samples (beams to print, at most beam). 'none' clears top_k,
+  top_p, seed and beam.
+prompts: one per line; end a line with \\ to go on with the next; an empty line is the prompt "\\n";
+  '::text' is the prompt ':text'. Ctrl-C stops a sample; twice at the prompt, it ends the session."""
+
+NAMES = ("length", "temperature", "top_k", "top_p", "seed", "beam", "num_samples")
+FLOATS = ("temperature", "top_p")  # the others are integers
+CLEARABLE = ("top_k", "top_p", "seed", "beam")
+
+
+def parse_command(line: str) -> dict[str, object] | str:
+    """The settings a ``:`` line changes ({name: value}), or the name of a command without settings
+    (help, show, quit). Raises ValueError saying what is wrong with the line."""
+    words = line[1:].split()
+    if not words:
+        raise ValueError("a ':' line needs a command; :help lists them")
+    command, rest = words[0], words[1:]
+    if command in ("help", "?", "show", "quit", "exit"):
+        if rest:
+            raise ValueError(f":{command} takes no value")
+        return {"?": "help", "exit": "quit"}.get(command, command)
+    if command == "set":
+        if not rest or any("=" not in word for word in rest):
+            raise ValueError("write :set NAME=VALUE [NAME=VALUE ...], e.g. :set temperature=0.5 top_k=5")
+        pairs = [word.split("=", 1) for word in rest]
+    elif len(rest) == 1:
+        pairs = [[command, rest[0]]]
+    else:
+        raise ValueError(f"write :{command} VALUE (one value){'; :help lists the commands' if rest else ''}"
+                         if command in NAMES else f"no command :{command}; :help lists them")
+    changes = {}
+    for name, text in pairs:
+        if name not in NAMES:
+            raise ValueError(f"no setting {name!r} (:help lists the commands); the settings are {', '.join(NAMES)}")
+        changes[name] = parse_value(name, text)
+    return changes
+
+
+def parse_value(name: str, text: str) -> int | float | None:
+    """The value of setting ``name`` written as ``text`` ('none' or 'off' clears an optional one)."""
+    if text.lower() in ("none", "off") and name in CLEARABLE:
+        return None
+    try:
+        return float(text) if name in FLOATS else int(text)
+    except ValueError:
+        kind = "a number" if name in FLOATS else "an integer"
+        clear = " or none" if name in CLEARABLE else ""
+        raise ValueError(f":{name} takes {kind}{clear}, got {text!r}") from None
+
+
+def as_command(message: str) -> str:
+    """A settings error as the session words it: ``--top_k`` -> ``:top_k``."""
+    return re.sub(r"--(" + "|".join(NAMES) + r")\b", r":\1", message)
+
+
+class Session:
+    """One interactive session: read a line, sample or change a setting, until end of input."""
+
+    def __init__(self, loaded: LoadedModel, settings: Settings, generator: torch.Generator, stop_strings: list[str],
+                 echo_prompt: bool, unknown: Literal["error", "skip"]) -> None:
+        self.loaded, self.settings, self.generator = loaded, settings, generator
+        self.stop_strings, self.echo_prompt, self.unknown = stop_strings, echo_prompt, unknown
+        self.device = next(loaded.model.parameters()).device
+        self.terminal = sys.stdin.isatty()
+        self.editing = self.terminal and sys.stdout.isatty()  # input(): line editing and history
+        if self.editing:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401  (input() edits lines with it once imported)
+        self.line_number = 0  # lines read, for messages
+        self.count = 0  # prompts answered, for the end-of-sample lines
+        self.texts: list[str] = []
+
+    def run(self) -> list[str]:
+        """Answer every line of standard input; returns the continuations written."""
+        if self.terminal:
+            config = self.loaded.model.config
+            self.say(f"charlm: sampling interactively ({config.cell}, {config.describe()}, {config.vocab_size} "
+                     f"symbols). One prompt per line; end a line with \\ to go on; :help for the commands; Ctrl-D "
+                     f"to quit.")
+        pending: bytes | None = None  # the lines so far of a prompt continued with a backslash
+        interrupted = False  # Ctrl-C at the prompt once already
+        while True:
+            try:
+                line = self.read_line("> " if pending is None else "... ")
+            except KeyboardInterrupt:
+                if interrupted:
+                    self.say("")
+                    raise  # charlm's entry point: exit 130, quietly
+                interrupted, pending = True, None
+                self.say("\n(Ctrl-C again, or Ctrl-D, to quit)")
+                continue
+            interrupted = False
+            if line is None:  # end of input; an unfinished continued prompt is still a prompt
+                if pending is not None:
+                    self.answer(pending)
+                break
+            if line.endswith(b"\\"):
+                pending = (pending or b"") + line[:-1] + b"\n"
+                continue
+            if pending is None and line.startswith(b":") and not line.startswith(b"::"):
+                if self.command(line.decode("utf-8", errors="replace")) == "quit":
+                    break
+                continue
+            text = (pending or b"") + line
+            pending = None
+            self.answer(text[1:] if text.startswith(b"::") else text)
+        if self.terminal:
+            self.say("")
+        return self.texts
+
+    def read_line(self, prompt: str) -> bytes | None:
+        """The next line without its line end, or None at end of input."""
+        self.line_number += 1
+        if self.editing:
+            try:
+                return input(prompt).encode("utf-8", errors="surrogateescape")
+            except EOFError:
+                return None
+        if self.terminal:
+            self.say(prompt, end="")
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return None
+        return line.removesuffix(b"\n").removesuffix(b"\r")
+
+    def answer(self, prompt: bytes) -> None:
+        """Write the sample (or beams) for one prompt, then its end-of-sample line."""
+        self.count += 1
+        out = sys.stdout
+        prompt = prompt or b"\n"
+        try:
+            ids = encode_prompt(self.loaded.vocab, prompt, self.unknown, f"line {self.line_number}")
+            if self.unknown == "skip":
+                prompt = self.loaded.vocab.decode(ids)
+            s = self.settings
+            if s.beam is not None:
+                texts = write_beams(self.loaded, prompt, ids, s, self.echo_prompt, out)
+            else:
+                texts = write_samples(self.loaded, prompt, ids, s.replace(num_samples=1), self.generator,
+                                      self.stop_strings, self.echo_prompt, out)
+            self.texts.extend(texts)
+            how = ""
+        except ValueError as err:
+            self.error(str(err))
+            how = " (refused, see stderr)"
+        except KeyboardInterrupt:
+            out.write("\n")
+            how = " (stopped by Ctrl-C)"
+        out.write(f"===== end of sample {self.count}{how} =====\n")
+        out.flush()
+
+    def command(self, line: str) -> str | None:
+        """Carry out a ``:`` line; returns "quit" for :quit."""
+        try:
+            parsed = parse_command(line)
+            if parsed == "help":
+                self.say(HELP, always=True)
+            elif parsed == "show":
+                self.say(self.describe(), always=True)
+            elif parsed == "quit":
+                return "quit"
+            else:
+                self.change(parsed)
+        except ValueError as err:
+            self.error(as_command(str(err)))
+        return None
+
+    def change(self, changes: dict[str, object]) -> None:
+        """Apply settings all together, or none of them if any is refused."""
+        new = self.settings.replace(**changes)
+        if "beam" in changes and new.beam is None and new.num_samples > 1:
+            new = new.replace(num_samples=1)  # several samples per prompt only as beams
+        if new.beam is None and new.num_samples > 1:
+            raise ValueError(":num_samples above 1 needs :beam (a session streams one sample per prompt)")
+        if new.beam is not None and self.stop_strings:
+            raise ValueError(":beam runs every continuation to :length, so it does not combine with --stop")
+        check_settings(new)
+        if new.beam is not None:
+            check_beam_memory(new.beam, new.length, self.loaded.model, self.device)
+        self.settings = new
+        if "seed" in changes:
+            seeded(self.generator, new.seed)
+        unused = [n for n in ("temperature", "top_k", "top_p") if n in changes and new.beam is not None]
+        self.say(self.describe() + (f" ({', '.join(unused)} unused while beam is on)" if unused else ""))
+
+    def describe(self) -> str:
+        s = self.settings
+        return ", ".join(f"{name} {'none' if value is None else value}" for name, value in [
+            ("length", s.length), ("temperature", s.temperature), ("top_k", s.top_k), ("top_p", s.top_p),
+            ("seed", s.seed), ("beam", s.beam), ("num_samples", s.num_samples)])
+
+    def say(self, text: str, end: str = "\n", always: bool = False) -> None:
+        """A line for the person at the terminal (stderr; nothing over a pipe unless ``always``)."""
+        if self.terminal or always:
+            print(text, end=end, file=sys.stderr, flush=True)
+
+    def error(self, message: str) -> None:
+        print(f"charlm: error: {message}", file=sys.stderr, flush=True)
