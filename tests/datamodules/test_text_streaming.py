@@ -25,8 +25,7 @@ def hf_cache(tmp_path, monkeypatch):
     import datasets
 
     cache = tmp_path / "hf"
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)  # read by each load, unlike the variable
     return cache
 
 
