@@ -33,6 +33,7 @@ CHECKPOINT = {
     "score": "charlm.commands.score:score",
     "classify": "charlm.commands.classify:classify",
     "visualize": "charlm.commands.visualize:visualize",
+    "export": "charlm.commands.export:export",
     "serve": "charlm.serve.command:serve",
 }
 NAMES = (*TRAINING, *CHECKPOINT)

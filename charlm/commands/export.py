@@ -1,0 +1,94 @@
+"""``charlm export``: a checkpoint's network as one file that samples without charlm (ONNX or TorchScript).
+
+    python -m charlm export --ckpt_path best.ckpt --output model.onnx
+    python -m charlm export --ckpt_path best.ckpt --format torchscript --output model.pt
+
+The graph and its metadata: charlm.export_step. README.md, section "Export", has a sampler that needs
+only onnxruntime and numpy. The exporters are the optional extra ``export`` (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Literal
+
+from charlm.checkpoint import load_checkpoint
+from charlm.export_step import ONNX_LIMIT, metadata, onnx_bytes, onnx_opset, signature, torchscript_bytes
+from charlm.model_size import parameter_count
+from datamodules.atomic_files import atomic_replace
+
+NEEDS = {"onnx": ("onnx", "onnxscript"), "torchscript": ()}  # modules beyond torch; onnxruntime only runs the file
+INSTALL = 'pip install -e ".[export]"'
+
+
+class MissingExtraError(ValueError):
+    """A package of the optional extra ``export`` is not installed (one line: what to install)."""
+
+
+def check_output(output: str, overwrite: bool) -> Path:
+    """The file to write: its folder must exist, and an existing file is replaced only with --overwrite."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--output: {path} is a folder; give a file name, e.g. --output {path / 'model.onnx'}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--output: the folder {path.parent} does not exist. Create it first "
+                                f"(mkdir -p {path.parent}), or write elsewhere.")
+    if path.exists() and not overwrite:
+        raise ValueError(f"--output: {path} already exists. Add --overwrite to replace it, or choose another name.")
+    return path
+
+
+def check_extra(format: str) -> None:
+    """Refuse, in one line, a format whose exporter is not installed (or does not import)."""
+    for name in NEEDS[format]:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            absent = isinstance(err, ModuleNotFoundError) and err.name == name
+            why = "is not installed" if absent else f"does not import ({type(err).__name__}: {err})"
+            raise MissingExtraError(f"--format {format} needs {name}, which {why}: run `{INSTALL}` in the charlm "
+                                    f"folder (the optional extra `export`).") from None
+
+
+def export(
+    ckpt_path: str,
+    output: str,
+    format: Literal["onnx", "torchscript"] = "onnx",
+    overwrite: bool = False,
+) -> Path:
+    """Write a checkpoint's network as one step that samples without charlm (ONNX or TorchScript).
+
+    The file computes one step for N streams at once (N chosen at run time):
+    token (N,) int64, h (layers, N, hidden) [, c for an LSTM] -> logits (N, V), h_out [, c_out],
+    the state starting as zeros. Its metadata (ONNX metadata_props; TorchScript _extra_files) holds
+    charlm.vocab (the byte of each token id, JSON), charlm.model_config and charlm.signature.
+    README.md, section "Export", has a 20-line sampler that needs only onnxruntime and numpy.
+
+    Args:
+        ckpt_path: a checkpoint written by ``charlm fit``.
+        output: the file to write (its folder must exist); e.g. model.onnx or model.pt.
+        format: onnx (any ONNX runtime) or torchscript (torch.jit.load in Python or libtorch;
+            torch deprecates TorchScript, but it still loads).
+        overwrite: replace --output if it exists.
+    """
+    path = check_output(output, overwrite)
+    check_extra(format)
+    loaded = load_checkpoint(ckpt_path, "cpu")
+    config = loaded.model.config
+    size = 4 * parameter_count(config)  # float32 weights
+    if format == "onnx" and size > ONNX_LIMIT - 2**24:  # 16 MiB for the graph and metadata
+        raise ValueError(f"--format onnx: the model's {size / 2**30:.1f} GiB of weights do not fit in one ONNX file "
+                         f"(at most 2 GiB); use --format torchscript.")
+    meta = metadata(config, loaded.vocab, ckpt_path)
+    data = (onnx_bytes if format == "onnx" else torchscript_bytes)(loaded.model, meta)
+    atomic_replace(path, lambda file: file.write(data))  # whole or not at all; an existing file stays until then
+    what = f"ONNX opset {onnx_opset(data)}" if format == "onnx" else "TorchScript"
+    print(f"Wrote {path} ({what}, {_size(len(data))}): {config.describe()}, {len(loaded.vocab)} "
+          f"symbols.\nOne step: {signature(config)}.")
+    return path
+
+
+def _size(count: int) -> str:
+    """Bytes for the summary: "28 KiB", "3.2 MiB"."""
+    return f"{count / 2**10:.0f} KiB" if count < 2**20 else f"{count / 2**20:.1f} MiB"

@@ -1,0 +1,155 @@
+"""One step of a CharRNN as a standalone graph, for runtimes without charlm: ONNX or TorchScript.
+
+The graph is ``CharRNN.step`` (the cell-by-cell step sampling uses), with tensors in and out::
+
+    token (N,) int64, h (L, N, H) [, c (L, N, H)]  ->  logits (N, V), h_out (L, N, H) [, c_out (L, N, H)]
+
+``c`` / ``c_out`` only for an LSTM; N (the batch) is dynamic; the state starts as zeros. The file's
+metadata (ONNX ``metadata_props``, TorchScript ``_extra_files``) holds METADATA_KEYS: the byte of each
+token id, the network's shape and this signature, so a sampler needs nothing but the file.
+
+The ONNX graph comes from torch's own exporter (``dynamo=True``, the default since torch 2.9, which
+needs onnxscript); the deprecated TorchScript-based one is avoided. Both formats export ``step``, not
+the fused ``nn.LSTM`` forward: a single step needs no loop or sequence axis in the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import charlm
+from charlm.model import CharRNN, CharRNNConfig
+from datamodules.vocab import Vocabulary
+
+ONNX_LIMIT = 2**31 - 1  # protobuf's limit on one serialized message: an .onnx file with its weights inside
+EXAMPLE_BATCH = 2  # torch.export specializes a dimension whose example size is 0 or 1, so not 1
+METADATA_KEYS = {
+    "charlm.vocab": "JSON list: the byte value of each token id (id i stands for byte vocab[i])",
+    "charlm.model_config": "JSON object: the network's shape (charlm.model.CharRNNConfig)",
+    "charlm.signature": "the graph's inputs and outputs, in words",
+    "charlm.version": "the charlm version that wrote the file",
+    "charlm.checkpoint": "the name of the checkpoint file it was exported from",
+}
+
+
+def state_names(cell: str) -> tuple[str, ...]:
+    """The state's inputs: ("h",) for rnn and gru, ("h", "c") for lstm; outputs add "_out"."""
+    return ("h", "c") if cell == "lstm" else ("h",)
+
+
+class Step(nn.Module):
+    """``model.step`` with a tensor for each input and output: (token, h) -> (logits, h_out)."""
+
+    def __init__(self, model: CharRNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, token: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.step(token, h)  # (N, V), (L, N, H)
+
+
+class LSTMStep(Step):
+    """An LSTM's step: (token, h, c) -> (logits, h_out, c_out); the exporters take no (h, c) tuple."""
+
+    def forward(self, token: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, (h, c) = self.model.step(token, (h, c))
+        return logits, h, c
+
+
+def step_module(model: CharRNN) -> Step:
+    """The graph to export: on the CPU, in eval mode, weights that need no gradient (or a TorchScript
+    step's outputs would require grad, and `.numpy()` on them fail)."""
+    return (LSTMStep if model.cell == "lstm" else Step)(model.float().cpu()).eval().requires_grad_(False)
+
+
+def example_inputs(config: CharRNNConfig) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace with: EXAMPLE_BATCH streams. Distinct tensors for h and c: torch.export
+    merges inputs that are one tensor object, and the graph would then read h where c is meant."""
+    state = [torch.zeros(config.num_layers, EXAMPLE_BATCH, config.hidden_size) for _ in state_names(config.cell)]
+    return (torch.zeros(EXAMPLE_BATCH, dtype=torch.long), *state)
+
+
+def signature(config: CharRNNConfig) -> str:
+    """The graph's inputs and outputs in words (also the ``charlm.signature`` metadata)."""
+    shape = f"({config.num_layers}, N, {config.hidden_size}) float32"
+    names = state_names(config.cell)
+    ins = ", ".join(f"{name} {shape}" for name in names)
+    outs = ", ".join(f"{name}_out" for name in names)
+    return (f"token (N,) int64 (a token id), {ins} (zeros at the start) -> logits (N, {config.vocab_size}) "
+            f"float32 (unnormalised log-probabilities of the next token), {outs} (the state to pass next)")
+
+
+def metadata(config: CharRNNConfig, vocab: Vocabulary, checkpoint: str | Path) -> dict[str, str]:
+    """What a sampler needs besides the graph, as strings (METADATA_KEYS)."""
+    values = {
+        "charlm.vocab": json.dumps(list(vocab.symbols)),
+        "charlm.model_config": json.dumps(config.to_dict()),
+        "charlm.signature": signature(config),
+        "charlm.version": charlm.__version__,
+        "charlm.checkpoint": Path(checkpoint).name,
+    }
+    assert list(values) == list(METADATA_KEYS)
+    return values
+
+
+def onnx_bytes(model: CharRNN, meta: dict[str, str]) -> bytes:
+    """The step as a self-contained ONNX model (weights inside), with ``meta`` as its metadata_props."""
+    names = state_names(model.cell)
+    batch = torch.export.Dim("batch", min=1)
+    dynamic = ({0: batch}, *[{1: batch} for _ in names])  # token (N,), each state (L, N, H)
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            step_module(model), example_inputs(model.config), dynamo=True, dynamic_shapes=dynamic,
+            input_names=["token", *names], output_names=["logits", *[f"{n}_out" for n in names]],
+            external_data=False, verbose=False)
+    proto = program.model_proto
+    proto.doc_string = f"charlm: one step of a character-level {model.cell.upper()}: {signature(model.config)}"
+    for key, value in meta.items():  # after any the exporter wrote
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
+
+
+def onnx_opset(data: bytes) -> int:
+    """The default-domain opset an ONNX model (serialized) needs from its runtime."""
+    import onnx
+
+    return next(o.version for o in onnx.load_from_string(data).opset_import if o.domain in ("", "ai.onnx"))
+
+
+def torchscript_bytes(model: CharRNN, meta: dict[str, str]) -> bytes:
+    """The step as a TorchScript archive (torch.jit.trace), with ``meta`` as its ``_extra_files``."""
+    with warnings.catch_warnings():  # torch deprecates TorchScript (for torch.export); it still runs in libtorch
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        traced = torch.jit.trace(step_module(model), example_inputs(model.config))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files=meta)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence what torch.onnx.export says on success: its progress lines (verbose=False), "torchvision
+    is not installed" log lines and the FutureWarnings of its own calls; errors still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # token's and the states' batch axes are one Dim: the exporter says it names it once
+            warnings.filterwarnings("ignore", message="# The axis name: batch will not be used")
+            yield
+    finally:
+        logger.setLevel(level)
