@@ -121,7 +121,7 @@ class Session:
         """Answer every line of standard input; returns the continuations written."""
         if self.terminal:
             config = self.loaded.model.config
-            self.say(f"charlm: sampling interactively ({config.cell}, {config.describe()}, {config.vocab_size} "
+            self.say(f"charlm: sampling interactively ({config.describe()}, {config.vocab_size} "
                      f"symbols). One prompt per line; end a line with \\ to go on; :help for the commands; Ctrl-D "
                      f"to quit.")
         pending: bytes | None = None  # the lines so far of a prompt continued with a backslash

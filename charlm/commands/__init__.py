@@ -72,16 +72,18 @@ def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
     A ``list[str]`` parameter takes its values one after another, as argparse's ``nargs='+'``
     (``--ckpt_path a.ckpt b.ckpt``); jsonargparse alone would want ``--ckpt_path '[a.ckpt, b.ckpt]'``
     and has no ``nargs`` for function parameters, so such a parameter is added by hand, with the
-    help jsonargparse wrote for it from the docstring.
+    help jsonargparse wrote for it from the docstring. So is a ``bool`` one, as a switch: ``--interactive``
+    alone means true (jsonargparse would want ``--interactive true``, which still works).
     """
-    from jsonargparse import ArgumentParser
+    from jsonargparse import ActionYesNo, ArgumentParser
 
     from charlm.compat import parser_actions
 
     parameters = inspect.signature(function).parameters
     hints = typing.get_type_hints(function)
     many = [name for name in parameters if hints.get(name) == list[str]]
-    if many:
+    switches = [name for name in parameters if hints.get(name) is bool]
+    if many or switches:
         scratch = ArgumentParser()
         scratch.add_function_arguments(function, as_group=False)
         helps = {action.dest: action.help for action in parser_actions(scratch)}
@@ -90,7 +92,10 @@ def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
         required = default is inspect.Parameter.empty
         parser.add_argument(f"--{name}", type=str, nargs="+", required=required, help=helps[name],
                             **({} if required else {"default": default}))
-    parser.add_function_arguments(function, as_group=False, skip=set(many), sub_configs=True)
+    parser.add_function_arguments(function, as_group=False, skip={*many, *switches}, sub_configs=True)
+    for name in switches:
+        parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=parameters[name].default,
+                            help=helps[name])
 
 
 def build_parser() -> ArgumentParser:

@@ -238,7 +238,8 @@ def sample(
                                        ("--stop", bool(stop))] if on]
         if given:
             raise ValueError(f"--beam ranks continuations by the model's own probabilities and runs them to --length; "
-                             f"{', '.join(given)} do not apply to it: leave {'it' if len(given) == 1 else 'them'} "
+                             f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to it: leave "
+                             f"{'it' if len(given) == 1 else 'them'} "
                              f"out, or sample without --beam.")
     if interactive:
         extra = [flag for flag, on in [("--prompt", prompt != "\n"), ("--prompt_file", prompt_file is not None),

@@ -103,7 +103,7 @@ def test_bad_beams_are_one_line(charlm_main):
         ("--beam", "0"): ["--beam must be a positive integer (1 = greedy), got 0"],
         ("--beam", str(MAX_BEAM + 1)): ["--beam 10,001", "bound of 10,000"],
         ("--beam", "2", "--num_samples", "3"): ["--num_samples 3 is more than --beam 2"],
-        ("--beam", "2", "--temperature", "0.5"): ["--temperature do not apply", "--beam"],
+        ("--beam", "2", "--temperature", "0.5"): ["--temperature does not apply", "--beam"],
         ("--beam", "2", "--top_k", "3", "--top_p", "0.5"): ["--top_k, --top_p do not apply"],
         ("--beam", "2", "--stop", "x"): ["--stop"],
         ("--beam", "10000", "--length", str(10**12)): ["--beam 10,000 with --length", "GiB", "smaller --beam"],
