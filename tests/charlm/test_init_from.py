@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from charlm.lit import CharLM
-from tests.cli_runs import assert_one_line, run_in, with_callback
+from tests.cli_runs import assert_one_line, charlm, run_in, with_callback
 from tests.conftest import REPO, SHAKESPEARE
 from tests.helpers import read_metrics
 
@@ -158,3 +158,18 @@ def test_fine_tuning_reaches_a_val_bpc_in_fewer_steps_than_training_from_scratch
     target = 4.1
     steps = {name: first_step_at(rows, target) for name, rows in curves.items()}
     assert steps["fine-tuned"] < steps["scratch"] <= 60, curves
+
+
+@pytest.mark.slow
+def test_fine_tuning_under_ddp_loads_the_weights_on_every_rank(corpora, tmp_path, isolated_cache):
+    """2 CPU processes (gloo), each building the model from the checkpoint: one mapping line (rank 0), and a first
+    validation (step 10, averaged over both ranks' streams) near the pretrained model's, far from scratch's."""
+    metrics = tmp_path / "ddp.jsonl"
+    out = charlm(*quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]), "--trainer.max_steps", "10",
+                        "--trainer.val_check_interval", "10",
+                        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                        *with_callback("tests.helpers.DumpMetrics", path=metrics)),
+                 cwd=tmp_path, cache=isolated_cache, timeout=240)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stderr.count("(--model.init_from): 59 bytes mapped, 2 added") == 1, out.stderr[-4000:]
+    assert read_metrics(metrics)[0]["val/bpc"] < 3.7  # scratch: 4.8 at step 20 (see the test above)
