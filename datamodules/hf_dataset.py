@@ -3,7 +3,9 @@
 Loaded whole (``datasets`` downloads it and converts it to Arrow in its cache, then charlm copies
 the text into its token file) or, with ``streaming``, read as it downloads and written to the token
 file in one pass (datamodules.one_pass): no Arrow copy, and with ``--data.max_bytes`` only the
-slice taken is ever fetched. Both give the same bytes, so the same token file.
+slice taken is ever fetched. Both give the same bytes, so the same token file. A request that cannot
+be resolved now (offline, data files moved) falls back on the copy prepared before
+(datamodules.dataset_index).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ from datamodules.sources import coalesce
 
 _ROWS_PER_BATCH = 1000
 _STREAM_CHUNK = 1 << 20  # written (and shown on the progress bar) per MB as the stream arrives
+DEFAULT_TEXT_COLUMN = "text"
+
+
+class DatasetUnresolvedError(FileNotFoundError):
+    """``datasets`` could not find, load or start streaming the dataset; ``reason`` is its error, in brief."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -44,10 +55,16 @@ class DatasetSpec:
         return f"{self.dataset}[{self.split}].{self.text_column}"
 
     def settings_key(self) -> str:
-        """What, besides the data, decides the bytes: in every cache key, so that a slice or another
-        column is never taken for the corpus prepared before."""
-        settings = [self.text_column, self.separator, self.max_bytes]
-        return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
+        """What, besides the data, decides the bytes, for the prepared folder's name: the separator's hash,
+        as charlm named it before there were other settings (so a corpus prepared then keeps its folder),
+        then, only when they differ from the defaults, a hash of the text column and the slice (another
+        field, so never equal to a separator's hash): a slice or another column is never taken for the
+        corpus prepared before."""
+        key = hashlib.sha256(self.separator.encode()).hexdigest()[:8]
+        settings = {"text_column": self.text_column} if self.text_column != DEFAULT_TEXT_COLUMN else {}
+        if self.max_bytes is not None:
+            settings["max_bytes"] = self.max_bytes
+        return f"{key}-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]}" if settings else key
 
 
 def dataset_corpus(spec: DatasetSpec) -> Corpus | StreamedCorpus:
@@ -65,10 +82,10 @@ def dataset_corpus(spec: DatasetSpec) -> Corpus | StreamedCorpus:
             builder = datasets.load_dataset_builder(spec.dataset, spec.config, data_files=spec.data_files)
             ds = builder.as_streaming_dataset(split=spec.split)
         except Exception as err:  # noqa: BLE001 — datasets raises many kinds for "cannot get it"
-            raise FileNotFoundError(
+            raise DatasetUnresolvedError(
                 f"--data.dataset: could not stream {spec.dataset!r} (--data.streaming true, config {spec.config!r}, "
                 f"split {spec.split!r}): {_first_line(err)}. A hub id needs the network; offline, give a folder of "
-                f"data files, or a builder such as parquet or json with --data.data_files."
+                f"data files, or a builder such as parquet or json with --data.data_files.", _first_line(err)
             ) from None
         _check_column(spec, ds.column_names)  # None: not known before the first rows (checked there)
         # the builder's identity is what names its Arrow cache: the data files (their mtimes, or the hub revision)
@@ -79,11 +96,11 @@ def dataset_corpus(spec: DatasetSpec) -> Corpus | StreamedCorpus:
     try:
         ds = datasets.load_dataset(spec.dataset, spec.config, data_files=spec.data_files, split=spec.split)
     except Exception as err:  # noqa: BLE001 — datasets raises many kinds for "cannot get it"
-        raise FileNotFoundError(
-            f"--data.dataset: could not load {spec.dataset!r} (config {spec.config!r}, split "
-            f"{spec.split!r}): {type(err).__name__}: {err}\nA hub dataset needs the network the first time "
-            f"(afterwards it is cached); offline, point --data.dataset at a builder such as parquet or text "
-            f"with --data.data_files, or use --data.path."
+        raise DatasetUnresolvedError(
+            f"--data.dataset: could not load {spec.dataset!r} (config {spec.config!r}, split {spec.split!r}): "
+            f"{_first_line(err)}. A hub dataset needs the network the first time (afterwards it is cached); "
+            f"offline, point --data.dataset at a builder such as parquet or text with --data.data_files, or use "
+            f"--data.path.", _first_line(err)
         ) from None
     _check_column(spec, ds.column_names)
     # max_bytes: an upper bound, the progress bars' total

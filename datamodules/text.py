@@ -5,7 +5,8 @@ Binary files (a NUL byte in their first 8000 bytes, git's rule) are skipped by d
 warning that names them; ``binary: error`` refuses them instead, ``binary: include`` keeps them.
 Inputs larger than memory are fine: they are streamed twice in chunks and memory-mapped. A
 dataset can be streamed instead of downloaded whole (datamodules.hf_dataset), and ``max_bytes``
-takes a slice from the start of any corpus (datamodules.byte_limit).
+takes a slice from the start of any corpus (datamodules.byte_limit). A dataset that cannot be resolved
+now (offline, its data files moved) is read from the copy prepared before (datamodules.dataset_index).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Literal
 
 from datamodules.base import CharDataModule, Corpus
 from datamodules.byte_limit import ByteLimit, parse_byte_size
-from datamodules.hf_dataset import DatasetSpec, dataset_corpus
+from datamodules.dataset_index import PreparedCopy, recall, record
+from datamodules.hf_dataset import DEFAULT_TEXT_COLUMN, DatasetSpec, DatasetUnresolvedError, dataset_corpus
 from datamodules.one_pass import StreamedCorpus
 from datamodules.prepare import ChunkSource
 from datamodules.sources import coalesce, expand_paths, files_chunks, text_files
@@ -36,7 +38,7 @@ class TextDataModule(CharDataModule):
         dataset_config: str | None = None,
         data_files: str | list[str] | None = None,
         split: str = "train",
-        text_column: str = "text",
+        text_column: str = DEFAULT_TEXT_COLUMN,
         separator: str | None = None,
         streaming: bool = False,
         max_bytes: int | str | None = None,
@@ -72,8 +74,14 @@ class TextDataModule(CharDataModule):
         self.streaming, self.max_bytes_shown = streaming, max_bytes
         self.max_bytes = parse_byte_size(max_bytes)
 
-    def _corpus(self) -> Corpus | StreamedCorpus:
+    def _corpus(self) -> Corpus | StreamedCorpus | PreparedCopy:
         return self._files_corpus() if self.path is not None else self._dataset_corpus()
+
+    def prepare_data(self) -> None:
+        """Prepare the corpus once; for a dataset, note which folder this request went into (for offline runs)."""
+        super().prepare_data()
+        if self.dataset is not None and not isinstance(self.corpus, PreparedCopy):
+            record(self.cache_dir, self._dataset_spec(), self.corpus.key)
 
     def _files_corpus(self) -> Corpus:
         paths = expand_paths(self.path, self.extensions)
@@ -107,11 +115,23 @@ class TextDataModule(CharDataModule):
             size = min(size, self.max_bytes)
         return Corpus(chunks, self.path, size, f"text-{listing.hexdigest()[:16]}")
 
-    def _dataset_corpus(self) -> Corpus | StreamedCorpus:
-        return dataset_corpus(DatasetSpec(
+    def _dataset_spec(self) -> DatasetSpec:
+        return DatasetSpec(
             self.dataset, self.dataset_config, self.data_files, self.split, self.text_column,
             "\n" if self.separator is None else self.separator, self.streaming, self.max_bytes, self.max_bytes_shown,
-        ))
+        )
+
+    def _dataset_corpus(self) -> Corpus | StreamedCorpus | PreparedCopy:
+        spec = self._dataset_spec()
+        try:
+            return dataset_corpus(spec)
+        except DatasetUnresolvedError as err:
+            copy = recall(self.cache_dir, spec, err)
+            if copy is None:
+                raise DatasetUnresolvedError(f"{str(err).rstrip('.')}; and no copy prepared before with these "
+                                             f"--data flags is in {self.cache_dir} to fall back on.",
+                                             err.reason) from None
+            return copy
 
 
 def _limited(chunks: ChunkSource, limit: ByteLimit) -> ChunkSource:

@@ -1,6 +1,8 @@
 """--data.streaming and --data.max_bytes: a Hugging Face dataset written to the token file in one
-pass, and a slice of a corpus. Local datasets only (parquet and JSON Lines files in tmp_path): no network."""
+pass, and a slice of a corpus; the prepared folder's name, and the copy prepared before used when the
+dataset cannot be resolved. Local datasets only (parquet and JSON Lines files in tmp_path): no network."""
 
+import hashlib
 import json
 
 import pytest
@@ -199,3 +201,77 @@ def test_bad_flags_are_one_line(tmp_path):
                  "--trainer.max_steps", "1", cwd=tmp_path,
                  env={"HF_DATASETS_CACHE": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"})
     assert_one_line(out, "--data.dataset: could not stream '/no/such/corpus'", "--data.streaming true")
+
+
+def test_default_settings_keep_the_folder_an_earlier_charlm_prepared(parquet_files, tmp_path):
+    import datasets
+
+    fingerprint = datasets.load_dataset("parquet", data_files=parquet_files, split="train")._fingerprint
+
+    def before(separator: str) -> str:  # the prepared folder's name before --data.text_column and --data.max_bytes
+        return f"dataset-{fingerprint}-{hashlib.sha256(separator.encode()).hexdigest()[:8]}"
+
+    def key(**kwargs) -> str:
+        return TextDataModule(dataset="parquet", data_files=parquet_files, cache_dir=str(tmp_path / "c"),
+                              **kwargs).corpus.key
+
+    assert key() == key(text_column="text") == before("\n")
+    assert key(separator=" | ") == before(" | ") and key(separator="") == before("")
+    others = {args: key(**dict(args)) for args in ((("text_column", "id"),), (("max_bytes", 5000),),
+                                                   (("text_column", "id"), ("max_bytes", 5000)),
+                                                   (("separator", " | "), ("max_bytes", 5000)))}
+    assert len(set(others.values()) | {key(), key(separator=" | ")}) == len(others) + 2, others
+    assert all(k.startswith(before(dict(a).get("separator", "\n")) + "-") for a, k in others.items())
+    assert key(max_bytes="5kB") == others[(("max_bytes", 5000),)]  # the bytes taken decide, not their spelling
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_dataset_that_cannot_be_resolved_is_read_from_the_copy_prepared_before(streaming, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    files = [str(data / "part-0.parquet"), str(data / "part-1.parquet")]
+    for path, rows in zip(files, (ROWS[:250], ROWS[250:]), strict=True):
+        pq.write_table(pa.table({"text": rows}), path)
+    args = {"dataset": "parquet", "data_files": files, "streaming": streaming, "cache_dir": str(tmp_path / "c")}
+    folder = prepared(**args)
+    capsys.readouterr()
+    data.rename(tmp_path / "moved")  # the data files are gone: datasets cannot resolve the request any more
+    dm = TextDataModule(**SMALL, **args)
+    dm.setup()
+    assert dm.prepared_dir == folder and dm.vocab.decode(dm.splits["train"][:40].tolist()) == WHOLE[:40]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "cannot be read now" in line]
+    assert len(notes) == 1 and notes[0].startswith("charlm: --data.dataset 'parquet' cannot be read now "
+                                                   "(FileNotFoundError: "), notes
+    assert notes[0].endswith(f"training on the copy prepared on {notes[0].split(' prepared on ')[1][:16]} in {folder}, "
+                             f"which may be stale.")
+    # another request (a slice), never prepared: nothing to fall back on
+    with pytest.raises(FileNotFoundError, match=r"^--data\.dataset: could not (stream|load) 'parquet' .*; and no "
+                       r"copy prepared before with these --data flags is in .* to fall back on\.$") as err:
+        TextDataModule(**SMALL, **args, max_bytes=1000).prepare_data()
+    assert "\n" not in str(err.value)
+    (folder / "tokens.u8").unlink()  # a damaged copy is not used either
+    with pytest.raises(FileNotFoundError, match=r"no copy prepared before"):
+        TextDataModule(**SMALL, **args).prepare_data()
+
+
+def test_a_streamed_hub_dataset_trains_offline_from_the_copy_prepared_before(tmp_path):
+    # real processes, HF_DATASETS_OFFLINE=1 read as datasets starts: 'someone/corpus' is a local folder while it
+    # is prepared, then gone, so datasets asks the hub for it and may not (the path of a hub id, offline)
+    corpus = tmp_path / "someone" / "corpus"
+    corpus.mkdir(parents=True)
+    (corpus / "rows.jsonl").write_text("".join(json.dumps({"text": r}) + "\n" for r in ROWS))
+    env = {"HF_DATASETS_CACHE": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    code = "from datamodules import TextDataModule as T; T(dataset='someone/corpus', streaming=True).prepare_data()"
+    assert run_python("-c", code, cwd=tmp_path, cache=tmp_path / "c", env=env, timeout=120).returncode == 0
+    corpus.rename(tmp_path / "moved")
+    flags = ["--data", "TextDataModule", "--data.dataset", "someone/corpus", "--data.streaming", "true",
+             "--data.batch_size", "2", "--data.seq_len", "16", "--data.eval_batch_size", "1", "--model.num_layers", "1",
+             "--model.hidden_size", "16", "--model.embedding_dim", "8", "--trainer.max_steps", "2",
+             "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"]
+    out = charlm("fit", *flags, cwd=tmp_path, cache=tmp_path / "c", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    note = [line for line in out.stderr.splitlines() if "cannot be read now" in line]
+    assert len(note) == 1 and "(ConnectionError: " in note[0] and "which may be stale." in note[0], out.stderr[-3000:]
+    assert len(list((tmp_path / "c" / "prepared").iterdir())) == 1  # nothing was prepared again
+    out = charlm("fit", *flags, "--data.max_bytes", "1000", cwd=tmp_path, cache=tmp_path / "c", env=env)
+    assert_one_line(out, "--data.dataset: could not stream 'someone/corpus'", "no copy prepared before")
