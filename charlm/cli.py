@@ -20,7 +20,12 @@ from charlm.commands import DESCRIPTION, TRAINING
 from charlm.compat import entry_is, original_error
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
-from charlm.model_flags import given_model_settings, take_shape_from_init_from, warn_overridden_model_flags
+from charlm.model_flags import (
+    drop_init_from_when_resuming,
+    given_model_settings,
+    take_shape_from_init_from,
+    warn_overridden_model_flags,
+)
 from charlm.model_size import check_training_size
 from charlm.parse_errors import OneLineErrors
 from charlm.quiet import quiet_library_noise
@@ -71,6 +76,7 @@ class CharLMCLI(LightningCLI):
         if subcommand:
             config = self.config[subcommand]
             check_ckpt_path(config.get("ckpt_path"), subcommand, config.trainer.get("default_root_dir") or ".")
+            drop_init_from_when_resuming(config, subcommand)  # the checkpoint's weights, not init_from's
             if config.get("ckpt_path") or config.model.get("init_from"):
                 self._given_model = given_model_settings(parser, args, self.config, subcommand)
             if config.model.get("init_from"):

@@ -32,13 +32,31 @@ FLAG = "--model.init_from"
 SHAPE = ("cell", "num_layers", "hidden_size", "embedding_dim")
 
 
-def read_pretrained(path: str | Path) -> LoadedModel:
+# the last file read_pretrained loaded, for the next call in this process: the CLI reads it for the shape, then
+# CharLM builds from it (each DDP rank is its own process and reads it once). Key: (resolved path, mtime, size)
+_kept: dict[tuple[str, int, int], LoadedModel] = {}
+
+
+def read_pretrained(path: str | Path, keep: bool = True) -> LoadedModel:
     """The checkpoint's network and vocabulary; errors are one line naming ``--model.init_from``.
 
+    Read once per process: the result is kept for the next call with the same unchanged file, which takes it
+    (``keep=False``: and forgets it, so the old network's memory is freed once the new one has its weights).
     Leaves the random state as it was (building the old network draws its initial weights), so that the
     fine-tuned model's fresh rows are those a new model would get from the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        return load_checkpoint(path, "cpu", arg=FLAG)
+    try:
+        stat = Path(path).expanduser().stat()
+        key = (str(Path(path).expanduser().resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # not there: load_checkpoint says so
+        key = None
+    loaded = _kept.pop(key, None) if key is not None else None
+    _kept.clear()
+    if loaded is None:
+        with torch.random.fork_rng(devices=[]):
+            loaded = load_checkpoint(path, "cpu", arg=FLAG)
+    if keep and key is not None:
+        _kept[key] = loaded
+    return loaded
 
 
 def pretrained_config(pretrained: LoadedModel, given: Mapping[str, Any], vocab_size: int, path: str | Path) -> (

@@ -60,7 +60,8 @@ class CharLM(L.LightningModule):
             min_lr_ratio: the final learning rate as a fraction of ``lr`` (cosine schedule).
             grad_clip: clip the global gradient norm to this value before each step; 0 disables.
             init_from: fine-tune: a checkpoint (.ckpt) whose weights this new model starts from, with a fresh
-                optimizer, schedule, step count and hidden state (``--ckpt_path`` resumes a run instead). The
+                optimizer, schedule, step count and hidden state (``--ckpt_path`` resumes a run instead, and
+                this is then ignored: a fine-tuned run resumes with its own command plus --ckpt_path). The
                 network's shape is the checkpoint's (a contradicting cell, num_layers, hidden_size or
                 embedding_dim is refused); dropout and weight_drop are too, unless set. Bytes of both
                 vocabularies keep their embedding and output rows, new bytes get fresh rows, bytes the new
@@ -83,7 +84,8 @@ class CharLM(L.LightningModule):
             if not ok:
                 raise ValueError(f"--model.{name} must be {expected}, got {value!r}")
         self.vocab = Vocabulary(tuple(vocab))
-        pretrained = read_pretrained(init_from) if init_from is not None else None
+        # the one the CLI read for the shape, if it did (keep=False: the old network is freed after the transplant)
+        pretrained = read_pretrained(init_from, keep=False) if init_from is not None else None
         try:
             if pretrained is None:
                 config = CharRNNConfig(vocab_size=len(self.vocab), **shape)

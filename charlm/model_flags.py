@@ -4,7 +4,10 @@
 parsed ``--model.*`` values with them), so a flag given with another value is ignored: it is named
 in a warning. ``--model.init_from`` takes the network's shape from its checkpoint: a shape flag
 given with another value is refused (charlm.init_from), and the unset ones are filled in before
-anything is built, so the run's config.yaml and its size check see the real network.
+anything is built, so the run's config.yaml and its size check see the real network. With
+``--ckpt_path`` it is dropped: a fine-tuned run's config.yaml records it, and resuming that run (the
+same command, or ``--config`` that file, plus ``--ckpt_path``) must load the checkpoint's weights,
+not start the fine-tune again.
 
 "Given" means on the command line or in a ``--config`` file, not in charlm/defaults.yaml: the
 default run's 2 x 256 LSTM must not clash with a 1 x 64 checkpoint nobody asked to change.
@@ -18,6 +21,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.utilities import rank_zero_warn
 
 from charlm.init_from import FLAG, pretrained_config, read_pretrained
+from charlm.lit import rank_zero_print
 
 
 def given_model_settings(parser: Any, args: Any, config: Namespace, subcommand: str) -> dict[str, Any]:
@@ -37,14 +41,27 @@ def given_model_settings(parser: Any, args: Any, config: Namespace, subcommand: 
     return {key: value for key, value in model.as_dict().items() if key not in ("vocab", "init_from")}
 
 
+def drop_init_from_when_resuming(config: Namespace, subcommand: str) -> None:
+    """With ``--ckpt_path``, set ``config.model.init_from`` to None, saying so once (rank 0) on stderr.
+
+    The checkpoint holds the weights to run with (a fine-tuned run's own, or the ones to evaluate), and
+    LightningCLI replaces the ``--model.*`` values with its hyperparameters, which never hold init_from
+    (CharLM does not save it). Before anything reads the file: nothing is loaded or transplanted."""
+    path, ckpt_path = config.model.get("init_from"), config.get("ckpt_path")
+    if not (path and ckpt_path):
+        return
+    config.model.init_from = None
+    why = ("when resuming (--ckpt_path): the checkpoint already holds the fine-tuned weights, with its optimizer, "
+           "schedule and step count" if subcommand == "fit" else
+           f"with --ckpt_path: {subcommand} runs the checkpoint's weights")
+    rank_zero_print(f"charlm: {FLAG} {path} is ignored {why} ({ckpt_path}).")
+
+
 def take_shape_from_init_from(config: Namespace, given: dict[str, Any]) -> None:
     """Set ``config.model``'s network settings to those of ``--model.init_from``'s checkpoint (the ones the
     user set win where allowed); a given shape flag that contradicts it is a ValueError naming both values."""
     path = config.model.init_from
-    if config.get("ckpt_path"):
-        raise ValueError(f"{FLAG} and --ckpt_path: --ckpt_path resumes a run (its optimizer, schedule and step "
-                         f"count), {FLAG} starts a new one from a checkpoint's weights; give one of them.")
-    pretrained = read_pretrained(path)
+    pretrained = read_pretrained(path)  # kept for CharLM, which builds the network from it (charlm.init_from)
     network = pretrained_config(pretrained, given, pretrained.model.config.vocab_size, path)
     for name, value in network.to_hparams().items():
         config.model[name] = value

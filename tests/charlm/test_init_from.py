@@ -4,12 +4,14 @@ and ``--ckpt_path`` (resume) naming the ``--model.*`` flags its checkpoint overr
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from charlm import init_from
 from charlm.lit import CharLM
 from tests.cli_runs import assert_one_line, charlm, run_in, with_callback
 from tests.conftest import REPO, SHAKESPEARE
@@ -117,10 +119,62 @@ def test_a_file_that_is_not_a_charlm_checkpoint_is_refused(corpora, charlm_main,
                        (state_dict, "is not a charlm checkpoint")]:
         done = charlm_main(*quick(corpora["new"], "--model.init_from", path))
         assert_one_line(done, f"charlm: error: --model.init_from: {path} {says}")
-    done = charlm_main(*quick(corpora["new"], "--model.init_from", corpora["checkpoint"],
-                              "--ckpt_path", corpora["checkpoint"]))
-    assert_one_line(done, "--model.init_from and --ckpt_path", "give one of them")
     assert not (tmp_path / "runs").exists()
+
+
+CSV_ONLY = ["--trainer.logger", "charlm.csv_logger.ResumableCSVLogger",  # a run folder with config.yaml, no W&B
+            "--trainer.logger.save_dir", "runs", "--trainer.logger.name", "null"]
+
+
+def test_a_fine_tuned_run_resumes_from_its_command_or_its_config(corpora, tmp_path, capsys):
+    """The fine-tune's own command, or --config its config.yaml (both hold --model.init_from), plus --ckpt_path:
+    the run goes on from the checkpoint's step and weights, saying once that init_from is ignored; so do
+    validate and test (even with an init_from file that is gone)."""
+    pretrained, mapped = str(corpora["checkpoint"]), "(--model.init_from): 59 bytes mapped"
+    fine_tune = quick(corpora["new"], "--model.init_from", pretrained, "--model.dropout", "0.0",
+                      "--trainer.val_check_interval", "5", "--trainer.limit_val_batches", "2", *CSV_ONLY)
+    first = run_in(tmp_path / "a", [*fine_tune, "--trainer.max_steps", "10"])
+    assert capsys.readouterr().err.count(mapped) == 1
+    run = Path("runs") / "text" / "version_0"  # in each folder; the checkpoint and config paths are relative to it
+    ckpt = Path(first.trainer.checkpoint_callback.best_model_path)
+    assert f"init_from: {pretrained}" in (tmp_path / "a" / run / "config.yaml").read_text()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # each resume continues its own copy of the run
+
+    note = f"charlm: --model.init_from {pretrained} is ignored when resuming (--ckpt_path): the checkpoint already "
+    for folder, args in [("a", [*fine_tune, "--trainer.max_steps", "20", "--ckpt_path", str(ckpt)]),
+                         ("b", ["fit", "--config", str(run / "config.yaml"), "--ckpt_path", str(ckpt),
+                                "--trainer.max_steps", "20"])]:
+        metrics = tmp_path / f"{folder}.jsonl"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            resumed = run_in(tmp_path / folder, [*args, *with_callback("tests.helpers.DumpMetrics", path=metrics)])
+        err = capsys.readouterr().err
+        assert err.count(note) == 1 and mapped not in err, (folder, err[-3000:])  # nothing transplanted
+        assert not [w for w in caught if "runs with the model settings" in str(w.message)], folder  # none differ
+        assert resumed.model.hparams.get("init_from") is None and resumed.trainer.global_step == 20
+        assert [row["step"] for row in read_metrics(metrics)] == [15, 20, 20], folder  # from step 10 on, not 0
+
+    final = tmp_path / "b" / run / "checkpoints" / "epoch=0-step=20.ckpt"
+    weights = torch.load(final, weights_only=True)["state_dict"]
+    for cmd in ("validate", "test"):  # and --model.init_from a file that no longer exists: never read
+        evaluated = run_in(tmp_path / "b", [cmd, "--config", str(run / "config.yaml"), "--ckpt_path", str(final),
+                                            "--model.init_from", str(tmp_path / "gone.ckpt")])
+        err = capsys.readouterr().err
+        assert err.count(f"charlm: --model.init_from {tmp_path / 'gone.ckpt'} is ignored with --ckpt_path: "
+                         f"{cmd} runs the checkpoint's weights ({final}).") == 1 and mapped not in err, err[-3000:]
+        state = evaluated.model.state_dict()
+        assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights), cmd
+
+
+def test_the_checkpoint_is_read_once_per_process(corpora, tmp_path, monkeypatch):
+    """The CLI reads --model.init_from's file for the network's shape; CharLM builds from that same reading."""
+    reads = []
+    real = init_from.load_checkpoint
+    monkeypatch.setattr(init_from, "load_checkpoint", lambda *args, **kwargs: reads.append(args) or real(*args,
+                                                                                                         **kwargs))
+    run_in(tmp_path, quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]), cmd="validate"))
+    assert len(reads) == 1, reads
+    assert not init_from._kept  # the old network is not held once the new one has its weights
 
 
 def test_resuming_names_the_model_flags_the_checkpoint_overrides(corpora, tmp_path):
