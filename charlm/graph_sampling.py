@@ -14,6 +14,7 @@ graph); top-k and top-p set logits to -inf first, exactly as for the eager paths
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -23,6 +24,7 @@ from charlm.model import CharRNN, Hidden, hidden_tensors, map_hidden
 
 CHUNK = 32  # steps per replay: enough to amortise the replay and the wait, little wasted past the end
 SHIFT_BELOW = 1e-3  # logits up to 3e35 stay finite divided by more: 2 kernels per byte saved above it
+CAPTURE_LOCK = threading.Lock()  # held while a graph is captured
 NOISE_BYTES = 64 * 2**20  # cap on the noise buffer (chunk x N x V float32); a large batch gets fewer steps
 
 
@@ -77,7 +79,10 @@ class GraphSampler:
                     model(token[:, None], self.hidden)
             torch.cuda.current_stream(device).wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # One capture at a time in this process (charlm serve: several tabs' samples); thread_local:
+            # only this thread may not allocate or sync while capturing, so another thread's eager work (a
+            # Look inside trace, a stream's copies) goes on instead of invalidating the capture.
+            with CAPTURE_LOCK, torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._steps()
 
     def _steps(self) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from charlm.generate import Utf8Stream
-from charlm.model import CharRNN, hidden_tensors
+from charlm.model import CharRNN, Hidden, hidden_tensors
 from datamodules.vocab import Vocabulary
 
 State = Literal["hidden", "cell"]
@@ -36,15 +36,16 @@ class Trace:
 
 
 @torch.inference_mode()
-def trace(model: CharRNN, vocab: Vocabulary, data: bytes) -> Trace:
+def trace(model: CharRNN, vocab: Vocabulary, data: bytes, hidden: Hidden | None = None) -> Trace:
     """Step through ``data`` byte by byte, recording every layer's state and the top-5 guesses.
 
     Runs wherever the model is, in its current mode (call it in eval mode: dropout would draw
-    random numbers), without autocast.
+    random numbers), without autocast. ``hidden``: the state before the first byte (None: the
+    model's initial state), so a text can be traced on from where an earlier trace stopped.
     """
     device = next(model.parameters()).device
     ids = torch.as_tensor(vocab.encode(data), dtype=torch.long, device=device)
-    hidden, hs, cs, tops, probs = None, [], [], [], []
+    hs, cs, tops, probs = [], [], [], []
     with torch.autocast(device.type, enabled=False):
         for token in ids:
             logits, hidden = model.step(token[None], hidden)

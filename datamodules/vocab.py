@@ -112,6 +112,16 @@ class Vocabulary:
             raise ValueError(f"{path} is not a readable vocabulary ({err}); delete it and run again.") from None
 
 
+def skip_unknown(data: bytes, vocabs: Mapping[str, Vocabulary]) -> tuple[bytes, dict[str, Vocabulary]]:
+    """``data`` without every byte that any of ``vocabs`` lacks (so all models read the same bytes),
+    and the vocabularies, by name, that lacked some (empty: ``data`` is returned as it is)."""
+    missing = {name: vocab for name, vocab in vocabs.items() if vocab.missing_bytes(data)}
+    if not missing:
+        return data, {}
+    lacking = set().union(*(vocab.missing_bytes(data) for vocab in missing.values()))
+    return bytes(b for b in data if b not in lacking), missing
+
+
 def drop_unknown(data: bytes, vocabs: Mapping[str, Vocabulary], unknown: Literal["error", "skip"]) -> bytes:
     """Apply the ``--unknown`` policy to the bytes of ``data`` that some vocabulary lacks.
 
@@ -120,16 +130,14 @@ def drop_unknown(data: bytes, vocabs: Mapping[str, Vocabulary], unknown: Literal
     ``skip`` removes every byte that any of them lacks, so that all models read the same bytes,
     and says on stderr how many went.
     """
-    missing = {name: vocab for name, vocab in vocabs.items() if vocab.missing_bytes(data)}
+    kept, missing = skip_unknown(data, vocabs)
     if not missing:
         return data
     if unknown == "error":
         name, vocab = next(iter(missing.items()))
         raise ValueError(f"{name}: the text contains {vocab.describe_missing(data)}, which this model never saw; "
                          f"use --unknown skip to leave them out.")
-    lacking = set().union(*(vocab.missing_bytes(data) for vocab in missing.values()))
-    kept = bytes(b for b in data if b not in lacking)
-    print(f"note: skipped {len(data) - len(kept)} bytes ({len(lacking)} distinct values) that "
+    print(f"note: skipped {len(data) - len(kept)} bytes ({len(set(data) - set(kept))} distinct values) that "
           f"{', '.join(missing)} never saw", file=sys.stderr)
     if len(kept) < 2:
         raise ValueError("Nothing is left after skipping the unknown bytes.")

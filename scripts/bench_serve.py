@@ -1,10 +1,11 @@
 """How fast ``charlm serve`` answers on this machine: time to the first streamed byte and bytes/s of
-/api/write, and the time to recolour a 1,000-byte passage (/api/look: a trace on a new text, and another
-unit of a text already traced). A real server on 127.0.0.1, a real HTTP client; medians of repeats.
+/api/write, and the time to recolour a 1,000-byte passage (/api/look: a trace on a new text, another
+unit of a text already traced, and one more character typed at its end, which steps only that
+character from the cached trace). A real server on 127.0.0.1, a real HTTP client; medians of repeats.
 
     python scripts/bench_serve.py --ckpt_path model.ckpt [--repeats 5] [--length 2000]
 
-Without --ckpt_path it builds an untrained 2 x 256 LSTM over printable ASCII (the speed depends on
+Without --ckpt_path it builds an untrained LSTM of --shape (2x512) over printable ASCII (the speed depends on
 the shape, not on the training). Not a test: numbers for the README.
 """
 
@@ -68,30 +69,34 @@ def main() -> None:
     parser.add_argument("--ckpt_path", help="a charlm checkpoint (default: an untrained 2 x 256 LSTM)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--length", type=int, default=2000, help="bytes per sample")
+    parser.add_argument("--shape", default="2x512", help="layers x hidden units of the untrained LSTM")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = args.ckpt_path or str(untrained(Path(tmp) / "lstm_2x256.ckpt", 2, 256))
+        layers, hidden = (int(n) for n in args.shape.split("x"))
+        ckpt = args.ckpt_path or str(untrained(Path(tmp) / f"lstm_{args.shape}.ckpt", layers, hidden))
         proc = subprocess.Popen([sys.executable, "-m", "charlm", "serve", "--ckpt_path", ckpt, "--port", "0"],
                                 cwd=REPO, stdout=subprocess.PIPE, text=True)
         try:
             url = next(line.split("open ", 1)[1].split()[0] for line in proc.stdout if "open http://" in line)
             firsts, rates = zip(*(stream(url, args.length, seed) for seed in range(args.repeats)), strict=True)
             passage = PASSAGE.encode()[:1000].decode()
-            new, other = [], []
+            new, other, typed = [], [], []
             for i in range(args.repeats):
-                text = passage[:-1] + "!?.;"[i % 4]  # a new text: traced afresh
+                text = "!?.;:"[i % 5] + passage[1:]  # a new text (no start in common with the last): traced afresh
                 new.append(look(url, text, 0))
                 other.append(look(url, text, 1))  # another unit of the same text: from the server's cache
+                typed.append(look(url, text + "x", 1))  # one more character: only it is stepped
         finally:
             proc.terminate()
             proc.wait(30)
     med = statistics.median
-    print(f"checkpoint: {ckpt if args.ckpt_path else 'untrained 2 x 256 LSTM'}; {args.repeats} repeats, medians "
+    print(f"checkpoint: {ckpt if args.ckpt_path else f'untrained {args.shape} LSTM'}; {args.repeats} repeats, medians "
           f"(min-max)")
     print(f"Write: first byte after {1000 * med(firsts):.0f} ms ({1000 * min(firsts):.0f}-{1000 * max(firsts):.0f}), "
           f"then {med(rates):,.0f} bytes/s ({min(rates):,.0f}-{max(rates):,.0f}), {args.length} bytes a sample")
     print(f"Look inside, 1,000 bytes: new text {1000 * med(new):.0f} ms ({1000 * min(new):.0f}-{1000 * max(new):.0f}), "
-          f"another unit {1000 * med(other):.0f} ms ({1000 * min(other):.0f}-{1000 * max(other):.0f})")
+          f"another unit {1000 * med(other):.0f} ms ({1000 * min(other):.0f}-{1000 * max(other):.0f}), "
+          f"a character typed at the end {1000 * med(typed):.0f} ms ({1000 * min(typed):.0f}-{1000 * max(typed):.0f})")
 
 
 if __name__ == "__main__":

@@ -23,23 +23,32 @@ import torch.nn.functional as F
 from charlm.checkpoint import LoadedModel, load_checkpoint
 from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
+from charlm.model import Hidden
 from datamodules.vocab import drop_unknown
 
 
 @torch.inference_mode()
-def bits_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096) -> tuple[float, int]:
-    """bpc of ``data`` under the model, and how many bytes were predicted (each from all bytes
-    before it; the first byte is context only). Reads in windows, carrying the hidden state."""
+def nats_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096, hidden: Hidden | None = None
+                  ) -> torch.Tensor:
+    """-ln p(byte t | bytes before it) for t = 1..N-1 of ``data``, shape (N-1,) float32 on the CPU;
+    byte 0 is context only. Reads in windows, carrying the hidden state; ``hidden``: the state
+    before byte 0 (None: the model's initial state), so a text can be scored on from where it stopped."""
     ids = torch.as_tensor(loaded.vocab.encode(data), dtype=torch.long)[None]  # (1, N)
     device = next(loaded.model.parameters()).device
     ids = ids.to(device)
-    nats, hidden = 0.0, None
+    out = []
     for start in range(0, ids.shape[1] - 1, window):
         x, y = ids[:, start : start + window], ids[:, start + 1 : start + window + 1]
-        logits, hidden = loaded.model(x[:, : y.shape[1]], hidden)
-        nats += F.cross_entropy(logits[0].float(), y[0], reduction="sum").item()
-    count = ids.shape[1] - 1
-    return nats / count / math.log(2), count
+        logits, hidden = loaded.model(x[:, : y.shape[1]], hidden)  # (1, T, V)
+        out.append(F.cross_entropy(logits[0].float(), y[0], reduction="none"))  # (T,)
+    return torch.cat(out).cpu() if out else torch.zeros(0)
+
+
+def bits_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096) -> tuple[float, int]:
+    """bpc of ``data`` under the model (the mean of ``nats_per_byte``, in bits), and how many bytes
+    were predicted (each from all bytes before it; the first byte is context only)."""
+    nats = nats_per_byte(loaded, data, window)
+    return nats.double().sum().item() / len(nats) / math.log(2), len(nats)
 
 
 def read_text(text: str | None, text_file: str | None) -> bytes:

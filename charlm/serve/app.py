@@ -5,12 +5,17 @@ built and served from memory, so a request's path is never a file name):
     GET  /             the page              GET  /app.js       its script
     GET  /api/models   the models and limits POST /api/write    a sample as server-sent events
     POST /api/look     Look inside           POST /api/saliency one prediction's saliency
-    POST /api/compare  Who wrote this        GET  /api/status   generations running and steps run
+    POST /api/compare  Who wrote this        GET  /api/status   generations and analyses: running, done
+Every request passes charlm.serve.guard first (Host, Origin, Content-Type). The analyses (Look inside,
+saliency, Who wrote this) take one of ANALYSES_AT_ONCE places each, so a burst of them (a page sends one
+per pause in typing) queues instead of filling the worker threads and the memory; one whose client went
+away while it waited is not computed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +24,7 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -26,11 +32,26 @@ from starlette.routing import Route
 from charlm import __version__
 from charlm.serve import limits, writing
 from charlm.serve.comparing import compare
-from charlm.serve.limits import MAX_BODY, LimitError
+from charlm.serve.guard import Guard
+from charlm.serve.limits import ANALYSES_AT_ONCE, MAX_BODY, LimitError
 from charlm.serve.looking import TraceCache, look, saliency
 from charlm.serve.models import Served, pick
 
+# The page's own script and styles only: nothing inline runs, nothing loads from elsewhere, no framing
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
+
+
+class Analyses:
+    """Counts the analyses waiting for a place, running, done, and skipped because their client had gone."""
+
+    def __init__(self) -> None:
+        self.waiting = self.running = self.done = self.skipped = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"waiting": self.waiting, "running": self.running, "done": self.done, "skipped": self.skipped}
 
 
 class Generations:
@@ -68,11 +89,24 @@ async def read_json(request: Request) -> dict[str, Any]:
         if len(body) > MAX_BODY:
             raise LimitError(f"The request is over {MAX_BODY:,} bytes, this server's limit.", 413)
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
+    except LimitError:
+        raise
     except ValueError:
         raise LimitError("The request is not JSON.") from None
     if not isinstance(value, dict):
         raise LimitError("The request must be a JSON object.")
+    return value
+
+
+def _not_a_number(word: str) -> float:
+    raise LimitError(f"{word} is not a number this server takes: give finite numbers.")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 overflows to inf
+        raise LimitError(f"{text} is out of range: give finite numbers.")
     return value
 
 
@@ -105,15 +139,38 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERATIONS) -> Starlette:
-    """The app serving ``models`` (chosen on the command line; requests name them by index)."""
+def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERATIONS, host: str = "127.0.0.1"
+              ) -> Starlette:
+    """The app serving ``models`` (chosen on the command line; requests name them by index), reached as
+    ``host`` (the --host it listens on) or a loopback name."""
     page = {path: (files("charlm.serve").joinpath("page", name).read_bytes(), kind)
             for path, (name, kind) in PAGE_FILES.items()}
     generations, cache = Generations(max_generations), TraceCache()
+    analyses, places = Analyses(), anyio.CapacityLimiter(ANALYSES_AT_ONCE)
 
     async def page_file(request: Request) -> Response:
         body, kind = page[request.url.path]
-        return Response(body, media_type=kind, headers={"Cache-Control": "no-store"})
+        return Response(body, media_type=kind, headers=PAGE_HEADERS)
+
+    async def analysed(request: Request, work: Callable[[], dict[str, Any]]) -> Response:
+        """``work``'s answer, computed in a worker thread when a place is free, unless the client has gone."""
+        analyses.waiting += 1
+        try:
+            await places.acquire()
+        finally:
+            analyses.waiting -= 1
+        try:
+            if await request.is_disconnected():  # a newer request replaced it (the page aborts the old one)
+                analyses.skipped += 1
+                return Response(status_code=499)
+            analyses.running += 1
+            try:
+                return JSONResponse(await anyio.to_thread.run_sync(work))
+            finally:
+                analyses.running -= 1
+                analyses.done += 1
+        finally:
+            places.release()
 
     async def models_route(request: Request) -> Response:
         return JSONResponse({"models": [m.describe() for m in models], "version": __version__,
@@ -121,7 +178,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
 
     async def status(request: Request) -> Response:
         return JSONResponse({"running": generations.running, "started": generations.started,
-                             "steps": generations.steps})
+                             "steps": generations.steps, "analyses": analyses.as_dict()})
 
     @refusing
     async def write(request: Request) -> Response:
@@ -176,9 +233,8 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         text = body.get("text", "")
         if not isinstance(text, str):
             raise LimitError("text must be a string")
-        result = await anyio.to_thread.run_sync(lambda: look(
+        return await analysed(request, lambda: look(
             served, index, cache, text, body.get("state", "hidden"), body.get("layer", -1), body.get("unit", 0)))
-        return JSONResponse(result)
 
     @refusing
     async def saliency_route(request: Request) -> Response:
@@ -187,7 +243,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         text = body.get("text", "")
         if not isinstance(text, str):
             raise LimitError("text must be a string")
-        return JSONResponse(await anyio.to_thread.run_sync(saliency, served, text, body.get("position")))
+        return await analysed(request, lambda: saliency(served, text, body.get("position")))
 
     @refusing
     async def compare_route(request: Request) -> Response:
@@ -195,7 +251,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         text = body.get("text", "")
         if not isinstance(text, str):
             raise LimitError("text must be a string")
-        return JSONResponse(await anyio.to_thread.run_sync(compare, models, text))
+        return await analysed(request, lambda: compare(models, text))
 
     routes = [Route(path, page_file) for path in PAGE_FILES] + [
         Route("/api/models", models_route), Route("/api/status", status),
@@ -203,4 +259,4 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         Route("/api/saliency", saliency_route, methods=["POST"]),
         Route("/api/compare", compare_route, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=[host])])

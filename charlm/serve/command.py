@@ -14,7 +14,6 @@ from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
 from charlm.serve.limits import DEFAULT_GENERATIONS
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MISSING_EXTRA = ("charlm serve needs the web libraries of the serve extra ({missing} is not installed): "
                  "pip install -e '.[serve]' in the repository (or pip install starlette uvicorn).")
 
@@ -98,7 +97,7 @@ def serve(
         print(f"charlm serve: warning: listening on {host}: every machine that can reach this one can use these "
               f"models, with no password. Use the default --host 127.0.0.1 to keep them to this machine.",
               file=sys.stderr)
-    app = build_app(models, max_generations)
+    app = build_app(models, max_generations, host)
     for i, m in enumerate(models):
         print(f"  model {i}: {m.name} ({m.loaded.model.config.describe()})")
     print(f"charlm serve: open {url_of(sock)} (Ctrl-C to stop)", flush=True)

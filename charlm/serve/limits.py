@@ -10,6 +10,8 @@ MAX_COMPARE = 20_000  # bytes Who wrote this reads
 SALIENCY_WINDOW = 100  # earlier bytes whose influence on one prediction is measured
 MAX_SAMPLES = 8  # samples side by side in one click (each is one generation)
 DEFAULT_GENERATIONS = 8  # generations running at once, all tabs together (--max_generations)
+ANALYSES_AT_ONCE = 2  # Look inside / saliency / Who wrote this requests computed at once (others wait their turn)
+TRACE_CACHE_BYTES = 256 * 2**20  # traces of recent texts kept for recolouring and typing on
 
 
 class LimitError(ValueError):

@@ -10,7 +10,6 @@ before it (a window), its L2 norm per byte.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -19,24 +18,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from charlm.commands.score import nats_per_byte
 from charlm.generate import Utf8Stream
 from charlm.model import Hidden
 from charlm.neuron_page import _colour
 from charlm.neurons import Trace, check_view, features, rank_neurons, trace
-from charlm.serve.limits import MAX_LOOK, SALIENCY_WINDOW, LimitError, check_size
+from charlm.serve.limits import MAX_LOOK, SALIENCY_WINDOW, TRACE_CACHE_BYTES, LimitError, check_size
 from charlm.serve.models import Served
-from datamodules.vocab import Vocabulary
+from datamodules.vocab import Vocabulary, skip_unknown
 
 
 def known_bytes(data: bytes, vocab: Vocabulary) -> tuple[bytes, str | None]:
-    """``data`` without the bytes ``vocab`` lacks, and a note naming them (None if there were none);
-    as ``--unknown skip`` (datamodules.vocab.drop_unknown), with the note for the page, not stderr."""
-    missing = set(vocab.missing_bytes(data))
+    """``data`` without the bytes ``vocab`` lacks (datamodules.vocab.skip_unknown, as ``--unknown skip``),
+    and a note naming them for the page (None if there were none)."""
+    kept, missing = skip_unknown(data, {"": vocab})
     if not missing:
         return data, None
-    kept = bytes(b for b in data if b not in missing)
     return kept, f"left out {len(data) - len(kept):,} bytes the model never saw: {vocab.describe_missing(data)}"
 
 
@@ -46,67 +44,117 @@ def display(data: bytes) -> list[str]:
     return [stream.feed(bytes([b])) for b in data]
 
 
-@torch.inference_mode()
-def surprise_bits(served: Served, data: bytes, window: int = 4096) -> np.ndarray:
+def surprise_bits(served: Served, data: bytes, window: int = 4096, hidden: Hidden | None = None) -> np.ndarray:
     """-log2 p(byte t | bytes before it) for t = 1..N-1, shape (N-1,); byte 0 is context only.
 
-    The windows of charlm.commands.score.bits_per_byte, carrying the hidden state; its mean is that bpc.
+    charlm.commands.score.nats_per_byte in bits: its mean is ``charlm score``'s bpc.
     """
-    model = served.loaded.model
-    device = next(model.parameters()).device
-    ids = torch.as_tensor(served.loaded.vocab.encode(data), dtype=torch.long, device=device)[None]  # (1, N)
-    out, hidden = [], None
-    for start in range(0, ids.shape[1] - 1, window):
-        x, y = ids[:, start : start + window], ids[:, start + 1 : start + window + 1]
-        logits, hidden = model(x[:, : y.shape[1]], hidden)  # (1, T, V)
-        out.append(F.cross_entropy(logits[0].float(), y[0], reduction="none"))  # (T,) nats
-    if not out:
-        return np.zeros(0)
-    return (torch.cat(out) / math.log(2)).cpu().double().numpy()
-
-
-class TraceCache:
-    """The last few texts seen, so that choosing another unit recolours without stepping the model again.
-
-    Bounded: ``size`` texts of at most MAX_LOOK bytes each; a trace holds every layer's states,
-    (layers, N, H) float32 twice for an LSTM: ~60 MB for 5,000 bytes of a 3 x 512 LSTM.
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, index: int, served: Served, data: bytes) -> Seen:
-        key = (index, hashlib.sha256(data).digest())
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        found = see(served, data)  # outside the lock: other requests go on meanwhile
-        with self._lock:
-            self._items[key] = found
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return found
+    return (nats_per_byte(served.loaded, data, window, hidden).double() / math.log(2)).numpy()
 
 
 @dataclass
 class Seen:
-    """What does not depend on the unit shown: the trace, the surprise (N-1,) and the ranked units."""
+    """What does not depend on the unit shown: the trace, the surprise (N-1,) and the ranked units of ``data``;
+    ``reused``: how many leading bytes came from an earlier text's trace rather than from the model."""
 
+    data: bytes
     trace: Trace
     bits: np.ndarray
     ranking: list[dict[str, Any]]
+    reused: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        tr = self.trace
+        arrays = (tr.hidden, tr.cell, tr.top_ids, tr.top_probs, self.bits)
+        return sum(a.nbytes for a in arrays if a is not None) + 60 * len(self.data)  # + the display strings
 
 
-def see(served: Served, data: bytes) -> Seen:
-    """Trace ``data`` (charlm.neurons.trace), its surprise, and the units ``visualize --find`` ranks."""
-    tr = trace(served.loaded.model, served.loaded.vocab, data)
+def state_after(served: Served, tr: Trace, t: int) -> Hidden | None:
+    """The model's state after byte ``t`` of a trace (its hidden and cell rows); t = -1: before any byte."""
+    if t < 0:
+        return None
+    device = next(served.loaded.model.parameters()).device
+    h = torch.from_numpy(tr.hidden[:, t : t + 1].copy()).to(device)  # (layers, 1, H)
+    return h if tr.cell is None else (h, torch.from_numpy(tr.cell[:, t : t + 1].copy()).to(device))
+
+
+def common_start(a: bytes, b: bytes) -> int:
+    """How many leading bytes ``a`` and ``b`` share, cut back to whole UTF-8 characters of ``b``."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.frombuffer(a, np.uint8, n) != np.frombuffer(b, np.uint8, n))
+    k = int(differ[0]) if len(differ) else n
+    while 0 < k < len(b) and b[k] & 0xC0 == 0x80:  # b[k] continues a character: keep that character out
+        k -= 1
+    return k
+
+
+def see(served: Served, data: bytes, earlier: Seen | None = None) -> Seen:
+    """Trace ``data`` (charlm.neurons.trace), its surprise, and the units ``visualize --find`` ranks.
+
+    With ``earlier`` (a text that starts like this one: typing at its end, or deleting), the bytes they
+    share are taken from its trace and only the rest is stepped, from the state where they part.
+    """
+    model, vocab = served.loaded.model, served.loaded.vocab
+    k = common_start(earlier.data, data) if earlier is not None else 0
+    if k == 0:
+        earlier = None
+    parts, bits = [], []
+    if earlier is not None:
+        old = earlier.trace
+        parts.append(Trace(old.text[:k], old.hidden[:, :k], None if old.cell is None else old.cell[:, :k],
+                           old.top_ids[:k], old.top_probs[:k], old.symbols))
+        bits.append(earlier.bits[: k - 1])  # bytes 1..k-1
+    if k < len(data):
+        parts.append(trace(model, vocab, data[k:], state_after(served, earlier.trace, k - 1) if earlier else None))
+        # bytes k..N-1: read from byte k-1 on, from the state after byte k-2
+        bits.append(surprise_bits(served, data[max(k - 1, 0) :],
+                                  hidden=state_after(served, earlier.trace, k - 2) if earlier else None))
+
+    def join(arrays: list[np.ndarray], axis: int = 0) -> np.ndarray:
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis)
+
+    tr = Trace([c for part in parts for c in part.text], join([p.hidden for p in parts], 1),
+               None if parts[0].cell is None else join([p.cell for p in parts], 1),
+               join([p.top_ids for p in parts]), join([p.top_probs for p in parts]), vocab.symbols)
     ranking = []
     if len(data) > 1:
         states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
         ranking = [{"feature": f, "state": s, "layer": lay, "unit": u, "r": round(r, 3)}
                    for f, best in rank_neurons(states, features(data)).items() for s, lay, u, r in best]
-    return Seen(tr, surprise_bits(served, data), ranking)
+    return Seen(data, tr, np.concatenate(bits) if bits else np.zeros(0), ranking, k)
+
+
+class TraceCache:
+    """Recent texts' traces, so that choosing another unit recolours without stepping the model again, and
+    typing at the end of a text steps only the new bytes.
+
+    Bounded by bytes, not texts: a trace holds every layer's states, (layers, N, H) float32 twice for an
+    LSTM: ~60 MB for 5,000 bytes of a 3 x 512 LSTM. The least recently used go first.
+    """
+
+    def __init__(self, budget: int = TRACE_CACHE_BYTES) -> None:
+        self.budget, self._items, self._lock = budget, OrderedDict(), threading.Lock()
+
+    def get(self, index: int, served: Served, data: bytes) -> Seen:
+        with self._lock:
+            key = (index, data)
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            same_model = [seen for (i, _), seen in self._items.items() if i == index]
+        earlier = max(same_model, key=lambda seen: common_start(seen.data, data), default=None)
+        found = see(served, data, earlier)  # outside the lock: other requests go on meanwhile
+        with self._lock:
+            self._items[key] = found
+            self._items.move_to_end(key)
+            while self._items and self.held() > self.budget:
+                self._items.popitem(last=False)
+        return found
+
+    def held(self) -> int:
+        """Bytes the cached traces take."""
+        return sum(seen.nbytes for seen in self._items.values())
 
 
 def look(served: Served, index: int, cache: TraceCache, text: str, state: str, layer: int, unit: int
@@ -126,8 +174,9 @@ def look(served: Served, index: int, cache: TraceCache, text: str, state: str, l
         check_view(served.loaded.model, state, layer, unit, name="")
     except ValueError as err:
         raise LimitError(str(err)) from None
-    data, note = known_bytes(text.encode(), served.loaded.vocab)
-    check_size(data, MAX_LOOK, "The text")
+    sent = text.encode()
+    check_size(sent, MAX_LOOK, "The text")  # the request as sent, as Who wrote this checks it
+    data, note = known_bytes(sent, served.loaded.vocab)
     if not data:
         return {"chars": [], "values": [], "colours": [], "top": [], "surprise": [], "ranking": [], "bpc": None,
                 "note": note}
@@ -163,8 +212,9 @@ def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WI
     byte ``position``): for the window of up to ``window`` bytes ending at ``position``, the L2 norm of
     d log p(actual next byte) / d embedding of each byte. The state entering the window is taken as given
     (no gradient flows past its start). Returns {start, scores (window,), target, p}."""
-    data, _ = known_bytes(text.encode(), served.loaded.vocab)
-    check_size(data, MAX_LOOK, "The text")
+    sent = text.encode()
+    check_size(sent, MAX_LOOK, "The text")
+    data, _ = known_bytes(sent, served.loaded.vocab)
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < len(data) - 1:
         raise LimitError(f"position must be a byte with a next byte to predict, in [0, {len(data) - 2}], "
                          f"got {position!r}")

@@ -1,8 +1,10 @@
 """The page in a real browser: Debian's chromium, driven headless by Playwright (its driver only: no browser
 download). Screenshots go to the test's folder, or to $CHARLM_SCREENSHOTS when set."""
 
+import contextlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,14 @@ def page(code_ckpt, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = []
+            tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda e: errors.append(str(e)))
             tab.goto(url)
             tab.wait_for_selector("body[data-ready='1']")
             yield tab
+            # the page's Content-Security-Policy blocks nothing it needs (a blocked style or script is logged)
+            assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
         finally:
             browser.close()
 
@@ -32,6 +39,15 @@ def shots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("CHARLM_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def wait_until(tab, expression: str, timeout_s: float = 60) -> None:
+    """Poll a JavaScript expression until it is true. (Playwright's wait_for_function evaluates its predicate
+    with eval inside the page, which the page's Content-Security-Policy forbids; evaluate does not.)"""
+    deadline = time.monotonic() + timeout_s
+    while not tab.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        tab.wait_for_timeout(50)
 
 
 def text_of(tab, selector: str) -> str:
@@ -44,9 +60,9 @@ def test_write_streams_into_the_page_and_stop_ends_it(page, tmp_path):
     page.fill("#seed", "5")
     page.click("#generate")
     out = ".sample pre span:not(.p)"
-    page.wait_for_function(f"(document.querySelector('{out}')?.textContent.length ?? 0) > 20")
+    wait_until(page, f"(document.querySelector('{out}')?.textContent.length ?? 0) > 20")
     early = text_of(page, out)
-    page.wait_for_function(f"document.querySelector('{out}').textContent.length > {len(early) + 200}")
+    wait_until(page, f"document.querySelector('{out}').textContent.length > {len(early) + 200}")
     later = text_of(page, out)
     assert later.startswith(early) and len(later) > len(early)  # text arrives piece by piece
     page.screenshot(path=str(shots(tmp_path) / "write_streaming.png"))
@@ -60,11 +76,14 @@ def test_write_streams_into_the_page_and_stop_ends_it(page, tmp_path):
 
     page.fill("#temperatures", "0.3, 1.0, 1.5")
     page.fill("#length", "300")
+    page.fill("#seed", "")  # the page draws one seed for the three
     page.click("#generate")
-    page.wait_for_function("document.querySelectorAll('.sample[data-state=\"over\"]').length === 3")
+    wait_until(page, "document.querySelectorAll('.sample[data-state=\"over\"]').length === 3")
     heads = page.eval_on_selector_all(".sample h3", "es => es.map(e => e.textContent)")
     assert [h.split(" \u00b7 ")[0] for h in heads] == ["temperature 0.3", "temperature 1", "temperature 1.5"]
     assert all("done" in h for h in heads)
+    seeds = {h.split(" \u00b7 ")[1] for h in heads}
+    assert len(seeds) == 1 and seeds.pop().split()[1].isdigit(), heads  # side by side: one seed
     page.screenshot(path=str(shots(tmp_path) / "write_side_by_side.png"), full_page=True)
 
 
@@ -75,7 +94,7 @@ def test_look_inside_colours_by_the_chosen_unit_and_explains_a_character(page, t
     before = page.evaluate(colours)
     page.select_option("#look-state", "cell")
     page.fill("#look-unit", "7")
-    page.wait_for_function(f"{colours} !== {before!r}")
+    wait_until(page, f"{colours} !== {before!r}")
     page.screenshot(path=str(shots(tmp_path) / "look_unit.png"))
     assert page.locator("#ranking tr.pick").count() > 0  # the units visualize --find ranks
 
@@ -83,19 +102,35 @@ def test_look_inside_colours_by_the_chosen_unit_and_explains_a_character(page, t
     assert page.is_visible("#tip") and "next:" in text_of(page, "#tip")
     page.screenshot(path=str(shots(tmp_path) / "look_hover.png"))
     page.click("#look-out span.ch >> nth=40")
-    page.wait_for_function("document.querySelector('#look-note').textContent.includes('Saliency')")
+    wait_until(page, "document.querySelector('#look-note').textContent.includes('Saliency')")
     page.screenshot(path=str(shots(tmp_path) / "look_saliency.png"))
 
     page.select_option("#colour-by", "surprise")
     assert page.evaluate(colours) != before
     page.fill("#look-text", "Speak, speak.")  # typing recolours
-    page.wait_for_function("document.querySelectorAll('#look-out span.ch').length === 13")
+    wait_until(page, "document.querySelectorAll('#look-out span.ch').length === 13")
+
+    held = []  # looks held back, to see what the page shows while one is being computed
+    page.route("**/api/look", lambda route: held.append(route))
+    page.fill("#look-text", "Speak, speak. " * 500)  # 7,000 bytes: over Look inside's 5,000
+    wait_until(page, "document.querySelector('#look-busy').textContent.includes('reading 5,000 bytes')")
+    assert "only its start is shown" in text_of(page, "#look-note")  # at once, not when the answer comes
+    assert "busy" in page.get_attribute("#look-out", "class")
+    page.fill("#look-text", "Speak, speak, speak.")  # typed on: the held look is aborted, a new one sent
+    wait_until(page, "document.querySelector('#look-busy').textContent.includes('reading 20 bytes')")
+    page.unroute("**/api/look")
+    for route in held:
+        with contextlib.suppress(Exception):  # an aborted request cannot be continued: that is the point
+            route.continue_()
+    wait_until(page, "document.querySelectorAll('#look-out span.ch').length === 20")
+    wait_until(page, "document.querySelector('#look-busy').textContent === ''")
+    assert text_of(page, "#look-note") == "" and "busy" not in page.get_attribute("#look-out", "class")
 
 
 def test_who_wrote_this_gives_the_verdict(page, tmp_path):
     page.click("nav button[data-view='who']")
     page.fill("#who-text", "First Citizen:\nBefore we proceed any further, hear me speak.\n")
     page.click("#who-run")
-    page.wait_for_function("document.querySelector('#verdict').textContent.includes('Most likely')")
+    wait_until(page, "document.querySelector('#verdict').textContent.includes('Most likely')")
     assert page.locator("#who-out .row").count() == 2
     page.screenshot(path=str(shots(tmp_path) / "who.png"), full_page=True)

@@ -8,9 +8,9 @@ from charlm.commands.score import bits_per_byte
 from charlm.neurons import features, rank_neurons, trace
 from charlm.serve.comparing import compare
 from charlm.serve.limits import LimitError
-from charlm.serve.looking import TraceCache, look, saliency, surprise_bits
+from charlm.serve.looking import TraceCache, display, look, saliency, see, surprise_bits
 from charlm.serve.models import Served, names
-from tests.serve.conftest import SHAKESPEARE_CKPT
+from tests.serve.conftest import SHAKESPEARE_CKPT, write_checkpoint
 
 TEXT = 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n'
 
@@ -112,3 +112,42 @@ def test_who_wrote_this_leaves_out_for_all_what_one_model_never_saw(served, code
 
 def test_models_are_named_by_file_with_folders_only_to_tell_them_apart():
     assert names(["/a/x/last.ckpt", "/a/y/last.ckpt", "/b/other.ckpt"]) == ["x/last.ckpt", "y/last.ckpt", "other.ckpt"]
+
+
+def test_look_and_saliency_check_the_text_as_sent_as_who_wrote_this_does(served):
+    sent = "{" + "a" * 5000  # 5,001 bytes, 5,000 once the unknown '{' is left out
+    with pytest.raises(LimitError, match="5,001 bytes") as err:
+        look(served, 0, TraceCache(), sent, "hidden", 0, 0)
+    assert err.value.status == 413
+    with pytest.raises(LimitError, match="5,001 bytes"):
+        saliency(served, sent, 3)
+
+
+def test_typing_on_steps_only_the_new_bytes_and_gives_what_a_fresh_look_gives(tmp_path):
+    served = Served("bytes", load_checkpoint(write_checkpoint(tmp_path / "b.ckpt", bytes(range(256)), 3, num_layers=2,
+                                                              hidden_size=16, embedding_dim=8)))  # knows é and è
+    cache = TraceCache()
+    cache.get(0, served, TEXT.encode())
+    for text in (TEXT + "Cit", TEXT + "Citiz", TEXT[:-20], TEXT + "é", TEXT + "è!"):  # é, è share a first byte
+        seen = cache.get(0, served, text.encode())
+        assert seen.reused >= len(TEXT) - 20, text
+        fresh = see(served, text.encode())
+        assert fresh.reused == 0
+        assert seen.trace.text == fresh.trace.text == display(text.encode())
+        np.testing.assert_allclose(seen.trace.hidden, fresh.trace.hidden, atol=1e-5)
+        np.testing.assert_allclose(seen.trace.cell, fresh.trace.cell, atol=1e-5)
+        np.testing.assert_array_equal(seen.trace.top_ids, fresh.trace.top_ids)
+        np.testing.assert_allclose(seen.bits, fresh.bits, atol=1e-4)
+        assert [r["unit"] for r in seen.ranking] == [r["unit"] for r in fresh.ranking]
+    assert cache.get(0, served, (TEXT + "è!").encode()).reused == len(TEXT.encode())  # è traced whole, not from é's
+    assert cache.get(1, served, TEXT.encode()).reused == 0  # another model's traces are never continued
+
+
+def test_the_trace_cache_holds_a_byte_budget_not_a_count(served):
+    one = see(served, TEXT.encode()).nbytes
+    cache = TraceCache(budget=int(2.5 * one))
+    for i in range(6):
+        cache.get(0, served, ("ABCDEF"[i] + TEXT[1:]).encode())
+        assert cache.held() <= cache.budget
+    assert len(cache._items) == 2  # the two most recent fit
+    assert TraceCache().budget == 256 * 2**20

@@ -87,3 +87,87 @@ def test_a_1_mb_paste_is_refused_by_the_server_not_crashed(server):
     response = httpx.post(server + "api/look", json={"text": paste}, timeout=60)
     assert response.status_code == 413 and "at most 5,000" in response.json()["error"]
     assert httpx.post(server + "api/look", json={"text": paste[:5000]}, timeout=60).status_code == 200
+
+
+def raw(url: str, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, str]:
+    """One request with exactly these headers (Host included): (status, body)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        if body or method == "POST":
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_another_host_name_is_refused_so_dns_rebinding_reads_nothing(server):
+    port = urlsplit(server).port
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"localhost.:{port}", ""):
+        for path in ("/", "/api/models", "/app.js"):
+            code, body = raw(server, "GET", path, {"Host": host} if host else {})
+            assert code in (400, 421), (host, path, code)
+            assert "charlm" not in body or "DNS rebinding" in body
+    code, body = raw(server, "GET", "/api/models", {"Host": f"evil.example:{port}"})
+    assert "DNS rebinding" in body and "127.0.0.1" in body
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert raw(server, "GET", "/api/models", {"Host": host})[0] == 200, host
+
+
+def test_the_host_given_with_host_is_accepted_and_any_address_on_every_interface():
+    from charlm.serve.guard import Guard
+
+    def refused(hosts: list[str], host: str) -> int | None:
+        scope = {"type": "http", "method": "GET", "scheme": "http", "headers": [(b"host", host.encode())]}
+        refusal = Guard(None, hosts)._refusal(scope)
+        return refusal and refusal[0]
+
+    assert refused(["127.0.0.2"], "127.0.0.2:8000") is None and refused(["127.0.0.2"], "evil.example:8000") == 421
+    assert refused(["box.lan"], "box.lan:8000") is None and refused(["::1"], "[::1]:80") is None
+    assert refused(["0.0.0.0"], "192.168.1.5:8000") is None and refused(["0.0.0.0"], "[fe80::1]:8000") is None
+    assert refused(["0.0.0.0"], "evil.example:8000") == 421  # a name on every interface: this machine's only
+    assert refused(["127.0.0.1"], "192.168.1.5:8000") == 421
+
+
+def test_a_cross_site_post_is_refused_before_any_work(server):
+    host = urlsplit(server).netloc
+    before = httpx.get(server + "api/status").json()
+    write = b'{"model": 0, "length": 50, "seed": 1}'
+    for headers, code, word in [
+        ({"Content-Type": "text/plain"}, 415, "application/json"),  # a form or text/plain: no CORS preflight
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+        ({}, 415, "no Content-Type"),
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, "another site"),
+        ({"Content-Type": "application/json", "Origin": "null"}, 403, "another site"),
+        ({"Content-Type": "application/json", "Origin": f"https://{host}"}, 403, "another site"),
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, 403, "another site"),
+    ]:
+        for route in ("/api/write", "/api/look", "/api/compare", "/api/saliency"):
+            got, body = raw(server, "POST", route, {"Host": host, **headers}, write)
+            assert got == code and word in body, (route, headers, got, body)
+    after = httpx.get(server + "api/status").json()
+    assert after["started"] == before["started"] and after["analyses"]["done"] == before["analyses"]["done"]
+    ok = {"Host": host, "Origin": f"http://{host}", "Content-Type": "application/json; charset=utf-8"}
+    assert raw(server, "POST", "/api/look", ok, b'{"text": "ab"}')[0] == 200  # the page's own requests
+
+
+@pytest.mark.parametrize("body", [b'{"length": NaN}', b'{"length": Infinity}', b'{"length": 1e400}',
+                                  b'{"top_k": Infinity}', b'{"seed": NaN}', b'{"temperature": -Infinity}',
+                                  b'{"top_p": 1e999}'])
+def test_a_number_that_is_not_finite_is_refused_with_a_message(server, body):
+    response = httpx.post(server + "api/write", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "finite" in response.json()["error"]
+
+
+def test_the_page_forbids_other_sources_and_sniffing(server):
+    for path in ("", "app.js"):
+        headers = httpx.get(server + path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        policy = headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "script-src" not in policy

@@ -36,12 +36,12 @@ document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click
 
 // ---- Write ----
 let running = [];
-async function writeOne(temperature, box) {
+async function writeOne(temperature, seed, box) {
   const pre = box.querySelector("pre"), head = box.querySelector("h3");
   const controller = new AbortController();
   running.push(controller);
   const body = {model: model(), prompt: $("prompt").value, temperature, top_k: numberOrNull("top_k"),
-                top_p: numberOrNull("top_p"), length: numberOrNull("length") ?? 500, seed: numberOrNull("seed")};
+                top_p: numberOrNull("top_p"), length: numberOrNull("length") ?? 500, seed};
   const t0 = performance.now();
   let first = null, bytes = 0, out = document.createElement("span");
   const p = document.createElement("span"); p.className = "p"; p.textContent = body.prompt;
@@ -88,36 +88,49 @@ $("generate").addEventListener("click", () => {
   if (temps.length > (LIMITS.max_samples || 8)) {
     $("write-error").textContent = `at most ${LIMITS.max_samples} samples side by side`; return;
   }
+  // one seed for every sample of this click (drawn here when the box is empty), so that side by side
+  // the differences are the temperature's
+  const seed = numberOrNull("seed") ?? Math.floor(Math.random() * 2 ** 31);
   $("samples").textContent = "";
   $("generate").disabled = true; $("stop").disabled = false;
   for (const t of temps) {
     const box = document.createElement("div"); box.className = "sample"; box.dataset.state = "running";
     box.innerHTML = `<h3>temperature ${t}</h3><pre></pre>`;
     $("samples").append(box);
-    writeOne(t, box);
+    writeOne(t, seed, box);
   }
 });
 $("stop").addEventListener("click", () => running.forEach((c) => c.abort()));
 
 // ---- Look inside ----
-let look = null, lookTimer = null, lookSeq = 0, selected = null;
+// One look at a time from this page: a newer one (typing, another unit) aborts the older, so the
+// server skips it if it has not started yet; the view says it is working until the answer comes.
+let look = null, lookTimer = null, lookRequest = null, selected = null;
 function scheduleLook(delay = 250) { clearTimeout(lookTimer); lookTimer = setTimeout(runLook, delay); }
 async function runLook() {
-  const seq = ++lookSeq;
+  if (lookRequest) lookRequest.abort();
+  const controller = new AbortController();
+  lookRequest = controller;
   const [text, cutShort] = cut($("look-text").value, LIMITS.max_look || 5000);
+  const cutNote = cutShort ? `The text is longer than ${LIMITS.max_look.toLocaleString()} bytes: only its start is shown (the server's limit). ` : "";
+  $("look-note").textContent = cutNote;
+  $("look-busy").textContent = `reading ${encoder.encode(text).length.toLocaleString()} bytes\u2026`;
+  $("look-out").classList.add("busy");
   try {
     const data = await postJSON("/api/look", {model: model(), text, state: $("look-state").value,
-      layer: Number($("look-layer").value), unit: Number($("look-unit").value)});
-    if (seq !== lookSeq) return;  // a newer request is on its way
+      layer: Number($("look-layer").value), unit: Number($("look-unit").value)}, controller.signal);
     $("look-error").textContent = "";
-    const notes = [];
-    if (cutShort) notes.push(`The text is longer than ${LIMITS.max_look.toLocaleString()} bytes: only its start is shown (the server's limit).`);
-    if (data.note) notes.push(data.note);
-    $("look-note").textContent = notes.join(" ");
+    $("look-note").textContent = cutNote + (data.note || "");
     look = {...data, text}; selected = null;
     $("look-bpc").textContent = data.bpc === null ? "" : `${data.bpc} bits per byte over this text`;
     drawLook(); drawRanking();
-  } catch (err) { if (seq === lookSeq) $("look-error").textContent = err.message; }
+  } catch (err) {
+    if (err.name !== "AbortError") $("look-error").textContent = err.message;
+  } finally {
+    if (lookRequest === controller) {  // the latest look is over: nothing is being read
+      lookRequest = null; $("look-busy").textContent = ""; $("look-out").classList.remove("busy");
+    }
+  }
 }
 function drawLook(saliency) {
   const out = $("look-out"); out.textContent = "";
