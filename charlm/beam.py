@@ -25,6 +25,10 @@ from charlm.model_size import available_memory, gib
 # N x V scores, and the N best continuations of a character model differ only in their last few bytes
 # long before this width: wider beams buy nothing but time. The memory check below also holds.
 MAX_BEAM = 10_000
+# beam_memory's float32 copies per beam: of the V scores (totals, log-softmax, topk's values and
+# int64 indices), and of a row's state (before, reordered, after, and the stacked layers); measured
+SCORE_COPIES = 6
+STATE_COPIES = 7
 
 
 @dataclass(frozen=True)
@@ -53,47 +57,78 @@ def check_beam(beam: int, num_samples: int) -> None:
                          f"{beam} best continuations; print at most that many, or widen the beam.")
 
 
-def check_beam_memory(beam: int, length: int, model: CharRNN, device: torch.device) -> None:
-    """Refuse a beam that needs more memory than ``device`` has free: beam x (length x 8 bytes of
-    history + vocabulary x 12 bytes of scores + the hidden state)."""
-    v, h = model.head.out_features, model.hidden_size
-    states = model.num_layers * h * (4 if model.cell == "lstm" else 2)  # (h, c) of this step and the next
-    need = beam * (8 * length + 12 * v + 4 * states)  # int64 history; logits, log-probs and totals (float32)
+def beam_memory(beam: int, length: int, model: CharRNN, prompt_len: int = 1, keep: int = 1) -> int:
+    """Bytes a beam search of width ``beam`` over ``length`` bytes after a ``prompt_len``-byte prompt,
+    ``keep`` of its continuations printed, takes at its peak (float32; on a CPU within 1.5x of the
+    measured growth of the peak RSS, which tests/charlm/test_beam.py checks):
+
+    - the history: per step and beam, the row it extends (int32) and the token it adds (uint8);
+    - one step's scores: beam x V totals, their log-softmax, and topk's work over all of them;
+    - the state (h[, c]) of every layer before a step, reordered to follow the parents, and after
+      it, with a layer's gates, the embedding row and the logits;
+    - the prompt pass, once: (P, E) embeddings, (P, H) outputs and gates, (P, V) logits;
+    - the ``keep`` continuations walked back: Python lists of ints (8 bytes an item) and their text.
+    """
+    v, h, e = model.head.out_features, model.hidden_size, model.embed.embedding_dim
+    states = model.num_layers * h * (2 if model.cell == "lstm" else 1)  # floats of one row's state
+    history = beam * length * (4 + token_dtype(v).itemsize)
+    step = 4 * beam * (SCORE_COPIES * v + STATE_COPIES * states + 4 * h + e)
+    prompt = 4 * prompt_len * (e + 5 * h + v)
+    kept = keep * length * 10
+    return history + step + prompt + kept
+
+
+def check_beam_memory(beam: int, length: int, model: CharRNN, device: torch.device, prompt_len: int = 1,
+                      keep: int = 1) -> None:
+    """Refuse a beam search that needs more memory than ``device`` has free (beam_memory)."""
+    need = beam_memory(beam, length, model, prompt_len, keep)
     have = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
     if have is not None and need > have:
         raise ValueError(f"--beam {beam:,} with --length {length:,} needs about {gib(need)}, more than the "
                          f"{gib(have)} available here. Use a smaller --beam or a shorter --length.")
 
 
+def token_dtype(vocab_size: int) -> torch.dtype:
+    """The smallest integer type of the history's tokens: uint8 for a byte vocabulary (<= 256 symbols)."""
+    return torch.uint8 if vocab_size <= 256 else torch.int32
+
+
 @torch.inference_mode()
-def beam_search(model: CharRNN, prompt: torch.Tensor, length: int, beam: int) -> list[Beam]:
-    """The ``beam`` most likely continuations of ``length`` tokens after ``prompt`` (P,), best first.
+def beam_search(model: CharRNN, prompt: torch.Tensor, length: int, beam: int, keep: int | None = None) -> list[Beam]:
+    """The ``keep`` (default: all ``beam``) most likely continuations of ``length`` tokens after
+    ``prompt`` (P,), best first.
 
     Fewer come back only when fewer exist (vocabulary ** length < beam). Exhaustive, and so exact,
     once ``beam`` >= vocabulary ** (length - 1): no prefix of the best sequence is ever dropped.
     """
     logits, hidden = model(prompt[None])  # (1, P, V)
     last = logits[:, -1].float()  # (1, V)
+    del logits
     if not torch.isfinite(last).all():
         raise ValueError(NOT_FINITE)
+    vocab, device = last.shape[1], prompt.device
     step = make_step(model, "cells")
-    scores = torch.zeros(1, device=prompt.device)  # (n,) total log-probability of each live beam
-    parents, tokens = [], []  # per step, (n,) each: the beam each new one extends, and the token it adds
+    # per step t and beam j after it: the row of step t - 1 that beam j extends, and the token it adds.
+    # 5 bytes per beam and byte (int32, uint8), filled as the search goes; only the rows walked back
+    # at the end become Python lists.
+    parents = torch.zeros(length, beam, dtype=torch.int32, device=device)
+    tokens = torch.zeros(length, beam, dtype=token_dtype(vocab), device=device)
+    scores = torch.zeros(1, device=device)  # (n,) total log-probability of each live beam
     for t in range(length):
-        totals = scores[:, None] + last.log_softmax(dim=-1)  # (n, V)
-        vocab = totals.shape[1]
-        scores, flat = totals.flatten().topk(min(beam, totals.numel()))  # (n',) best first
-        parents.append(flat // vocab)
-        tokens.append(flat % vocab)
+        totals = (scores[:, None] + last.log_softmax(dim=-1)).flatten()  # (n x V,)
+        scores, flat = totals.topk(min(beam, totals.numel()))  # (n',) best first
+        del totals
+        parent, token = flat.div(vocab, rounding_mode="floor"), flat.remainder(vocab)  # (n',) int64 each
+        parents[t, : len(parent)], tokens[t, : len(token)] = parent, token
         if t + 1 < length:  # the last step's logits would go unused
-            hidden = map_hidden(lambda h: h.index_select(1, parents[-1]), hidden)  # (L, n', H): follow the parents
-            last, hidden = step(tokens[-1], hidden)
+            hidden = map_hidden(lambda h, rows=parent: h.index_select(1, rows), hidden)  # (L, n', H): follow parents
+            last, hidden = step(token, hidden)
             last = last.float()
-    # walk back from each final beam to the prompt: O(length x beam), not a copied history per step
-    row = torch.arange(scores.shape[0], device=prompt.device)  # (n,)
-    ids = []
-    for parent, token in zip(reversed(parents), reversed(tokens), strict=True):
-        ids.append(token[row])
-        row = parent[row]
-    history = torch.stack(ids[::-1], dim=1) if ids else torch.empty(1, 0, dtype=torch.long)  # (n, length)
-    return [Beam(seq, score) for seq, score in zip(history.tolist(), scores.tolist(), strict=True)]
+    # walk back from the best `keep` final beams to the prompt: O(length x keep)
+    kept = len(scores) if keep is None else min(keep, len(scores))
+    row = torch.arange(kept, device=device)  # (k,) topk sorts: the first rows are the best
+    ids = torch.empty(kept, length, dtype=tokens.dtype, device=device)  # (k, length)
+    for t in range(length - 1, -1, -1):
+        ids[:, t] = tokens[t, row]
+        row = parents[t, row].long()
+    return [Beam(seq, score) for seq, score in zip(ids.tolist(), scores[:kept].tolist(), strict=True)]

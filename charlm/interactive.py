@@ -21,14 +21,19 @@ terminal.
 With ``--seed`` (or ``:seed N``) the random generator is seeded once there, so the same lines give
 the same samples. Ctrl-C stops the sample being written and the session goes on; at the prompt,
 Ctrl-C clears the line and a second one in a row ends the session (exit 130), as end of input does
-(Ctrl-D; exit 0).
+(Ctrl-D; exit 0). A Ctrl-C never ends the session while a line is being handled (CtrlC): during a
+sample it stops that sample, whose end line still comes, marked; during a command or the
+bookkeeping around a sample (commands take no time) it is let go.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import sys
+from collections.abc import Iterator
+from types import FrameType
 from typing import Literal
 
 import torch
@@ -100,6 +105,50 @@ def as_command(message: str) -> str:
     return re.sub(r"--(" + "|".join(NAMES) + r")\b", r":\1", message)
 
 
+class CtrlC:
+    """The SIGINT handler of a session: a KeyboardInterrupt only between ``arm()`` and ``disarm()``,
+    at most one per ``arm()``; any other Ctrl-C is only noted (``pending``).
+
+    Python raises KeyboardInterrupt between any two bytecodes, so with the default handler a Ctrl-C
+    can land in the bookkeeping of a line (the end-of-sample line, the counter, a setting half
+    changed) and end the session. Here it lands only where the session expects it: while a line is
+    read, and while a sample is written (``arm`` inside a ``try`` whose ``except KeyboardInterrupt``
+    runs disarmed, so that no second Ctrl-C can escape from it).
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.pending = False  # a Ctrl-C came while disarmed
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.armed:
+            self.armed = False  # one KeyboardInterrupt per arm(): the handler of the first runs undisturbed
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def arm(self, deliver_pending: bool) -> None:
+        """Let a Ctrl-C raise from now on; one that came since the last ``disarm`` raises now if
+        ``deliver_pending`` (it came while the line was being handled), else is forgotten."""
+        if not deliver_pending:
+            self.pending = False
+        self.armed = True
+        if self.pending:  # checked after arming: one that comes in between raises in the handler instead
+            self.pending = self.armed = False
+            raise KeyboardInterrupt
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """This handler for SIGINT, the previous one back afterwards."""
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 class Session:
     """One interactive session: read a line, sample or change a setting, until end of input."""
 
@@ -116,9 +165,15 @@ class Session:
         self.line_number = 0  # lines read, for messages
         self.count = 0  # prompts answered, for the end-of-sample lines
         self.texts: list[str] = []
+        self.ctrl_c = CtrlC()
 
     def run(self) -> list[str]:
         """Answer every line of standard input; returns the continuations written."""
+        with self.ctrl_c.installed():
+            return self.loop()
+
+    def loop(self) -> list[str]:
+        """Read and handle lines until end of input, :quit, or Ctrl-C twice at the prompt."""
         if self.terminal:
             config = self.loaded.model.config
             self.say(f"charlm: sampling interactively ({config.describe()}, {config.vocab_size} "
@@ -128,7 +183,11 @@ class Session:
         interrupted = False  # Ctrl-C at the prompt once already
         while True:
             try:
-                line = self.read_line("> " if pending is None else "... ")
+                self.ctrl_c.arm(deliver_pending=False)  # a Ctrl-C while the last line was handled is done with
+                try:
+                    line = self.read_line("> " if pending is None else "... ")
+                finally:
+                    self.ctrl_c.disarm()
             except KeyboardInterrupt:
                 if interrupted:
                     self.say("")
@@ -137,6 +196,7 @@ class Session:
                 self.say("\n(Ctrl-C again, or Ctrl-D, to quit)")
                 continue
             interrupted = False
+            # from here to the next read, a Ctrl-C raises only while a sample is written (answer)
             if line is None:  # end of input; an unfinished continued prompt is still a prompt
                 if pending is not None:
                     self.answer(pending)
@@ -157,44 +217,53 @@ class Session:
 
     def read_line(self, prompt: str) -> bytes | None:
         """The next line without its line end, or None at end of input."""
-        self.line_number += 1
         if self.editing:
             try:
-                return input(prompt).encode("utf-8", errors="surrogateescape")
+                line = input(prompt).encode("utf-8", errors="surrogateescape")
             except EOFError:
                 return None
-        if self.terminal:
-            self.say(prompt, end="")
-        line = sys.stdin.buffer.readline()
-        if not line:
-            return None
-        return line.removesuffix(b"\n").removesuffix(b"\r")
+        else:
+            if self.terminal:
+                self.say(prompt, end="")
+            line = sys.stdin.buffer.readline()
+            if not line:
+                return None
+            line = line.removesuffix(b"\n").removesuffix(b"\r")
+        self.line_number += 1  # not counted if a Ctrl-C took the line away
+        return line
 
     def answer(self, prompt: bytes) -> None:
-        """Write the sample (or beams) for one prompt, then its end-of-sample line."""
+        """Write the sample (or beams) for one prompt, then its end-of-sample line: a Ctrl-C (CtrlC)
+        stops only the writing of the sample, never the end line or the session."""
         self.count += 1
-        out = sys.stdout
-        prompt = prompt or b"\n"
+        texts: list[str] = []
         try:
-            ids = encode_prompt(self.loaded.vocab, prompt, self.unknown, f"line {self.line_number}")
-            if self.unknown == "skip":
-                prompt = self.loaded.vocab.decode(ids)
-            s = self.settings
-            if s.beam is not None:
-                texts = write_beams(self.loaded, prompt, ids, s, self.echo_prompt, out)
-            else:
-                texts = write_samples(self.loaded, prompt, ids, s.replace(num_samples=1), self.generator,
-                                      self.stop_strings, self.echo_prompt, out)
-            self.texts.extend(texts)
+            self.ctrl_c.arm(deliver_pending=True)  # a Ctrl-C since the line was read stops this sample
+            try:
+                texts = self.write(prompt or b"\n")
+            finally:
+                self.ctrl_c.disarm()
             how = ""
         except ValueError as err:
-            self.error(str(err))
+            self.error(as_command(str(err)))
             how = " (refused, see stderr)"
         except KeyboardInterrupt:
-            out.write("\n")
+            sys.stdout.write("\n")
             how = " (stopped by Ctrl-C)"
-        out.write(f"===== end of sample {self.count}{how} =====\n")
-        out.flush()
+        self.texts.extend(texts)
+        sys.stdout.write(f"===== end of sample {self.count}{how} =====\n")
+        sys.stdout.flush()
+
+    def write(self, prompt: bytes) -> list[str]:
+        """The sample (or beams) for one prompt, written to stdout; its continuations."""
+        ids = encode_prompt(self.loaded.vocab, prompt, self.unknown, f"line {self.line_number}")
+        if self.unknown == "skip":
+            prompt = self.loaded.vocab.decode(ids)
+        s = self.settings
+        if s.beam is not None:
+            return write_beams(self.loaded, prompt, ids, s, self.echo_prompt, sys.stdout)
+        return write_samples(self.loaded, prompt, ids, s.replace(num_samples=1), self.generator, self.stop_strings,
+                             self.echo_prompt, sys.stdout)
 
     def command(self, line: str) -> str | None:
         """Carry out a ``:`` line; returns "quit" for :quit."""
@@ -223,7 +292,7 @@ class Session:
             raise ValueError(":beam runs every continuation to :length, so it does not combine with --stop")
         check_settings(new)
         if new.beam is not None:
-            check_beam_memory(new.beam, new.length, self.loaded.model, self.device)
+            check_beam_memory(new.beam, new.length, self.loaded.model, self.device, keep=new.num_samples)
         self.settings = new
         if "seed" in changes:
             seeded(self.generator, new.seed)
@@ -242,4 +311,7 @@ class Session:
             print(text, end=end, file=sys.stderr, flush=True)
 
     def error(self, message: str) -> None:
-        print(f"charlm: error: {message}", file=sys.stderr, flush=True)
+        """``charlm: error: line L: message`` on stderr (L: the line being handled)."""
+        where = f"line {self.line_number}: "
+        print(f"charlm: error: {message if message.startswith(where) else where + message}", file=sys.stderr,
+              flush=True)

@@ -73,9 +73,13 @@ def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
     (``--ckpt_path a.ckpt b.ckpt``); jsonargparse alone would want ``--ckpt_path '[a.ckpt, b.ckpt]'``
     and has no ``nargs`` for function parameters, so such a parameter is added by hand, with the
     help jsonargparse wrote for it from the docstring. So is a ``bool`` one, as a switch: ``--interactive``
-    alone means true (jsonargparse would want ``--interactive true``, which still works).
+    alone means true (jsonargparse would want ``--interactive true``, which still works), and
+    ``--no_interactive``, which takes no value, false. (jsonargparse's ActionYesNo gives both forms
+    the same optional value, so that ``--no_interactive false`` would mean true.)
     """
-    from jsonargparse import ActionYesNo, ArgumentParser
+    from argparse import SUPPRESS
+
+    from jsonargparse import ArgumentParser
 
     from charlm.compat import parser_actions
 
@@ -94,8 +98,11 @@ def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
                             **({} if required else {"default": default}))
     parser.add_function_arguments(function, as_group=False, skip={*many, *switches}, sub_configs=True)
     for name in switches:
-        parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=parameters[name].default,
+        parser.add_argument(f"--{name}", type=bool, nargs="?", const=True, default=parameters[name].default,
                             help=helps[name])
+        # default SUPPRESS: the flag above gives the default (and --help shows it there, not twice)
+        parser.add_argument(f"--no_{name}", dest=name, action="store_const", const=False, default=SUPPRESS,
+                            help=f"the same as --{name} false.")
 
 
 def build_parser() -> ArgumentParser:

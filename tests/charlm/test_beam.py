@@ -9,10 +9,10 @@ import re
 import pytest
 import torch
 
-from charlm.beam import MAX_BEAM, beam_search
+from charlm.beam import MAX_BEAM, beam_memory, beam_search
 from charlm.generate import generate
 from charlm.model import CharRNN, CharRNNConfig
-from tests.cli_runs import assert_one_line
+from tests.cli_runs import assert_one_line, run_python
 from tests.conftest import REPO
 
 OLD_CKPT = REPO / "tests" / "fixtures" / "lstm_1x16_v0.ckpt"  # 58 symbols, 1 x 16 LSTM
@@ -104,9 +104,48 @@ def test_bad_beams_are_one_line(charlm_main):
         ("--beam", str(MAX_BEAM + 1)): ["--beam 10,001", "bound of 10,000"],
         ("--beam", "2", "--num_samples", "3"): ["--num_samples 3 is more than --beam 2"],
         ("--beam", "2", "--temperature", "0.5"): ["--temperature does not apply", "--beam"],
+        ("--beam", "2", "--temperature", "0.8"): ["--temperature does not apply"],  # sampling's default, given
         ("--beam", "2", "--top_k", "3", "--top_p", "0.5"): ["--top_k, --top_p do not apply"],
         ("--beam", "2", "--stop", "x"): ["--stop"],
         ("--beam", "10000", "--length", str(10**12)): ["--beam 10,000 with --length", "GiB", "smaller --beam"],
     }
     for extra, words in cases.items():
         assert_one_line(charlm_main(*base, *extra), *words)
+
+
+# Run in a fresh process: the growth of its peak RSS over what loading took is what the command's
+# beam search (write_beams: the search, the walk back, the printed text) costs. The peak is this
+# process's own (VmHWM), not getrusage's ru_maxrss, which also counts the parent's size at the fork.
+MEASURE = """
+import io, re, sys, torch
+from pathlib import Path
+from charlm.beam import beam_memory
+from charlm.checkpoint import load_checkpoint
+from charlm.commands.sample import Settings, write_beams
+def peak():
+    return int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+torch.set_num_threads(1)
+loaded = load_checkpoint(sys.argv[1], "cpu")
+ids = loaded.vocab.encode(b"ROMEO:")
+settings = Settings(length=int(sys.argv[3]), beam=int(sys.argv[2]), num_samples=int(sys.argv[4]))
+write_beams(loaded, b"ROMEO:", ids, settings.replace(length=3), False, io.StringIO())  # torch's first-call setup
+before = peak()
+write_beams(loaded, b"ROMEO:", ids, settings, False, io.StringIO())
+print((peak() - before) / beam_memory(settings.beam, settings.length, loaded.model, len(ids), settings.num_samples))
+"""
+
+
+@pytest.mark.parametrize(("beam", "length", "num_samples"), [(2000, 1500, 3), (100, 10000, 100)])
+def test_the_memory_check_expects_what_a_beam_search_takes(beam, length, num_samples):
+    # the history of every beam (2000 x 1500: 14 MiB); the printed continuations (100 of 10,000 bytes)
+    out = run_python("-c", MEASURE, str(OLD_CKPT), str(beam), str(length), str(num_samples))
+    assert out.returncode == 0, out.stderr
+    assert 1 / 1.5 < float(out.stdout) < 1.5  # measured / estimated
+
+
+def test_the_estimate_counts_history_state_and_prompt():
+    model = tiny_model(0, vocab_size=65, cell="lstm")
+    one = beam_memory(10, 1000, model)
+    assert beam_memory(10, 2000, model) - one == 10 * 1000 * 5 + 1000 * 10  # int32 parent + uint8 token; one text
+    assert beam_memory(20, 1000, model) - one > 10 * 1000 * 5  # and a wider state and more scores
+    assert beam_memory(10, 1000, model, prompt_len=1001) > one

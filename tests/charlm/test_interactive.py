@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pathlib
 import pty
 import re
 import select
 import subprocess
 import sys
 import termios
+import threading
 import time
 
 import pytest
@@ -54,6 +56,7 @@ def test_a_script_pipes_prompts_and_settings(charlm_main):
     errors = [line for line in first.stderr.splitlines() if line.startswith("charlm: error:")]
     assert len(errors) == 4, first.stderr
     assert "no setting 'bogus'" in errors[0] and ":top_k takes an integer" in errors[1]
+    assert errors[0].startswith("charlm: error: line 4: ") and errors[1].startswith("charlm: error: line 5: ")
     assert errors[2].startswith("charlm: error: line 6: ") and "'€' (U+20AC, bytes e2 82 ac)" in errors[2]
     assert errors[3].startswith("charlm: error: line 7: ") and "'K' (0x4b)" in errors[3]
     assert "--unknown skip" in errors[2]
@@ -70,7 +73,7 @@ def test_unknown_skip_and_settings_answers_over_a_pipe():
     assert "note: line 1: skipped 3 bytes" in out.stderr
     assert "length 5, temperature 0.8, top_k none, top_p none, seed 2, beam none, num_samples 1" in out.stderr
     assert ":set NAME=VALUE" in out.stderr  # :help
-    assert "charlm: error: :num_samples above 1 needs :beam" in out.stderr
+    assert "charlm: error: line 4: :num_samples above 1 needs :beam" in out.stderr
 
 
 def test_bad_commands_are_named():
@@ -88,7 +91,8 @@ class Terminal:
     """``python -m charlm ARGS`` on a new pseudo-terminal that is its controlling terminal, so that
     the byte 0x03 typed there reaches it as SIGINT, as Ctrl-C at a keyboard does."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, stdout: int | None = None, stderr: int | None = None) -> None:
+        """``stdout`` / ``stderr``: a file descriptor to write to instead of the terminal."""
         self.master, slave = pty.openpty()
 
         def control() -> None:  # after setsid (start_new_session): make the pty this session's terminal
@@ -96,7 +100,9 @@ class Terminal:
 
         with default_signals():
             self.proc = subprocess.Popen([sys.executable, "-m", "charlm", *args], cwd=REPO, stdin=slave,
-                                         stdout=slave, stderr=slave, start_new_session=True, preexec_fn=control,
+                                         stdout=slave if stdout is None else stdout,
+                                         stderr=slave if stderr is None else stderr, start_new_session=True,
+                                         preexec_fn=control,
                                          env=child_env(TERM="dumb"))
         os.close(slave)
         self.seen = ""
@@ -163,3 +169,107 @@ def test_ctrl_d_in_a_terminal_ends_the_session():
         assert term.close() == 0
     finally:
         term.proc.kill()
+
+
+# --- a Ctrl-C between the sample and its end line, or in a command ---------------------------------
+PAGE = 4096  # the smallest pipe (F_SETPIPE_SZ rounds up to a page): writes that fill it merge into that page
+
+
+def small_pipe() -> tuple[int, int]:
+    """(read end, write end) of a pipe that holds exactly PAGE bytes, so that a write blocks there."""
+    read, write = os.pipe()
+    assert fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PAGE) == PAGE
+    return read, write
+
+
+def blocked_writing(pid: int) -> bool:
+    """Whether the process sleeps in a write to a full pipe (the kernel's wait channel of its main
+    thread: ``pipe_write``, or ``anon_pipe_write`` since Linux 6.x; ``0`` while it runs)."""
+    return "pipe_write" in pathlib.Path(f"/proc/{pid}/wchan").read_text()
+
+
+def wait_until_blocked_writing(term: Terminal, deadline: float = 120) -> None:
+    """Poll (no timing in the assertion: the deadline only stops a broken build from hanging)."""
+    end = time.monotonic() + deadline
+    while not blocked_writing(term.proc.pid):
+        wchan = pathlib.Path(f"/proc/{term.proc.pid}/wchan").read_text()
+        assert term.proc.poll() is None and time.monotonic() < end, (wchan, term.seen[-2000:])
+        time.sleep(0.05)
+
+
+def read_pipe_until(fd: int, pattern: str, seen: bytes = b"", deadline: float = 120) -> bytes:
+    end = time.monotonic() + deadline
+    while not re.search(pattern.encode(), seen):
+        assert time.monotonic() < end, seen[-2000:]
+        if select.select([fd], [], [], 1)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the pipe closed before {pattern!r}: {seen[-2000:]!r}"
+            seen += chunk
+    return seen
+
+
+def test_ctrl_c_as_the_end_of_sample_line_is_written_leaves_the_session_running():
+    # stdout is a pipe that the sample fills to the last byte: "A", 4094 bytes, "\n" (the model's
+    # 58 symbols are ASCII), so the process blocks writing the end line, outside the sample itself
+    read, write = small_pipe()
+    term = Terminal("sample", "--ckpt_path", OLD_CKPT, "--interactive", "--length", str(PAGE - 2), "--seed", "1",
+                    stdout=write)
+    os.close(write)
+    try:
+        term.wait_for(r"sampling interactively.*?\n> ")
+        term.type("A\n")
+        wait_until_blocked_writing(term)
+        assert fcntl.ioctl(read, termios.FIONREAD, b"\0" * 4) == PAGE.to_bytes(4, sys.byteorder)  # the sample, all
+        term.type("\x03")  # the terminal sends SIGINT, and echoes ^C once it has
+        at = term.wait_for(r"\^C")
+        out = read_pipe_until(read, r"===== end of sample 1 =====\n")  # written once there is room
+        term.type(":length 5\nB\n")
+        term.wait_for(r"length 5, .*?\n> .*?> ", at)
+        out = read_pipe_until(read, r"===== end of sample 2 =====\n", out)
+        term.type("\x04")
+        assert term.close() == 0
+    finally:
+        term.proc.kill()
+        os.close(read)
+    got = records(out.decode())
+    assert [how for _, how in got] == ["", ""]  # the Ctrl-C came after the sample was complete: not stopped
+    assert len(got[0][0]) == PAGE and got[1][0].startswith("B")  # the whole sample, then the next
+
+
+def test_ctrl_c_in_a_command_leaves_the_session_running():
+    # stderr, where :help answers, is a pipe that fills: the answer's write blocks inside the command.
+    # (stdout is a pipe too: line editing, which would wait on readline, is off, as over ssh -T)
+    read, write = small_pipe()
+    out_read, out_write = os.pipe()
+    term = Terminal("sample", "--ckpt_path", OLD_CKPT, "--interactive", "--length", "5", "--temperature", "0",
+                    stdout=out_write, stderr=write)
+    os.close(write)
+    os.close(out_write)
+    errors = bytearray()
+    drain = threading.Thread(target=lambda: errors.extend(read_all(read)))
+    try:
+        term.type(":help\n" * 8)  # 8 x 900 bytes: more than the pipe holds
+        wait_until_blocked_writing(term)
+        term.type("\x03")  # (the terminal also drops the lines typed ahead and not yet read)
+        term.wait_for(r"\^C")
+        drain.start()  # room on stderr: the :help goes on
+        term.type("ROMEO:\n")
+        out = read_pipe_until(out_read, r"===== end of sample 1 =====\n")
+        term.type("\x04")
+        assert term.close() == 0
+    finally:
+        term.proc.kill()
+        if drain.is_alive():
+            drain.join()
+        os.close(read)
+        os.close(out_read)
+    assert records(out.decode()) == [(f"ROMEO:{out.decode()[6:11]}\n", "")]
+    assert errors.count(b":set NAME=VALUE") >= 2 and b"Traceback" not in errors
+
+
+def read_all(fd: int) -> bytes:
+    """Everything from ``fd`` up to end of file."""
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return data

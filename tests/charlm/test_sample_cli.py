@@ -1,9 +1,13 @@
 """`charlm sample` as a user runs it, against a checkpoint trained in the test session."""
 
+import numpy as np
+import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from tests.cli_runs import charlm
+from charlm.commands.sample import encode_prompt
+from datamodules.vocab import Vocabulary
+from tests.cli_runs import assert_one_line, charlm
 
 
 def test_streams_a_seeded_sample_that_continues_the_prompt(tiny_checkpoint):
@@ -83,3 +87,34 @@ def test_interactive_switch_and_its_bad_companions(tiny_checkpoint, charlm_main)
         assert out.returncode == 2 and "--interactive reads its prompts from standard input" in out.stderr
         assert f"leave out {word}" in out.stderr, out.stderr
     assert charlm_main(*base, "--interactive", "maybe").returncode == 2
+
+
+def test_the_default_temperature_is_0_8_and_is_not_given_with_beam(tiny_checkpoint, charlm_main):
+    base = ["sample", "--ckpt_path", tiny_checkpoint, "--length", "50", "--seed", "4"]
+    assert charlm_main(*base).stdout == charlm_main(*base, "--temperature", "0.8").stdout
+    assert "default when sampling: 0.8; not with --beam" in " ".join(charlm_main("sample", "--help").stdout.split())
+
+
+def test_a_no_switch_takes_no_value(tiny_checkpoint, charlm_main):
+    base = ["sample", "--ckpt_path", tiny_checkpoint, "--length", "5", "--prompt", "ROMEO:", "--temperature", "0"]
+    echoed = charlm_main(*base).stdout
+    assert echoed.startswith("ROMEO:")
+    for flags in (["--no_echo_prompt"], ["--echo_prompt", "false"], ["--echo_prompt", "no"]):
+        assert charlm_main(*base, *flags).stdout == echoed.removeprefix("ROMEO:"), flags
+    for flags in (["--echo_prompt"], ["--echo_prompt", "true"], ["--no_echo_prompt", "--echo_prompt"]):
+        assert charlm_main(*base, *flags).stdout == echoed, flags
+    assert_one_line(charlm_main(*base, "--no_echo_prompt", "false"), "false")  # not "no echo: false" = echo
+    usage = charlm_main("sample", "--help").stdout
+    assert "[--no_interactive]" in usage and "--no_interactive [" not in usage
+    assert "the same as --interactive false" in usage
+
+
+def test_encode_prompt_skips_in_one_pass(capsys):
+    vocab = Vocabulary.from_bytes(b"abc\n")
+    data = b"abxc" * 250_000 + b"\xff"  # 1 MB
+    ids = encode_prompt(vocab, data, "skip", "--prompt_file")
+    assert vocab.decode(ids) == b"abc" * 250_000 and ids.dtype == np.uint8
+    assert "note: --prompt_file: skipped 250001 bytes" in capsys.readouterr().err
+    assert list(encode_prompt(vocab, b"ca\n", "error", "--prompt")) == [3, 1, 0]  # ids: \\n a b c
+    with pytest.raises(ValueError, match=r"--prompt: the prompt contains the bytes 'x' .*--unknown skip"):
+        encode_prompt(vocab, data, "error", "--prompt")
