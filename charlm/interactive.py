@@ -183,7 +183,9 @@ class Session:
         interrupted = False  # Ctrl-C at the prompt once already
         while True:
             try:
-                self.ctrl_c.arm(deliver_pending=False)  # a Ctrl-C while the last line was handled is done with
+                # a Ctrl-C while the last line was handled is done with; but after a first Ctrl-C at the
+                # prompt, one that comes while "(Ctrl-C again...)" is written is the second
+                self.ctrl_c.arm(deliver_pending=interrupted)
                 try:
                     line = self.read_line("> " if pending is None else "... ")
                 finally:
