@@ -63,7 +63,7 @@ def export(
     token (N,) int64, h (layers, N, hidden) [, c for an LSTM] -> logits (N, V), h_out [, c_out],
     the state starting as zeros. Its metadata (ONNX metadata_props; TorchScript _extra_files) holds
     charlm.vocab (the byte of each token id, JSON), charlm.model_config and charlm.signature.
-    README.md, section "Export", has a 20-line sampler that needs only onnxruntime and numpy.
+    README.md, section "Export", has a 15-line sampler that needs only onnxruntime and numpy.
 
     Args:
         ckpt_path: a checkpoint written by ``charlm fit``.
