@@ -27,8 +27,9 @@ def test_fit_drops_val_bpc_and_saves_best_and_last(tmp_path, shakespeare_path):
     # the checkpoint is self-contained: vocabulary and hyperparameters inside, loads with weights_only
     ckpt = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
     assert len(ckpt["hyper_parameters"]["vocab"]) == 65 and ckpt["hyper_parameters"]["hidden_size"] == 64
+    # what load_checkpoint rebuilds from
     assert ckpt["model_config"] == {"vocab_size": 65, "cell": "lstm", "num_layers": 1, "hidden_size": 64,
-                                    "embedding_dim": 16, "dropout": 0.1}  # what load_checkpoint rebuilds from
+                                    "embedding_dim": 16, "dropout": 0.1, "weight_drop": 0.0}
 
     # validate and test on the saved checkpoint report bpc on their splits
     for cmd in ("validate", "test"):
