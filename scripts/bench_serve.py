@@ -3,7 +3,11 @@
 unit of a text already traced, and one more character typed at its end, which steps only that
 character from the cached trace). A real server on 127.0.0.1, a real HTTP client; medians of repeats.
 
-    python scripts/bench_serve.py --ckpt_path model.ckpt [--repeats 5] [--length 2000]
+    python scripts/bench_serve.py --ckpt_path model.ckpt [--repeats 5] [--length 2000] [--browser]
+
+``--browser`` measures the same in the page too, in headless Chromium (Playwright's driver, the
+system's chromium): from the click on Generate to the first byte on screen and the bytes/s the page
+shows, and from a new unit number typed to the colours changed on screen (1,000 bytes).
 
 Without --ckpt_path it builds an untrained LSTM of --shape (2x512) over printable ASCII (the speed depends on
 the shape, not on the training). Not a test: numbers for the README.
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +69,54 @@ def look(url: str, text: str, unit: int) -> float:
     return time.perf_counter() - start
 
 
+COLOURS = "Array.from(document.querySelectorAll('#look-out span.ch')).map(e => e.style.background).join('|')"
+
+
+def until(page, check, timeout: float = 120) -> float:
+    """Poll ``check(page)`` every 5 ms until true; the time it took (the page's CSP forbids eval, so
+    Playwright's wait_for_function cannot run there)."""
+    start = time.perf_counter()
+    while not check(page):
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("the page did not change in time")
+        time.sleep(0.005)
+    return time.perf_counter() - start
+
+
+def in_page(url: str, repeats: int, length: int, passage: str) -> tuple[list[float], list[float], list[float]]:
+    """In headless Chromium: (seconds from the click on Generate to the first byte shown, bytes/s the
+    page reports, seconds from another unit typed to the 1,000 bytes recoloured, the page's 100 ms
+    wait for more typing included), one of each per repeat."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    firsts, rates, recolours = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(url)
+        page.fill("#prompt", "ROMEO:\n")
+        page.fill("#length", str(length))
+        for seed in range(repeats):
+            page.fill("#seed", str(seed))
+            start = time.perf_counter()
+            page.click("#generate")
+            until(page, lambda pg: "ROMEO:" in pg.inner_text("#samples") and
+                  len(pg.inner_text("#samples").split("ROMEO:", 1)[1].strip()) > 0)
+            firsts.append(time.perf_counter() - start)
+            until(page, lambda pg: "· done" in pg.inner_text("#samples"))
+            rates.append(float(re.search(r"([\d,]+) bytes/s", page.inner_text("#samples")).group(1).replace(",", "")))
+        page.click("nav button[data-view='look']")
+        page.fill("#look-text", passage)
+        until(page, lambda pg: pg.locator("#look-out span.ch").count() >= len(passage.encode()) - 50)
+        for unit in range(1, repeats + 1):
+            before = page.evaluate(COLOURS)
+            page.fill("#look-unit", str(unit))
+            recolours.append(until(page, lambda pg, old=before: pg.evaluate(COLOURS) != old))
+        browser.close()
+    return firsts, rates, recolours
+
+
 def main() -> None:
     """Start a server, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -70,6 +124,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--length", type=int, default=2000, help="bytes per sample")
     parser.add_argument("--shape", default="2x512", help="layers x hidden units of the untrained LSTM")
+    parser.add_argument("--browser", action="store_true", help="also measure in the page (headless Chromium)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         layers, hidden = (int(n) for n in args.shape.split("x"))
@@ -86,6 +141,7 @@ def main() -> None:
                 new.append(look(url, text, 0))
                 other.append(look(url, text, 1))  # another unit of the same text: from the server's cache
                 typed.append(look(url, text + "x", 1))  # one more character: only it is stepped
+            page = in_page(url, args.repeats, args.length, passage) if args.browser else None
         finally:
             proc.terminate()
             proc.wait(30)
@@ -97,6 +153,13 @@ def main() -> None:
     print(f"Look inside, 1,000 bytes: new text {1000 * med(new):.0f} ms ({1000 * min(new):.0f}-{1000 * max(new):.0f}), "
           f"another unit {1000 * med(other):.0f} ms ({1000 * min(other):.0f}-{1000 * max(other):.0f}), "
           f"a character typed at the end {1000 * med(typed):.0f} ms ({1000 * min(typed):.0f}-{1000 * max(typed):.0f})")
+    if page:
+        firsts, rates, recolours = page
+        print(f"In the page: first byte on screen {1000 * med(firsts):.0f} ms after Generate "
+              f"({1000 * min(firsts):.0f}-{1000 * max(firsts):.0f}), {med(rates):,.0f} bytes/s shown "
+              f"({min(rates):,.0f}-{max(rates):,.0f}); 1,000 bytes recoloured {1000 * med(recolours):.0f} ms after "
+              f"another unit was typed ({1000 * min(recolours):.0f}-{1000 * max(recolours):.0f}; the page waits 100 ms "
+              f"for more typing first)")
 
 
 if __name__ == "__main__":
