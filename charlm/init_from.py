@@ -111,7 +111,6 @@ def transplant(model: CharRNN, vocab: Vocabulary, pretrained: LoadedModel) -> Tr
         raise ValueError(f"{FLAG}: the model is {model.config.describe()}, the checkpoint's "
                          f"{old_model.config.describe()}; build the model with the checkpoint's shape.")
     old_ids = old_vocab.byte_to_id  # (256,): old token id of each byte, -1 if the old model never saw it
-    new_ids = torch.arange(len(vocab))
     symbols = torch.tensor(vocab.symbols)
     from_old = torch.from_numpy(old_ids[list(vocab.symbols)].astype("int64"))  # (V_new,)
     shared = from_old >= 0
@@ -119,7 +118,7 @@ def transplant(model: CharRNN, vocab: Vocabulary, pretrained: LoadedModel) -> Tr
     for name, tensor in model.state_dict().items():  # state_dict tensors share storage with the parameters
         source = old_state[name]
         if name in ("embed.weight", "head.weight", "head.bias"):  # (V, E), (V, H), (V,): one row per symbol
-            tensor[new_ids[shared]] = source[from_old[shared]].to(tensor.dtype)
+            tensor[shared] = source[from_old[shared]].to(tensor.dtype)
         else:
             tensor.copy_(source)
     kept = set(vocab.symbols)

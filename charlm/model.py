@@ -22,6 +22,9 @@ Cell = Literal["rnn", "gru", "lstm"]
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, B, H), or (h, c) for LSTM
 
 _RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+# weight_drop hands cuDNN swapped weights, which it copies into one block on each call, as intended there:
+# its warning about that is silenced once here, not by a catch_warnings on every training step
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +106,7 @@ class CharRNN(nn.Module):
         self.rnn = _RNNS[config.cell](config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True,
                                       dropout=config.dropout if config.num_layers > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
+        self._recurrent_weights = [f"weight_hh_l{k}" for k in range(config.num_layers)]  # what weight_drop drops
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
@@ -123,11 +127,8 @@ class CharRNN(nn.Module):
         p = self.config.weight_drop
         if not (self.training and p > 0):
             return self.rnn(x, hidden)
-        dropped = {f"weight_hh_l{k}": nn.functional.dropout(getattr(self.rnn, f"weight_hh_l{k}"), p)
-                   for k in range(self.num_layers)}
-        with warnings.catch_warnings():  # cuDNN copies the swapped weights into one block: expected here
-            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-            return torch.func.functional_call(self.rnn, dropped, (x, hidden))
+        dropped = {name: nn.functional.dropout(getattr(self.rnn, name), p) for name in self._recurrent_weights}
+        return torch.func.functional_call(self.rnn, dropped, (x, hidden))
 
     def step(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         """One time step through the same weights, layer by layer: tokens (N,) -> logits (N, V).

@@ -147,14 +147,14 @@ def write_samples(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settin
     if live and echo_prompt:
         out.write(decode(prompt))
         out.flush()
-    symbols = loaded.vocab.symbols
+    byte_of = [bytes((symbol,)) for symbol in loaded.vocab.symbols]  # token id -> its byte, built once
     for tokens in generate(loaded.model, prompt_ids, s.length, s.temperature, s.top_k, s.top_p, generator):
         for i, token in enumerate(tokens.tolist()):
-            piece = stops[i].add(streams[i].feed(bytes((symbols[token],))))
+            piece = stops[i].add(streams[i].feed(byte_of[token]))
             if live and piece:
                 out.write(piece)
                 out.flush()
-        if all(stop.done for stop in stops):
+        if stop_strings and all(stop.done for stop in stops):  # without --stop no sample ends early
             break
     texts = []
     for i in range(num_samples):
