@@ -4,6 +4,7 @@
     python scripts/gpu_check.py --data.path input.txt --out $OUT/gpu_check.json
     python scripts/gpu_check.py --dry-run                             # the plan and its budgets, nothing run
     python scripts/gpu_check.py --smoke                               # the plumbing, tiny sizes, on any device
+    python scripts/gpu_check.py --parts preset --variant '--model.weight_drop 0.3' --variant ''  # preset candidates
 
 Parts, each in its own process with its own time limit (one slow part cannot eat the others' time):
 
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -264,22 +266,26 @@ def check_sampling(plan: Plan) -> list[Row]:
 
 
 # --- the GPU preset ---------------------------------------------------------------------------------------
-def check_preset(plan: Plan) -> list[Row]:
-    """configs/gpu_60s.yaml (or --preset) as its header runs it: best val bpc, wall time, the last 10% scored."""
-    names = (f"preset {plan.preset.stem}: val bpc", f"preset {plan.preset.stem}: last 10% bpc")
+def check_preset(plan: Plan, variant: str = "") -> list[Row]:
+    """configs/gpu_60s.yaml (or --preset) as its header runs it: best val bpc, wall time, the last 10% scored.
+
+    ``variant``: flags added to the preset's command line (a candidate of ``--variant``), named in the rows."""
+    label = plan.preset.stem + (f" [{variant}]" if variant else "")
+    names = (f"preset {label}: val bpc", f"preset {label}: last 10% bpc")
     goal = f"<= {PRESET_GOAL:.2f}"
     why = (plan.why_not("preset") or (None if plan.preset.is_file() else f"{plan.preset} does not exist")
            or (None if plan.corpus else "no corpus: give --data.path")
            or (None if plan.cli else "jsonargparse is missing (see its row)"))
     if why:
         return [not_run(names[0], why), not_run(names[1], why, goal)]
-    root = plan.scratch / "preset-runs"
+    root = Path(tempfile.mkdtemp(prefix="preset-runs-", dir=plan.scratch))  # one per variant: its own best-*.ckpt
     extra = (["--trainer.max_time", "null", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "2",
               "--trainer.val_check_interval", "1", "--data.batch_size", "8", "--data.seq_len", "16",
               "--model.num_layers", "1", "--model.hidden_size", "16", "--trainer.accelerator", "cpu",
               "--trainer.precision", "32-true"] if plan.smoke else [])
     cmd = [sys.executable, "-m", "charlm", "fit", "--config", str(plan.preset), "--data.path", str(plan.corpus),
-           "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra]
+           "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra,
+           *shlex.split(variant)]  # last: a variant's flags win
     code, text, seconds = run(cmd, plan, plan.budget("preset") - 15)  # 15 s kept for scoring
     if code != 0:
         why = "ran out of its time budget" if code is None else tail(text)
@@ -345,6 +351,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS}, else {CARRIED_CORPUS})")
     parser.add_argument("--out", default=None, help="write the table as JSON to this file")
     parser.add_argument("--preset", default=str(PRESET), help="the config the preset part trains and scores")
+    parser.add_argument("--variant", action="append", default=None, metavar="FLAGS",
+                        help="train the preset once more with these flags added, e.g. --variant "
+                             "'--model.weight_drop 0.3' (repeatable; each variant gets the preset part's time "
+                             "budget, so select --parts preset to try several)")
     parser.add_argument("--log", default=None, help="append every command and its whole output to this file")
     parser.add_argument("--dry-run", action="store_true", help="run nothing: every part 'not run', with budgets")
     parser.add_argument("--parts", default=",".join(PARTS),
@@ -383,7 +393,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for precision in PRECISIONS:
             rows.extend(check_bench(plan, precision))
         rows.extend(check_sampling(plan))
-        rows.extend(check_preset(plan))
+        for variant in args.variant or [""]:
+            rows.extend(check_preset(plan, variant))
     total = time.monotonic() - start
     mode = "dry run" if args.dry_run else "smoke (tiny sizes: no verdicts)" if args.smoke else "full"
     print(f"gpu_check ({mode}) on {info.get('device', '?')}, torch {info.get('torch', '?')}, corpus {corpus}, "

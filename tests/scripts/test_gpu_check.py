@@ -131,3 +131,14 @@ def test_skipped_gpu_tests_are_named_with_their_reasons(monkeypatch):
     assert module.skip_reasons(text) == ("skipped: 3 x needs 2 CUDA devices, this machine has 1; "
                                          "1 x the real Tiny Shakespeare is not at /x (set CHARLM_SHAKESPEARE)")
     assert module.skip_reasons("2 passed in 1.0s\n") == ""
+
+
+def test_each_preset_variant_trains_with_its_own_flags(tmp_path, shakespeare_path):
+    """--variant trains the preset once per flag set, each in its own folder, its rows named by its flags."""
+    report, _ = gpu_check(tmp_path, "--smoke", "--parts", "preset", "--data.path", str(shakespeare_path),
+                          "--variant", "--trainer.max_steps 3", "--variant", "--trainer.max_steps 4")
+    rows = {r["part"]: r for r in report["rows"]}
+    for steps in (3, 4):
+        val = rows[f"preset gpu_60s [--trainer.max_steps {steps}]: val bpc"]
+        assert val["status"] == "measured" and val["data"]["val_curve"][-1][0] == steps - 1, val
+        assert rows[f"preset gpu_60s [--trainer.max_steps {steps}]: last 10% bpc"]["status"] == "smoke"
