@@ -22,9 +22,14 @@ from charlm.model import CharRNN, CharRNNConfig, Hidden, hidden_tensors
 from tests.cli_runs import assert_one_line
 from tests.conftest import REPO
 
-_WHY = f"the optional extra `export` is not installed ({INSTALL}); CI installs it"
-ort = pytest.importorskip("onnxruntime", reason=_WHY)
-pytest.importorskip("onnxscript", reason=_WHY)
+try:  # ONNX: the exporter (onnx, onnxscript) and the runtime the tests run its files in; TorchScript needs only torch
+    import onnx  # noqa: F401
+    import onnxruntime as ort
+    import onnxscript  # noqa: F401
+except ImportError:
+    ort = None
+needs_onnx = pytest.mark.skipif(ort is None, reason=f"the optional extra `export` is not installed ({INSTALL}); "
+                                                    f"CI installs it")
 
 ATOL = 1e-5  # float32; the runtimes' kernels sum in another order than torch's (seen: < 1e-6 after 100 steps)
 STEPS = 100
@@ -51,12 +56,19 @@ def write_checkpoint(path: Path, cell: str) -> Path:
 
 
 @pytest.fixture(scope="module", params=CELLS)
-def exported(request, tmp_path_factory) -> tuple[Path, Path, Path]:
-    """(checkpoint, model.onnx, model.pt) for one cell."""
-    folder = tmp_path_factory.mktemp(request.param)
-    ckpt = write_checkpoint(folder / f"{request.param}.ckpt", request.param)
-    return ckpt, export(str(ckpt), str(folder / "model.onnx")), export(str(ckpt), str(folder / "model.pt"),
-                                                                        format="torchscript")
+def cell_checkpoint(request, tmp_path_factory) -> Path:
+    """A checkpoint of one cell, in a folder of its own (the exported files go beside it)."""
+    return write_checkpoint(tmp_path_factory.mktemp(request.param) / f"{request.param}.ckpt", request.param)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(cell_checkpoint) -> Path:
+    return export(str(cell_checkpoint), str(cell_checkpoint.with_name("model.onnx")))
+
+
+@pytest.fixture(scope="module")
+def torchscript_file(cell_checkpoint) -> Path:
+    return export(str(cell_checkpoint), str(cell_checkpoint.with_name("model.pt")), format="torchscript")
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +107,26 @@ def assert_same_steps(step: StepFn, model: CharRNN, batch: int) -> None:
         token = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]  # (N,)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=needs_onnx), "torchscript"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_the_exported_step_equals_charlm_step(exported, fmt, batch):
-    ckpt, onnx_file, torchscript_file = exported
-    model = load_checkpoint(ckpt).model
+def test_the_exported_step_equals_charlm_step(cell_checkpoint, fmt, batch, request):
+    model = load_checkpoint(cell_checkpoint).model
     assert model.embed.weight.std() > 0.4  # the wide weights, not a default init
-    step = onnx_step(onnx_file) if fmt == "onnx" else torchscript_step(torchscript_file)
+    exported = request.getfixturevalue(f"{fmt}_file")
+    step = onnx_step(exported) if fmt == "onnx" else torchscript_step(exported)
     assert_same_steps(step, model, batch)
 
 
-def test_graph_names_dynamic_batch_and_metadata(exported):
-    ckpt, onnx_file, torchscript_file = exported
+def assert_metadata(found: dict[str, str], config: CharRNNConfig, ckpt: Path) -> None:
+    """An exported file's metadata (name -> text) holds the vocabulary, the model's config and the step's signature."""
+    assert json.loads(found["charlm.vocab"]) == list(VOCAB)
+    assert CharRNNConfig(**json.loads(found["charlm.model_config"])) == config
+    assert found["charlm.checkpoint"] == ckpt.name and "token (N,) int64" in found["charlm.signature"]
+
+
+@needs_onnx
+def test_graph_names_dynamic_batch_and_metadata(cell_checkpoint, onnx_file):
+    ckpt = cell_checkpoint
     config = load_checkpoint(ckpt).model.config
     session = ort.InferenceSession(str(onnx_file))
     states = ["h", "c"] if config.cell == "lstm" else ["h"]
@@ -117,15 +137,16 @@ def test_graph_names_dynamic_batch_and_metadata(exported):
     assert all(i.shape == [2, "batch", 24] and i.type == "tensor(float)" for i in inputs)
     assert session.get_outputs()[0].shape == ["batch", len(VOCAB)]
 
-    meta = session.get_modelmeta().custom_metadata_map
+    assert_metadata(session.get_modelmeta().custom_metadata_map, config, ckpt)
+
+
+def test_torchscript_metadata(cell_checkpoint, torchscript_file):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        files = dict.fromkeys(meta, "")
+        files = dict.fromkeys(["charlm.vocab", "charlm.model_config", "charlm.checkpoint", "charlm.signature"], "")
         torch.jit.load(str(torchscript_file), _extra_files=files)  # fills in each file's bytes
-    for found in (meta, {name: data.decode() for name, data in files.items()}):
-        assert json.loads(found["charlm.vocab"]) == list(VOCAB)
-        assert CharRNNConfig(**json.loads(found["charlm.model_config"])) == config
-        assert found["charlm.checkpoint"] == ckpt.name and "token (N,) int64" in found["charlm.signature"]
+    found = {name: data.decode() for name, data in files.items()}
+    assert_metadata(found, load_checkpoint(cell_checkpoint).model.config, cell_checkpoint)
 
 
 def readme_sampler() -> str:
@@ -136,6 +157,7 @@ def readme_sampler() -> str:
     return blocks[0]
 
 
+@needs_onnx
 def test_the_readme_sampler_writes_shakespeare_without_charlm(tiny_checkpoint, tmp_path, charlm_main):
     out = charlm_main("export", "--ckpt_path", tiny_checkpoint, "--output", "model.onnx")  # in tmp_path
     assert out.returncode == 0, out.stderr
@@ -156,6 +178,7 @@ def test_the_readme_sampler_writes_shakespeare_without_charlm(tiny_checkpoint, t
     assert bpc < 4.0, (bpc, text)
 
 
+@needs_onnx
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(lstm_checkpoint, tmp_path, charlm_main):
     ckpt = lstm_checkpoint
     base = ["export", "--ckpt_path", ckpt]
