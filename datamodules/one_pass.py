@@ -19,10 +19,8 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.atomic_files import atomic_replace
 from datamodules.cache_files import folder_lock
-from datamodules.errors import DISK_FULL, cache_write_error
-from datamodules.prepare import TOKENS, ChunkSource, byte_counts, finish_preparing, start_preparing
+from datamodules.prepare import ChunkSource, byte_counts, finish_preparing, start_preparing, write_tokens_file
 from datamodules.vocab import Vocabulary
 
 _BLOCK = 16 << 20
@@ -67,12 +65,7 @@ def prepare_one_pass(folder: Path, chunks: Iterable[bytes], source: str, total_b
             out.flush()
             result.update(vocab=vocab, num_tokens=num_tokens, crc=_encode_in_place(out, vocab, num_tokens))
 
-        try:
-            atomic_replace(folder / TOKENS, write, readable=True)
-        except OSError as err:
-            if isinstance(err, PermissionError) or err.errno in DISK_FULL:
-                raise cache_write_error(folder / TOKENS, err) from None
-            raise
+        write_tokens_file(folder, write, readable=True)
         finish_preparing(folder, result["vocab"], result["num_tokens"], result["crc"], source)
 
 

@@ -184,13 +184,20 @@ def _write_tokens(folder: Path, chunks: ChunkSource, table: np.ndarray, num_toke
         if out.tell() != num_tokens:
             raise RuntimeError(f"The corpus {source} changed while it was being prepared; run again.")
 
+    write_tokens_file(folder, encode)
+    return crc
+
+
+def write_tokens_file(folder: Path, write: Callable[[BinaryIO], None], readable: bool = False) -> None:
+    """``folder``'s ``tokens.u8`` replaced by what ``write(file)`` writes (datamodules.atomic_files; ``readable``:
+    it reads back what it wrote). A full disk or an unwritable folder is a CacheWriteError naming the file; other
+    errors (reading the source inside ``write``) pass unchanged."""
     try:
-        atomic_replace(folder / TOKENS, encode)
+        atomic_replace(folder / TOKENS, write, readable=readable)
     except OSError as err:
         if isinstance(err, PermissionError) or err.errno in DISK_FULL:
             raise cache_write_error(folder / TOKENS, err) from None
         raise
-    return crc
 
 
 def byte_counts(chunk: bytes, block: int = 1 << 20) -> np.ndarray:
