@@ -56,6 +56,7 @@ class TarballCorpus:
     tarball: Path
     extensions: tuple[str, ...]
     key: str  # the prepared folder's name; changes whenever the content does
+    download: Download | None = None  # set when ``tarball`` is a cached download: set aside if it proves damaged
 
     @property
     def source(self) -> str:
@@ -63,8 +64,10 @@ class TarballCorpus:
         return str(self.tarball)
 
     def prepare(self, folder: Path) -> None:
-        """Prepare ``folder`` from the tarball's matching members."""
-        prepare_tarball(folder, self.tarball, self.extensions)
+        """Prepare ``folder`` from the tarball's matching members (as ``Corpus.prepare``, a damaged download is
+        moved aside so the next run fetches it again; the user's own tarball is never touched)."""
+        with set_aside_if_bad(self.download):
+            prepare_tarball(folder, self.tarball, self.extensions)
 
 
 def default_cache_dir() -> Path:

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 from datamodules.base import CharDataModule, Corpus, TarballCorpus
-from datamodules.fetch import CorpusUnavailableError, download
+from datamodules.errors import cache_write_error
+from datamodules.fetch import CorpusUnavailableError, Download, download
 from datamodules.sources import expand_paths, files_chunks
 
 MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
@@ -53,18 +54,27 @@ class LinuxDataModule(CharDataModule):
         self.path, self.version, self.mirror = path, version, mirror.rstrip("/")
         self.extensions = list(extensions) if extensions else [".c", ".h"]
 
-    def _tarball(self) -> Path:
-        """The local tarball to read: the given one, or the release downloaded and verified."""
+    def _tarball(self) -> tuple[Path, Download | None]:
+        """The local tarball to read: the given one (None: never moved), or the release downloaded and verified."""
         if self.path is not None:
-            return Path(self.path).expanduser()
+            return Path(self.path).expanduser(), None
         major = self.version.split(".")[0]
         folder = self.cache_dir / "downloads" / "linux"
-        sums = download(f"{self.mirror}/v{major}.x/sha256sums.asc", folder / f"sha256sums-v{major}.x.asc", None)
-        name = f"linux-{self.version}.tar.xz"
-        return download(f"{self.mirror}/v{major}.x/{name}", folder / name, release_sha256(sums, name))
+        name, sums = f"linux-{self.version}.tar.xz", folder / f"sha256sums-v{major}.x.asc"
+        if not (folder / name).is_file():
+            # a release about to be downloaded is checked against the mirror's current list: a cached one may
+            # predate the release, or list a tarball that proved damaged and was set aside
+            try:
+                sums.unlink(missing_ok=True)
+            except OSError as err:
+                raise cache_write_error(sums, err) from None
+        download(f"{self.mirror}/v{major}.x/sha256sums.asc", sums, None)
+        url = f"{self.mirror}/v{major}.x/{name}"
+        tarball = download(url, folder / name, release_sha256(sums, name))
+        return tarball, Download(tarball, url)
 
     def _corpus(self) -> Corpus | TarballCorpus:
-        source = self._tarball()
+        source, fetched = self._tarball()
         ext = "".join(self.extensions)
         if source.is_dir():
             files = expand_paths(str(source), self.extensions)
@@ -82,4 +92,4 @@ class LinuxDataModule(CharDataModule):
             raise ValueError(f"--data.path: {source} is not a tarball ({', '.join(TARBALL_SUFFIXES)}) or a folder.")
         stat = source.stat()
         key = f"linux-{source.name}-{stat.st_size}-{stat.st_mtime_ns}-{ext}"
-        return TarballCorpus(source, tuple(self.extensions), key)
+        return TarballCorpus(source, tuple(self.extensions), key, fetched)

@@ -64,20 +64,68 @@ def test_checkout_gives_the_same_corpus_as_the_tarball(tmp_path):
     assert prepared_bytes(dm) == EXPECTED
 
 
+def publish(www: Path, tarball: bytes) -> None:
+    """Serve ``tarball`` as release 6.1 from the mirror folder ``www``, its sha256 listed as kernel.org lists it."""
+    (www / "v6.x").mkdir(exist_ok=True)
+    (www / "v6.x" / "linux-6.1.tar.xz").write_bytes(tarball)
+    digest = hashlib.sha256(tarball).hexdigest()
+    sums = f"-----BEGIN PGP SIGNED MESSAGE-----\n{'0' * 64}  linux-6.0.tar.xz\n{digest}  linux-6.1.tar.xz\n"
+    (www / "v6.x" / "sha256sums.asc").write_text(sums)
+
+
+def release(url: str, cache: Path) -> LinuxDataModule:
+    return LinuxDataModule(version="6.1", mirror=url, cache_dir=str(cache), batch_size=1, seq_len=8,
+                           eval_batch_size=1, val_fraction=0.1, test_fraction=0.1)
+
+
 def test_release_download_verified_against_published_sums(http_root, tmp_path):
     folder, url = http_root
-    tarball = make_tarball(folder / "linux-6.1.tar.xz")
-    (folder / "v6.x").mkdir()
-    tarball.rename(folder / "v6.x" / "linux-6.1.tar.xz")
-    digest = hashlib.sha256((folder / "v6.x" / "linux-6.1.tar.xz").read_bytes()).hexdigest()
-    sums = f"-----BEGIN PGP SIGNED MESSAGE-----\n{'0' * 64}  linux-6.0.tar.xz\n{digest}  linux-6.1.tar.xz\n"
-    (folder / "v6.x" / "sha256sums.asc").write_text(sums)
-    dm = LinuxDataModule(version="6.1", mirror=url, cache_dir=str(tmp_path / "c"), batch_size=1, seq_len=8,
-                         eval_batch_size=1, val_fraction=0.1, test_fraction=0.1)
+    publish(folder, make_tarball(tmp_path / "linux-6.1.tar.xz").read_bytes())
+    dm = release(url, tmp_path / "c")
     assert prepared_bytes(dm) == EXPECTED
     (folder / "v6.x" / "sha256sums.asc").write_text(f"{'1' * 64}  linux-6.1.tar.xz\n")
     with pytest.raises(ChecksumMismatchError, match="1" * 64):
         LinuxDataModule(version="6.1", mirror=url, cache_dir=str(tmp_path / "c2")).prepare_data()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_release_download_is_set_aside_and_fetched_anew(http_root, tmp_path, damage):
+    """A mirror serving a damaged tarball (its checksum listed to match): one clear error, the download moved
+    aside; once the mirror serves the right one, the next run downloads it (and the current checksum list)."""
+    folder, url = http_root
+    good = make_tarball(tmp_path / "good.tar.xz").read_bytes()
+    middle = len(good) // 2
+    bad = good[:middle] if damage == "truncated" else good[:middle] + bytes([good[middle] ^ 0x55]) + good[middle + 1 :]
+    publish(folder, bad)
+    with pytest.raises(CorruptArchiveError) as caught:
+        release(url, tmp_path / "c").prepare_data()
+    message, downloads = str(caught.value), tmp_path / "c" / "downloads" / "linux"
+    assert f"{downloads / 'linux-6.1.tar.xz'} (downloaded from {url}/v6.x/linux-6.1.tar.xz)" in message
+    assert "truncated or corrupted" in message and "moved aside to linux-6.1.tar.xz.bad" in message
+    assert "run again to download it anew" in message and "\n" not in message
+    assert (downloads / "linux-6.1.tar.xz.bad").read_bytes() == bad and not (downloads / "linux-6.1.tar.xz").exists()
+    assert not list((tmp_path / "c" / "prepared").rglob("meta.json"))
+    assert not list((tmp_path / "c" / "prepared").rglob(".spool-*"))
+    publish(folder, good)  # the mirror is mended: the next run succeeds with the same cache
+    assert prepared_bytes(release(url, tmp_path / "c")) == EXPECTED
+
+
+@pytest.mark.parametrize("name", ["linux-6.1.tar.xz", "linux-6.1.tar.gz"])
+def test_a_damaged_tarball_of_the_users_own_is_left_as_it_is(tmp_path, name):
+    mode = "w:xz" if name.endswith(".xz") else "w:gz"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        for member, data in FILES.items():
+            add(archive, member, data)
+    own = tmp_path / name
+    own.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) * 2 // 3])
+    before = own.read_bytes(), own.stat().st_mtime_ns
+    with pytest.raises(CorruptArchiveError) as caught:
+        LinuxDataModule(path=str(own), cache_dir=str(tmp_path / "c")).prepare_data()
+    message = str(caught.value)
+    assert message.startswith(f"{own} is truncated or corrupted") and "--data.path" in message
+    assert "moved aside" not in message and "\n" not in message
+    assert (own.read_bytes(), own.stat().st_mtime_ns) == before and not list(tmp_path.rglob("*.bad"))
 
 
 def test_truncated_tarball_and_no_matching_files(tmp_path):
