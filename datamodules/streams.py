@@ -148,9 +148,10 @@ class EvalStreams:
         # the split is ever held; past a stream's end, inputs are 0 and targets IGNORE
         T = self.seq_len
         for k in range(self.num_batches):
-            steps = torch.arange(k * T, (k + 1) * T)  # (T,)
-            valid = steps < self.lengths[:, None]  # (R, T)
-            at = (self.begins[:, None] + steps).masked_fill(~valid, 0)  # (R, T) input positions; 0 where padding
-            inputs = self.tokens[at].long().masked_fill(~valid, 0)
-            targets = self.tokens[at + valid.long()].long().masked_fill(~valid, IGNORE)  # at + 1, in bounds
-            yield inputs, targets
+            steps = torch.arange(k * T, (k + 1) * T + 1)  # (T+1,) the window: T inputs, then the last target
+            # position j holds a byte while step j <= length (the stream's last target is byte `length`);
+            # past that, position 0 stands in (in bounds), and the masks below overwrite it
+            at = (self.begins[:, None] + steps).masked_fill(steps > self.lengths[:, None], 0)  # (R, T+1)
+            inputs, targets = split_window(self.tokens[at])  # one gather; (R, T) each, int64
+            padding = steps[:-1] >= self.lengths[:, None]  # (R, T) steps with no prediction
+            yield inputs.masked_fill(padding, 0), targets.masked_fill(padding, IGNORE)
