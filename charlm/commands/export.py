@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from charlm.checkpoint import load_checkpoint
+from charlm.commands.output_path import check_output_path
 from charlm.export_step import ONNX_LIMIT, metadata, onnx_bytes, onnx_opset, signature, torchscript_bytes
 from charlm.model_size import parameter_count
 from datamodules.atomic_files import atomic_replace
@@ -24,19 +25,6 @@ INSTALL = 'pip install -e ".[export]"'
 
 class MissingExtraError(ValueError):
     """A package of the optional extra ``export`` is not installed (one line: what to install)."""
-
-
-def check_output(output: str, overwrite: bool) -> Path:
-    """The file to write: its folder must exist, and an existing file is replaced only with --overwrite."""
-    path = Path(output).expanduser()
-    if path.is_dir():
-        raise ValueError(f"--output: {path} is a folder; give a file name, e.g. --output {path / 'model.onnx'}")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"--output: the folder {path.parent} does not exist. Create it first "
-                                f"(mkdir -p {path.parent}), or write elsewhere.")
-    if path.exists() and not overwrite:
-        raise ValueError(f"--output: {path} already exists. Add --overwrite to replace it, or choose another name.")
-    return path
 
 
 def check_extra(format: str) -> None:
@@ -72,7 +60,7 @@ def export(
             torch deprecates TorchScript, but it still loads).
         overwrite: replace --output if it exists.
     """
-    path = check_output(output, overwrite)
+    path = check_output_path(output, "--output", "the model", "model.onnx", overwrite=overwrite)
     check_extra(format)
     loaded = load_checkpoint(ckpt_path, "cpu")
     config = loaded.model.config

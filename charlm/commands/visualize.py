@@ -6,21 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 from charlm.checkpoint import load_checkpoint
+from charlm.commands.output_path import check_output_path
 from charlm.neuron_page import MAX_BYTES, build_page, read_passage, write_page
 from charlm.neurons import State, check_view
 from datamodules.vocab import drop_unknown
-
-
-def check_out(out: str, name: str = "--out") -> Path:
-    """The page's path, refusing a folder (the page is one file: name it) and a path through a file."""
-    target = Path(out).expanduser()
-    if target.is_dir():
-        raise ValueError(f"{name} {out} is a folder; give the page a file name, "
-                         f"e.g. {name} {target / 'visualize.html'}")
-    parent = next((p for p in target.absolute().parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ValueError(f"{name} {out}: {parent} is a file, not a folder; choose another path for the page.")
-    return target
 
 
 def visualize(
@@ -54,7 +43,7 @@ def visualize(
     if not 1 <= max_bytes <= MAX_BYTES:
         raise ValueError(f"--max_bytes must lie in [1, {MAX_BYTES:,}] (a page holds ~300 bytes of HTML per "
                          f"character), got {max_bytes}")
-    target = check_out(out)
+    target = check_output_path(out, "--out", "the page", "visualize.html", folder_made=True)
     loaded = load_checkpoint(ckpt_path, "cpu")
     check_view(loaded.model, state, layer, neuron)
     data = drop_unknown(read_passage(text_file, max_bytes), {f"--ckpt_path {ckpt_path}": loaded.vocab}, unknown)

@@ -209,3 +209,11 @@ def test_a_missing_extra_is_named_with_its_install_command(lstm_checkpoint, tmp_
     # TorchScript needs nothing beyond torch
     assert charlm_main("export", "--ckpt_path", lstm_checkpoint, "--output", "m.pt", "--format", "torchscript"
                        ).returncode == 0
+
+
+def test_an_output_path_through_a_file_is_refused_naming_the_file(lstm_checkpoint, tmp_path, charlm_main):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    out = charlm_main("export", "--ckpt_path", lstm_checkpoint, "--output", notes / "m.pt", "--format", "torchscript")
+    assert_one_line(out, f"--output {notes / 'm.pt'}: {notes} is a file, not a folder", "another path for the model")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and notes.read_text() == "keep me"
