@@ -19,7 +19,7 @@ import torch
 
 from charlm.generate import NOT_FINITE, make_step
 from charlm.model import CharRNN, map_hidden
-from charlm.model_size import available_memory, gib
+from charlm.model_size import check_fits
 
 # The widest beam charlm runs. Each byte costs one pass of N rows through the network and a top-N over
 # N x V scores, and the N best continuations of a character model differ only in their last few bytes
@@ -81,11 +81,9 @@ def beam_memory(beam: int, length: int, model: CharRNN, prompt_len: int = 1, kee
 def check_beam_memory(beam: int, length: int, model: CharRNN, device: torch.device, prompt_len: int = 1,
                       keep: int = 1) -> None:
     """Refuse a beam search that needs more memory than ``device`` has free (beam_memory)."""
-    need = beam_memory(beam, length, model, prompt_len, keep)
-    have = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
-    if have is not None and need > have:
-        raise ValueError(f"--beam {beam:,} with --length {length:,} needs about {gib(need)}, more than the "
-                         f"{gib(have)} available here. Use a smaller --beam or a shorter --length.")
+    need = beam_memory(beam, length, model, prompt_len, keep)  # all of it counted on the device
+    check_fits(device, need, 0, f"--beam {beam:,} with --length {length:,}",
+               "Use a smaller --beam or a shorter --length.")
 
 
 def token_dtype(vocab_size: int) -> torch.dtype:

@@ -258,9 +258,7 @@ class Session:
 
     def write(self, prompt: bytes) -> list[str]:
         """The sample (or beams) for one prompt, written to stdout; its continuations."""
-        ids = encode_prompt(self.loaded.vocab, prompt, self.unknown, f"line {self.line_number}")
-        if self.unknown == "skip":
-            prompt = self.loaded.vocab.decode(ids)
+        prompt, ids = encode_prompt(self.loaded.vocab, prompt, self.unknown, f"line {self.line_number}")
         s = self.settings
         if s.beam is not None:
             return write_beams(self.loaded, prompt, ids, s, self.echo_prompt, sys.stdout)

@@ -10,6 +10,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # model.py imports this module
+    import torch
+
     from charlm.model import CharRNNConfig
 
 MAX_PARAMETERS = 2**31  # torch's and cuDNN's kernels index some tensors with 32-bit integers
@@ -48,6 +50,23 @@ def available_memory() -> int | None:
 def gib(n: float) -> str:
     """Bytes as GiB for messages: "1.5 GiB"."""
     return f"{n / 2**30:,.1f} GiB"
+
+
+def check_fits(device: torch.device, on_device: int, in_ram: int, what: str, todo: str) -> None:
+    """Refuse work that needs ``on_device`` bytes on ``device`` and ``in_ram`` bytes of RAM (on a CPU both
+    in RAM), more than is free now: "``what`` needs about N GiB, more than the M GiB of memory available
+    here. ``todo``" (sampling's and beam search's checks)."""
+    if device.type == "cuda":
+        import torch  # only here, as in check_training_size: the rest of this module needs no torch
+
+        checks = [(on_device, torch.cuda.mem_get_info(device)[0], "free GPU memory"),
+                  (in_ram, available_memory(), "memory")]
+    else:
+        checks = [(on_device + in_ram, available_memory(), "memory")]
+    for need, have, name in checks:
+        if have is not None and need > have:
+            raise ValueError(f"{what} needs about {gib(need)}, more than the {gib(have)} of {name} available "
+                             f"here. {todo}")
 
 
 def check_model_size(count: int, what: str, bytes_per_parameter: int = 4, use: str = "for its float32 weights",

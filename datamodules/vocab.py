@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -45,17 +46,18 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.symbols)
 
-    @property
+    @cached_property  # built once per vocabulary (read-only), not at every lookup
     def byte_to_id(self) -> np.ndarray:
         """Lookup table of shape (256,): token id of each byte, -1 for bytes outside the vocabulary."""
         table = np.full(256, -1, dtype=np.int16)
         table[list(self.symbols)] = np.arange(len(self.symbols), dtype=np.int16)
+        table.flags.writeable = False
         return table
 
     def missing_bytes(self, data: bytes) -> list[int]:
         """The distinct byte values of ``data`` that this vocabulary lacks, ascending."""
         present = np.flatnonzero(np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256))
-        return [int(b) for b in present if self.byte_to_id[b] < 0]
+        return present[self.byte_to_id[present] < 0].tolist()
 
     def describe_missing(self, data: bytes) -> str:
         """Name what ``data`` holds outside the vocabulary: characters if it is UTF-8, else bytes."""
@@ -118,8 +120,9 @@ def skip_unknown(data: bytes, vocabs: Mapping[str, Vocabulary]) -> tuple[bytes, 
     missing = {name: vocab for name, vocab in vocabs.items() if vocab.missing_bytes(data)}
     if not missing:
         return data, {}
-    lacking = set().union(*(vocab.missing_bytes(data) for vocab in missing.values()))
-    return bytes(b for b in data if b not in lacking), missing
+    known = np.logical_and.reduce([vocab.byte_to_id >= 0 for vocab in missing.values()])  # (256,): in every one
+    array = np.frombuffer(data, dtype=np.uint8)
+    return array[known[array]].tobytes(), missing  # one table lookup: a 1 MB text takes milliseconds
 
 
 def drop_unknown(data: bytes, vocabs: Mapping[str, Vocabulary], unknown: Literal["error", "skip"]) -> bytes:

@@ -19,8 +19,8 @@ from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
 from charlm.generate import Utf8Stream, check_sampling_args, generate
 from charlm.model import CharRNN
-from charlm.model_size import available_memory, gib
-from datamodules.vocab import Vocabulary
+from charlm.model_size import check_fits
+from datamodules.vocab import Vocabulary, skip_unknown
 
 SEEDS = 2**64  # torch.Generator.manual_seed takes [0, 2^64)
 DEFAULT_TEMPERATURE = 0.8
@@ -59,16 +59,9 @@ def check_memory(model: CharRNN, num_samples: int, prompt_len: int, length: int,
     h, e, v = model.hidden_size, model.embed.embedding_dim, model.head.out_features
     on_device = 4 * num_samples * prompt_len * (e + 5 * h + v)  # 5H: the gates and the output of a layer
     in_ram = num_samples * (length + 2048) if num_samples > 1 else 0  # the texts, and each stream's objects
-    if device.type == "cuda":
-        checks = [(on_device, torch.cuda.mem_get_info(device)[0], "free GPU memory"),
-                  (in_ram, available_memory(), "memory")]
-    else:
-        checks = [(on_device + in_ram, available_memory(), "memory")]
-    for need, have, name in checks:
-        if have is not None and need > have:
-            raise ValueError(f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and --length {length:,} "
-                             f"needs about {gib(need)}, more than the {gib(have)} of {name} available here. Ask for "
-                             f"fewer samples at a time (several runs with different --seed), or a shorter prompt.")
+    check_fits(device, on_device, in_ram, f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and "
+               f"--length {length:,}", "Ask for fewer samples at a time (several runs with different --seed), or a "
+               "shorter prompt.")
 
 
 def unescape(text: str) -> str:
@@ -106,26 +99,23 @@ def check_settings(s: Settings) -> None:
         check_beam(s.beam, s.num_samples)
 
 
-def encode_prompt(vocab: Vocabulary, data: bytes, unknown: Literal["error", "skip"], name: str) -> np.ndarray:
-    """Token ids (P,) of a prompt; bytes outside the vocabulary are refused naming them (``error``),
-    or left out with a note on stderr (``skip``). ``name`` is what the user gave the prompt with.
-
-    The ``--unknown`` policy of datamodules.vocab.drop_unknown, worded for a prompt (which may be one
-    byte long) and done as one table lookup over the bytes (a 1 MB prompt file takes milliseconds)."""
-    ids = vocab.byte_to_id[np.frombuffer(data, dtype=np.uint8)]  # (P,) int16; -1: a byte the model never saw
-    known = ids >= 0
-    if known.all():
-        return ids.astype(np.uint8)
-    if unknown == "error":
+def encode_prompt(vocab: Vocabulary, data: bytes, unknown: Literal["error", "skip"],
+                  name: str) -> tuple[bytes, np.ndarray]:
+    """The prompt the model reads and its token ids (P,): bytes outside the vocabulary are refused
+    naming them (``error``), or left out with a note on stderr (``skip``). ``name`` is what the user
+    gave the prompt with. The ``--unknown`` policy of datamodules.vocab.drop_unknown, worded for a
+    prompt (which may be one byte long)."""
+    kept, missing = skip_unknown(data, {name: vocab})
+    if missing and unknown == "error":
         raise ValueError(f"{name}: the prompt contains {vocab.describe_missing(data)}, which the model's vocabulary "
                          f"lacks (it never saw them in training); leave them out, or use --unknown skip. Known "
                          f"symbols: {vocab.printable()}")
-    kept = ids[known].astype(np.uint8)
-    print(f"note: {name}: skipped {len(data) - len(kept)} bytes that the model never saw "
-          f"({vocab.describe_missing(data)})", file=sys.stderr)
-    if not len(kept):
-        raise ValueError(f"{name}: nothing is left of the prompt after skipping the bytes the model never saw.")
-    return kept
+    if missing:
+        print(f"note: {name}: skipped {len(data) - len(kept)} bytes that the model never saw "
+              f"({vocab.describe_missing(data)})", file=sys.stderr)
+        if not kept:
+            raise ValueError(f"{name}: nothing is left of the prompt after skipping the bytes the model never saw.")
+    return kept, vocab.encode(kept)
 
 
 def decode(data: bytes) -> str:
@@ -275,9 +265,7 @@ def sample(
     if not prompt_bytes:
         raise ValueError("The prompt is empty; give at least one character (the default is a newline).")
     name = "--prompt_file" if prompt_file is not None else "--prompt"
-    ids = encode_prompt(loaded.vocab, prompt_bytes, unknown, name)
-    if unknown == "skip":
-        prompt_bytes = loaded.vocab.decode(ids)  # what the model reads, and what is echoed
+    prompt_bytes, ids = encode_prompt(loaded.vocab, prompt_bytes, unknown, name)  # what the model reads and echoes
     if beam is not None:
         return write_beams(loaded, prompt_bytes, ids, settings, echo_prompt, sys.stdout)
     return write_samples(loaded, prompt_bytes, ids, settings, seeded(generator, seed), stop_strings, echo_prompt,

@@ -112,9 +112,10 @@ def test_a_no_switch_takes_no_value(tiny_checkpoint, charlm_main):
 def test_encode_prompt_skips_in_one_pass(capsys):
     vocab = Vocabulary.from_bytes(b"abc\n")
     data = b"abxc" * 250_000 + b"\xff"  # 1 MB
-    ids = encode_prompt(vocab, data, "skip", "--prompt_file")
+    kept, ids = encode_prompt(vocab, data, "skip", "--prompt_file")
     assert vocab.decode(ids) == b"abc" * 250_000 and ids.dtype == np.uint8
+    assert kept == b"abc" * 250_000  # what the model reads, and what is echoed
     assert "note: --prompt_file: skipped 250001 bytes" in capsys.readouterr().err
-    assert list(encode_prompt(vocab, b"ca\n", "error", "--prompt")) == [3, 1, 0]  # ids: \\n a b c
+    assert list(encode_prompt(vocab, b"ca\n", "error", "--prompt")[1]) == [3, 1, 0]  # ids: \\n a b c
     with pytest.raises(ValueError, match=r"--prompt: the prompt contains the bytes 'x' .*--unknown skip"):
         encode_prompt(vocab, data, "error", "--prompt")

@@ -36,3 +36,11 @@ def test_invalid_symbols_rejected():
         Vocabulary(())
     with pytest.raises(ValueError, match="ascending"):
         Vocabulary((3, 1))
+
+
+def test_the_lookup_table_is_built_once_and_read_only():
+    vocab = Vocabulary.from_bytes(b"abc\n")
+    table = vocab.byte_to_id
+    assert vocab.byte_to_id is table and table[ord("a")] == 1 and table[ord("x")] == -1
+    with pytest.raises(ValueError, match="read-only"):
+        table[ord("x")] = 0  # every caller shares it: one that wrote into it would change the others' ids
