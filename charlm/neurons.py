@@ -33,11 +33,13 @@ class Trace:
     top_ids: np.ndarray  # (N, 5) most likely next bytes after byte t
     top_probs: np.ndarray  # (N, 5)
     symbols: tuple[int, ...]
+    logp: np.ndarray  # (N-1,) ln p(byte t | bytes before it), t = 1..N-1: the text's own bytes, as charlm score reads
 
 
 @torch.inference_mode()
 def trace(model: CharRNN, vocab: Vocabulary, data: bytes, hidden: Hidden | None = None) -> Trace:
-    """Step through ``data`` byte by byte, recording every layer's state and the top-5 guesses.
+    """Step through ``data`` byte by byte, recording every layer's state, the top-5 guesses and the
+    log-probability of each actual next byte (one pass: ``charlm score``'s numbers to float tolerance).
 
     Runs wherever the model is, in its current mode (call it in eval mode: dropout would draw
     random numbers), without autocast. ``hidden``: the state before the first byte (None: the
@@ -45,10 +47,11 @@ def trace(model: CharRNN, vocab: Vocabulary, data: bytes, hidden: Hidden | None 
     """
     device = next(model.parameters()).device
     ids = torch.as_tensor(vocab.encode(data), dtype=torch.long, device=device)
-    hs, cs, tops, probs = [], [], [], []
+    hs, cs, tops, probs, rows = [], [], [], [], []
     with torch.autocast(device.type, enabled=False):
         for token in ids:
             logits, hidden = model.step(token[None], hidden)
+            rows.append(logits[0])
             h, *c = hidden_tensors(hidden)  # (layers, 1, H) each; c only for an LSTM
             hs.append(h[:, 0].float())
             if c:
@@ -56,13 +59,21 @@ def trace(model: CharRNN, vocab: Vocabulary, data: bytes, hidden: Hidden | None 
             top = torch.topk(logits[0].float().softmax(-1), min(5, logits.shape[-1]))
             tops.append(top.indices)
             probs.append(top.values)
-    stream = Utf8Stream()
-    text = [stream.feed(bytes([b])) for b in data]
 
     def stack(xs: list[torch.Tensor], dim: int = 0) -> np.ndarray:
         return torch.stack(xs, dim).cpu().numpy()  # one copy off the device, at the end
 
-    return Trace(text, stack(hs, 1), stack(cs, 1) if cs else None, stack(tops), stack(probs), vocab.symbols)
+    # the guesses after bytes 0..N-2 scored at the bytes that came, in one call: (N-1, V) -> (N-1,)
+    logp = (torch.stack(rows[:-1]).float().log_softmax(-1).gather(1, ids[1:, None])[:, 0].cpu().numpy()
+            if len(rows) > 1 else np.zeros(0, np.float32))
+    return Trace(display(data), stack(hs, 1), stack(cs, 1) if cs else None, stack(tops), stack(probs), vocab.symbols,
+                 logp)
+
+
+def display(data: bytes) -> list[str]:
+    """One display string per byte: its character on the first byte of a UTF-8 sequence, '' on the others."""
+    stream = Utf8Stream()
+    return [stream.feed(bytes([b])) for b in data]
 
 
 def features(data: bytes) -> dict[str, np.ndarray]:

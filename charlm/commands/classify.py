@@ -12,13 +12,24 @@ same bytes; ``--unknown error`` (the default) refuses such a text, naming the by
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, TypeVar
 
 from charlm.checkpoint import load_checkpoint
 from charlm.commands.score import bits_per_byte, read_text
 from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
 from datamodules.vocab import drop_unknown
+
+Who = TypeVar("Who")
+
+
+def ranking(scores: Sequence[tuple[Who, float]], nbytes: int) -> list[tuple[Who, float, float, float]]:
+    """The verdict: ``scores`` (who, bits per byte) best first, each as (who, bpc, margin, bytes_more): how
+    far behind the best in bits per byte, and in bytes more to encode the text's ``nbytes`` bytes."""
+    ranked = sorted(scores, key=lambda s: s[1])
+    best = ranked[0][1]
+    return [(who, bpc, bpc - best, nbytes * (bpc - best) / 8) for who, bpc in ranked]
 
 
 def classify(
@@ -44,12 +55,12 @@ def classify(
     resolved = resolve_device(device)
     models = [(path, load_checkpoint(path, resolved)) for path in ckpt_path]  # a path given twice is scored twice
     data = drop_unknown(read_text(text, text_file), {path: loaded.vocab for path, loaded in models}, unknown)
-    scores = sorted(((path, bits_per_byte(loaded, data)[0]) for path, loaded in models), key=lambda s: s[1])
-    best_path, best = scores[0]
+    (best_path, best, _, _), *others = ranked = ranking(
+        [(path, bits_per_byte(loaded, data)[0]) for path, loaded in models], len(data))
     print(f"most likely: {best_path} ({best:.4f} bpc over {len(data) - 1:,} bytes)")
-    for path, bpc in scores[1:]:
-        print(f"  {path}: {bpc:.4f} bpc (+{bpc - best:.4f}, {len(data) * (bpc - best) / 8:,.0f} bytes more to encode)")
-    return scores
+    for path, bpc, margin, more in others:
+        print(f"  {path}: {bpc:.4f} bpc (+{margin:.4f}, {more:,.0f} bytes more to encode)")
+    return [(path, bpc) for path, bpc, _, _ in ranked]
 
 
 classify.__doc__ = classify.__doc__.replace("{devices}", KNOWN_DEVICES)  # --help lists the devices charlm knows

@@ -239,11 +239,12 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
     @refusing
     async def saliency_route(request: Request) -> Response:
         body = await read_json(request)
-        served = pick(models, body.get("model", 0))
+        index = body.get("model", 0)
+        served = pick(models, index)
         text = body.get("text", "")
         if not isinstance(text, str):
             raise LimitError("text must be a string")
-        return await analysed(request, lambda: saliency(served, text, body.get("position")))
+        return await analysed(request, lambda: saliency(served, text, body.get("position"), cache=cache, index=index))
 
     @refusing
     async def compare_route(request: Request) -> Response:

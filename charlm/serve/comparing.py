@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from charlm.commands.classify import ranking
+from charlm.neurons import display
 from charlm.serve.limits import MAX_COMPARE, LimitError, check_size
-from charlm.serve.looking import display, surprise_bits
+from charlm.serve.looking import rounded, surprise_bits
 from charlm.serve.models import Served
 from datamodules.vocab import skip_unknown
 
@@ -29,14 +31,14 @@ def compare(models: list[Served], text: str) -> dict[str, Any]:
                      f"{vocab.describe_missing(sent)}")
     if len(data) < 2:
         raise LimitError("Give at least two characters the models know: the first byte is context only.")
-    scores = []
+    scores, bpcs = [], []
     for index, served in enumerate(models):
         bits = surprise_bits(served, data)  # (N-1,)
-        scores.append({"model": index, "name": served.name, "bpc": round(float(bits.mean()), 4), "count": len(bits),
-                       "surprise": [None, *(round(float(b), 3) for b in bits)]})
-    ranked = sorted(scores, key=lambda s: s["bpc"])
-    best = ranked[0]
-    verdict = {"model": best["model"], "name": best["name"], "bpc": best["bpc"], "count": best["count"],
-               "others": [{"name": s["name"], "bpc": s["bpc"], "margin": round(s["bpc"] - best["bpc"], 4),
-                           "bytes_more": round(len(data) * (s["bpc"] - best["bpc"]) / 8)} for s in ranked[1:]]}
+        bpcs.append((index, float(bits.mean())))
+        scores.append({"model": index, "name": served.name, "bpc": round(bpcs[-1][1], 4), "count": len(bits),
+                       "surprise": [None, *rounded(bits)]})
+    (best, _, _, _), *others = ranking(bpcs, len(data))  # classify's verdict
+    verdict = {key: scores[best][key] for key in ("model", "name", "bpc", "count")} | {
+        "others": [{"name": scores[i]["name"], "bpc": scores[i]["bpc"], "margin": round(margin, 4),
+                    "bytes_more": round(more)} for i, _, margin, more in others]}
     return {"chars": display(data), "scores": scores, "verdict": verdict, "notes": notes}

@@ -1,9 +1,9 @@
 """Look inside: what the model does at each byte of a text.
 
-Activations and top-5 guesses come from charlm.neurons.trace (the model stepped byte by byte, as
-``charlm visualize``), the ranked units from ``rank_neurons`` over ``features`` (``visualize
---find``), the colours from charlm.neuron_page's palette. Surprise is -log2 p(byte | bytes before
-it) from the model's forward pass, whose mean is ``charlm score``'s bits per byte. Saliency: the
+Activations, top-5 guesses and surprise come from one pass of charlm.neurons.trace (the model
+stepped byte by byte, as ``charlm visualize``), the ranked units from ``rank_neurons`` over
+``features`` (``visualize --find``), the colours from charlm.neuron_page's palette. Surprise is
+-log2 p(byte | bytes before it), whose mean is ``charlm score``'s bits per byte. Saliency: the
 gradient of one prediction's log-probability with respect to the input embeddings of the bytes
 before it (a window), its L2 norm per byte.
 """
@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from charlm.commands.score import nats_per_byte
-from charlm.generate import Utf8Stream
 from charlm.model import Hidden
 from charlm.neuron_page import _colour
-from charlm.neurons import Trace, check_view, features, rank_neurons, trace
+from charlm.neurons import Trace, check_view, display, features, rank_neurons, trace
 from charlm.serve.limits import MAX_LOOK, SALIENCY_WINDOW, TRACE_CACHE_BYTES, LimitError, check_size
 from charlm.serve.models import Served
 from datamodules.vocab import Vocabulary, skip_unknown
@@ -38,12 +37,6 @@ def known_bytes(data: bytes, vocab: Vocabulary) -> tuple[bytes, str | None]:
     return kept, f"left out {len(data) - len(kept):,} bytes the model never saw: {vocab.describe_missing(data)}"
 
 
-def display(data: bytes) -> list[str]:
-    """One display string per byte: its character on the first byte of a UTF-8 sequence, '' on the others."""
-    stream = Utf8Stream()
-    return [stream.feed(bytes([b])) for b in data]
-
-
 def surprise_bits(served: Served, data: bytes, window: int = 4096, hidden: Hidden | None = None) -> np.ndarray:
     """-log2 p(byte t | bytes before it) for t = 1..N-1, shape (N-1,); byte 0 is context only.
 
@@ -52,22 +45,43 @@ def surprise_bits(served: Served, data: bytes, window: int = 4096, hidden: Hidde
     return (nats_per_byte(served.loaded, data, window, hidden).double() / math.log(2)).numpy()
 
 
+def bits_of(tr: Trace) -> np.ndarray:
+    """A trace's surprise in bits, (N-1,) float64 (as surprise_bits: its mean is ``charlm score``'s bpc)."""
+    return -tr.logp.astype(np.float64) / math.log(2)
+
+
+def rounded(bits: np.ndarray) -> list[float]:
+    """Surprise as the page gets it: bits to 3 decimals."""
+    return [round(float(b), 3) for b in bits]
+
+
+def guesses(tr: Trace, start: int = 0) -> list[list[list[Any]]]:
+    """The top-5 guesses after each byte from ``start`` on, as the page gets them: [[character, p] x 5] a byte."""
+    symbols = tr.symbols
+    return [[[bytes([symbols[i]]).decode("latin-1"), round(float(p), 4)] for i, p in zip(ids, ps, strict=True)]
+            for ids, ps in zip(tr.top_ids[start:], tr.top_probs[start:], strict=True)]
+
+
 @dataclass
 class Seen:
-    """What does not depend on the unit shown: the trace, the surprise (N-1,) and the ranked units of ``data``;
-    ``reused``: how many leading bytes came from an earlier text's trace rather than from the model."""
+    """What does not depend on the unit shown, computed once per text: the trace, the surprise in bits (N-1,), the
+    top-5 guesses and surprise as the page gets them (N,) and the ranked units of ``data``; ``reused``: how many
+    leading bytes came from an earlier text's trace rather than from the model."""
 
     data: bytes
     trace: Trace
     bits: np.ndarray
+    top: list[list[list[Any]]]
+    surprise: list[float | None]  # None for byte 0, which nothing predicts
     ranking: list[dict[str, Any]]
     reused: int = 0
 
     @property
     def nbytes(self) -> int:
         tr = self.trace
-        arrays = (tr.hidden, tr.cell, tr.top_ids, tr.top_probs, self.bits)
-        return sum(a.nbytes for a in arrays if a is not None) + 60 * len(self.data)  # + the display strings
+        arrays = (tr.hidden, tr.cell, tr.top_ids, tr.top_probs, tr.logp, self.bits)
+        # + the Python lists a byte: display string ~60 B, top-5 ~580 B, surprise ~30 B (sys.getsizeof, deep)
+        return sum(a.nbytes for a in arrays if a is not None) + 700 * len(self.data)
 
 
 def state_after(served: Served, tr: Trace, t: int) -> Hidden | None:
@@ -90,44 +104,42 @@ def common_start(a: bytes, b: bytes) -> int:
 
 
 def see(served: Served, data: bytes, earlier: Seen | None = None) -> Seen:
-    """Trace ``data`` (charlm.neurons.trace), its surprise, and the units ``visualize --find`` ranks.
+    """Trace ``data`` (charlm.neurons.trace: states, guesses and surprise in one pass) and rank the units
+    ``visualize --find`` ranks.
 
     With ``earlier`` (a text that starts like this one: typing at its end, or deleting), the bytes they
     share are taken from its trace and only the rest is stepped, from the state where they part.
     """
     model, vocab = served.loaded.model, served.loaded.vocab
     k = common_start(earlier.data, data) if earlier is not None else 0
-    if k == 0:
-        earlier = None
-    parts, bits = [], []
-    if earlier is not None:
+    if earlier is None or k == 0:
+        tr = trace(model, vocab, data)
+        bits = bits_of(tr)
+        top, surprise = guesses(tr), [None, *rounded(bits)]
+    else:
         old = earlier.trace
-        parts.append(Trace(old.text[:k], old.hidden[:, :k], None if old.cell is None else old.cell[:, :k],
-                           old.top_ids[:k], old.top_probs[:k], old.symbols))
-        bits.append(earlier.bits[: k - 1])  # bytes 1..k-1
-    if k < len(data):
-        parts.append(trace(model, vocab, data[k:], state_after(served, earlier.trace, k - 1) if earlier else None))
-        # bytes k..N-1: read from byte k-1 on, from the state after byte k-2
-        bits.append(surprise_bits(served, data[max(k - 1, 0) :],
-                                  hidden=state_after(served, earlier.trace, k - 2) if earlier else None))
-
-    def join(arrays: list[np.ndarray], axis: int = 0) -> np.ndarray:
-        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis)
-
-    tr = Trace([c for part in parts for c in part.text], join([p.hidden for p in parts], 1),
-               None if parts[0].cell is None else join([p.cell for p in parts], 1),
-               join([p.top_ids for p in parts]), join([p.top_probs for p in parts]), vocab.symbols)
+        # from byte k-1, the state after byte k-2 entering: its guess (the cache keeps only the top 5) scores
+        # byte k; its state and guesses at byte k-1 are the earlier trace's again, so the new part starts at 1
+        new = trace(model, vocab, data[k - 1 :], state_after(served, old, k - 2))
+        cell = None if old.cell is None else np.concatenate([old.cell[:, :k], new.cell[:, 1:]], 1)
+        tr = Trace(display(data), np.concatenate([old.hidden[:, :k], new.hidden[:, 1:]], 1), cell,
+                   np.concatenate([old.top_ids[:k], new.top_ids[1:]]),
+                   np.concatenate([old.top_probs[:k], new.top_probs[1:]]), vocab.symbols,
+                   np.concatenate([old.logp[: k - 1], new.logp]))
+        new_bits = bits_of(new)  # bytes k..N-1
+        bits = np.concatenate([earlier.bits[: k - 1], new_bits])
+        top, surprise = earlier.top[:k] + guesses(new, 1), earlier.surprise[:k] + rounded(new_bits)
     ranking = []
     if len(data) > 1:
         states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
         ranking = [{"feature": f, "state": s, "layer": lay, "unit": u, "r": round(r, 3)}
                    for f, best in rank_neurons(states, features(data)).items() for s, lay, u, r in best]
-    return Seen(data, tr, np.concatenate(bits) if bits else np.zeros(0), ranking, k)
+    return Seen(data, tr, bits, top, surprise, ranking, k)
 
 
 class TraceCache:
-    """Recent texts' traces, so that choosing another unit recolours without stepping the model again, and
-    typing at the end of a text steps only the new bytes.
+    """Recent texts' traces, so that choosing another unit recolours without stepping the model again, typing
+    at the end of a text steps only the new bytes, and saliency starts from the state its window starts at.
 
     Bounded by bytes, not texts: a trace holds every layer's states, (layers, N, H) float32 twice for an
     LSTM: ~60 MB for 5,000 bytes of a 3 x 512 LSTM. The least recently used go first.
@@ -135,6 +147,7 @@ class TraceCache:
 
     def __init__(self, budget: int = TRACE_CACHE_BYTES) -> None:
         self.budget, self._items, self._lock = budget, OrderedDict(), threading.Lock()
+        self._held = 0  # the sum of the items' nbytes, kept as they come and go
 
     def get(self, index: int, served: Served, data: bytes) -> Seen:
         with self._lock:
@@ -146,15 +159,27 @@ class TraceCache:
         earlier = max(same_model, key=lambda seen: common_start(seen.data, data), default=None)
         found = see(served, data, earlier)  # outside the lock: other requests go on meanwhile
         with self._lock:
+            replaced = self._items.pop(key, None)  # another request saw the same text meanwhile
+            if replaced is not None:
+                self._held -= replaced.nbytes
             self._items[key] = found
-            self._items.move_to_end(key)
-            while self._items and self.held() > self.budget:
-                self._items.popitem(last=False)
+            self._held += found.nbytes
+            while self._items and self._held > self.budget:
+                self._held -= self._items.popitem(last=False)[1].nbytes
         return found
+
+    def state_after(self, index: int, served: Served, data: bytes, t: int) -> Hidden | None:
+        """The state after byte ``t`` (>= 0) of ``data`` from a cached trace of model ``index`` that shares
+        bytes 0..t with it, or None when no cached trace does."""
+        with self._lock:
+            mine = [seen for (i, _), seen in self._items.items() if i == index]
+        seen = next((seen for seen in mine if seen.data == data), None) or next(
+            (seen for seen in mine if common_start(seen.data, data) > t), None)
+        return None if seen is None else state_after(served, seen.trace, t)
 
     def held(self) -> int:
         """Bytes the cached traces take."""
-        return sum(seen.nbytes for seen in self._items.values())
+        return self._held
 
 
 def look(served: Served, index: int, cache: TraceCache, text: str, state: str, layer: int, unit: int
@@ -180,17 +205,13 @@ def look(served: Served, index: int, cache: TraceCache, text: str, state: str, l
     if not data:
         return {"chars": [], "values": [], "colours": [], "top": [], "surprise": [], "ranking": [], "bpc": None,
                 "note": note}
-    seen = cache.get(index, served, data)
+    seen = cache.get(index, served, data)  # all but the unit's values: once per text
     tr, bits = seen.trace, seen.bits
     layer %= served.loaded.model.num_layers
     values = (tr.cell if state == "cell" else tr.hidden)[layer, :, unit]  # (N,)
     scale = 1.0 if state == "hidden" else max(1e-6, float(np.abs(values).max()))
-    symbols = tr.symbols
-    top = [[[bytes([symbols[i]]).decode("latin-1"), round(float(p), 4)] for i, p in zip(ids, ps, strict=True)]
-           for ids, ps in zip(tr.top_ids, tr.top_probs, strict=True)]
     return {"chars": tr.text, "values": [round(float(v), 4) for v in values],
-            "colours": [_colour(float(v) / scale) for v in values], "top": top,
-            "surprise": [None, *(round(float(b), 3) for b in bits)],
+            "colours": [_colour(float(v) / scale) for v in values], "top": seen.top, "surprise": seen.surprise,
             "bpc": round(float(bits.mean()), 4) if len(bits) else None, "ranking": seen.ranking, "note": note,
             "view": {"state": state, "layer": layer, "unit": unit, "scale": scale}}
 
@@ -207,11 +228,13 @@ def _embeddings_of(model: torch.nn.Module) -> tuple[list[torch.Tensor], Any]:
     return seen, model.embed.register_forward_hook(hook)
 
 
-def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WINDOW) -> dict[str, Any]:
+def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WINDOW, *,
+             cache: TraceCache | None = None, index: int = 0) -> dict[str, Any]:
     """How much each earlier byte mattered to the prediction of byte ``position + 1`` (made after reading
     byte ``position``): for the window of up to ``window`` bytes ending at ``position``, the L2 norm of
     d log p(actual next byte) / d embedding of each byte. The state entering the window is taken as given
-    (no gradient flows past its start). Returns {start, scores (window,), target, p}."""
+    (no gradient flows past its start): from ``cache``'s trace of the text (model ``index``) when it has
+    one, else read from byte 0. Returns {start, scores (window,), target, p}."""
     sent = text.encode()
     check_size(sent, MAX_LOOK, "The text")
     data, _ = known_bytes(sent, served.loaded.vocab)
@@ -222,8 +245,8 @@ def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WI
     device = next(model.parameters()).device
     ids = torch.as_tensor(vocab.encode(data[: position + 2]), dtype=torch.long, device=device)[None]  # (1, t+2)
     start = max(0, position + 1 - window)
-    hidden: Hidden | None = None
-    if start:
+    hidden = cache.state_after(index, served, data, start - 1) if cache is not None and start else None
+    if start and hidden is None:
         with torch.inference_mode():
             _, hidden = model(ids[:, :start])  # the state entering the window: a constant here
         hidden = tuple(h.clone() for h in hidden) if isinstance(hidden, tuple) else hidden.clone()

@@ -1,14 +1,17 @@
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.classify import classify
+from charlm.commands.classify import classify, ranking
 from charlm.commands.score import bits_per_byte
-from charlm.neurons import features, rank_neurons, trace
+from charlm.neurons import display, features, rank_neurons, trace
 from charlm.serve.comparing import compare
 from charlm.serve.limits import LimitError
-from charlm.serve.looking import TraceCache, display, look, saliency, see, surprise_bits
+from charlm.serve.looking import Seen, TraceCache, look, saliency, see, surprise_bits
 from charlm.serve.models import Served, names
 from tests.serve.conftest import SHAKESPEARE_CKPT, write_checkpoint
 
@@ -151,3 +154,90 @@ def test_the_trace_cache_holds_a_byte_budget_not_a_count(served):
         assert cache.held() <= cache.budget
     assert len(cache._items) == 2  # the two most recent fit
     assert TraceCache().budget == 256 * 2**20
+
+
+@contextlib.contextmanager
+def bytes_read(served: Served) -> Iterator[list[int]]:
+    """How many bytes the real model reads meanwhile (tokens through its embedding: ``forward`` and ``step``
+    alike), in a one-item list."""
+    count = [0]
+    handle = served.loaded.model.embed.register_forward_hook(lambda m, args, out: count.__setitem__(
+        0, count[0] + args[0].numel()))
+    try:
+        yield count
+    finally:
+        handle.remove()
+
+
+@pytest.fixture(scope="module")
+def bytes_model(tmp_path_factory) -> Served:
+    """A 2 x 16 LSTM that knows every byte (é, è)."""
+    path = write_checkpoint(tmp_path_factory.mktemp("bytes") / "b.ckpt", bytes(range(256)), 3, num_layers=2,
+                            hidden_size=16, embedding_dim=8)
+    return Served("bytes", load_checkpoint(path))
+
+
+def test_one_pass_gives_the_trace_and_charlm_scores_surprise(bytes_model):
+    cache = TraceCache()
+    with bytes_read(bytes_model) as read:
+        seen = cache.get(0, bytes_model, TEXT.encode())
+    assert read[0] == len(TEXT)  # each byte once: the trace scores the bytes as it steps
+    np.testing.assert_allclose(seen.bits, surprise_bits(bytes_model, TEXT.encode()), rtol=1e-5, atol=1e-5)
+    for text, stepped in ((TEXT + "Cité", 6), (TEXT + "Cité!", 2), (TEXT[:-20], 1)):  # typed on, on, deleted
+        with bytes_read(bytes_model) as read:
+            seen = cache.get(0, bytes_model, text.encode())
+        assert read[0] == stepped, text  # the new bytes and the one before them (its guess scores the first)
+        np.testing.assert_allclose(seen.bits, surprise_bits(bytes_model, text.encode()), rtol=1e-5, atol=1e-5)
+        assert seen.surprise[1:] == [round(float(b), 3) for b in seen.bits] and seen.surprise[0] is None
+
+
+def test_saliency_starts_from_the_cached_state_of_its_window(bytes_model):
+    text, position, window = TEXT + "Cité!", 70, 20
+    cache = TraceCache()
+    with bytes_read(bytes_model) as read:
+        alone = saliency(bytes_model, text, position, window)
+    assert read[0] == position + 1  # from byte 0: nothing cached
+    cache.get(0, bytes_model, TEXT.encode())  # the text before "Cité!" was looked at: its trace holds the state
+    with bytes_read(bytes_model) as read:
+        got = saliency(bytes_model, text, position, window, cache=cache, index=0)
+    assert read[0] == window  # the window only
+    assert got["start"] == alone["start"] and got["target"] == alone["target"]
+    np.testing.assert_allclose(got["scores"], alone["scores"], rtol=1e-4, atol=1e-6)
+    assert got["p"] == pytest.approx(alone["p"], abs=2e-4)
+    with bytes_read(bytes_model) as read:  # another model's traces are not its state
+        saliency(bytes_model, text, position, window, cache=cache, index=1)
+    assert read[0] == position + 1
+
+
+def test_another_unit_reuses_the_texts_guesses_and_surprise(bytes_model):
+    cache = TraceCache()
+    first = look(bytes_model, 0, cache, TEXT, "hidden", 0, 1)
+    with bytes_read(bytes_model) as read:
+        other = look(bytes_model, 0, cache, TEXT, "cell", 1, 2)
+    assert read[0] == 0
+    assert other["top"] is first["top"] and other["surprise"] is first["surprise"]  # built once per text
+    assert other["values"] != first["values"]
+
+
+def test_the_trace_cache_keeps_a_running_total(monkeypatch, bytes_model):
+    reads = [0]
+    size = Seen.nbytes.fget
+
+    def counted(seen: Seen) -> int:
+        reads[0] += 1
+        return size(seen)
+
+    monkeypatch.setattr(Seen, "nbytes", property(counted))
+    one = see(bytes_model, TEXT.encode()).nbytes
+    cache, texts = TraceCache(budget=int(3.5 * one)), 12
+    reads[0] = 0
+    for i in range(texts):
+        cache.get(0, bytes_model, (chr(65 + i) + TEXT[1:]).encode())
+        assert cache.held() == sum(size(seen) for seen in cache._items.values()) <= cache.budget
+    assert len(cache._items) == 3
+    assert reads[0] == texts + (texts - 3)  # each size read once in, once out: not summed again per eviction
+
+
+def test_the_verdict_is_classifys_ranking():
+    got = ranking([("b", 2.5), ("a", 2.0), ("c", 2.25)], 800)
+    assert got == [("a", 2.0, 0.0, 0.0), ("c", 2.25, 0.25, 25.0), ("b", 2.5, 0.5, 50.0)]
