@@ -134,3 +134,23 @@ def test_who_wrote_this_gives_the_verdict(page, tmp_path):
     wait_until(page, "document.querySelector('#verdict').textContent.includes('Most likely')")
     assert page.locator("#who-out .row").count() == 2
     page.screenshot(path=str(shots(tmp_path) / "who.png"), full_page=True)
+
+
+def test_the_page_says_so_when_the_models_cannot_be_had(page, tmp_path):
+    page.route("**/api/models", lambda route: route.abort())  # the server gone: a network error
+    page.reload()
+    page.wait_for_selector("body[data-ready='failed']")
+    assert "could not reach charlm serve" in text_of(page, "#start-error")
+    assert "Start it again, then reload this page" in text_of(page, "#start-error")
+    assert page.is_disabled("#generate") and page.is_disabled("#who-run")
+    page.screenshot(path=str(shots(tmp_path) / "no_models.png"))
+    page.unroute("**/api/models")
+    page.route("**/api/models", lambda route: route.fulfill(status=421, content_type="application/json",
+                                                             body='{"error": "Host evil.example is not this server"}'))
+    page.reload()  # refused (a non-2xx answer): the server's own message
+    page.wait_for_selector("body[data-ready='failed']")
+    assert "refused the list of models (Host evil.example is not this server)" in text_of(page, "#start-error")
+    page.unroute("**/api/models")
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    assert text_of(page, "#start-error") == "" and not page.is_disabled("#generate")

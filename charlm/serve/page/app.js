@@ -231,8 +231,27 @@ $("who-run").addEventListener("click", async () => {
 });
 
 // ---- start ----
+// The models and limits, or an Error saying why not (the server gone, or refusing: its message).
+async function loadModels() {
+  let r;
+  try { r = await fetch("/api/models"); } catch (err) {
+    throw new Error(`could not reach charlm serve (${err.message}). Is it still running? Start it again, then reload this page.`);
+  }
+  const data = await r.json().catch(() => null);
+  if (!r.ok || !data || !Array.isArray(data.models)) {
+    throw new Error(`charlm serve refused the list of models (${(data && data.error) || `it answered ${r.status}`}). ` +
+                    "Reload this page to try again.");
+  }
+  return data;
+}
 (async () => {
-  const r = await fetch("/api/models"), data = await r.json();
+  let data;
+  try { data = await loadModels(); } catch (err) {
+    $("start-error").textContent = `No models to use: ${err.message}`;
+    document.querySelectorAll("button.go").forEach((b) => { b.disabled = true; });
+    document.body.dataset.ready = "failed";
+    return;
+  }
   MODELS = data.models; LIMITS = data.limits;
   for (const [i, m] of MODELS.entries()) {
     const o = document.createElement("option"); o.value = i;
