@@ -103,15 +103,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
     ckpt = check_checkpoint_file(path, arg)
     hparams, state = ckpt["hyper_parameters"], ckpt["state_dict"]
     vocab = Vocabulary(tuple(hparams["vocab"]))
-    try:
-        config = model_config(ckpt)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model charlm cannot build: {err}. "
-                         "Load it with the charlm version that wrote it, or use another checkpoint.") from None
-    if config.vocab_size != len(vocab):
-        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model of {config.vocab_size} symbols but "
-                         f"holds a vocabulary of {len(vocab)}: the file is damaged. Use another checkpoint of the run.")
-    model = CharRNN(config)
+    model = CharRNN(checked_model_config(ckpt, path, arg))
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
@@ -120,6 +112,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
             f"{arg}: {Path(path).expanduser()} does not match the architecture it describes (a damaged file?): {err}. "
             "Use another checkpoint of that run.") from None
     return LoadedModel(model.to(device).eval(), vocab, hparams)
+
+
+def checked_model_config(ckpt: dict[str, Any], path: str | Path, arg: str = "--ckpt_path") -> CharRNNConfig:
+    """:func:`model_config` of a file :func:`check_checkpoint_file` passed (``ckpt``, from ``path``), checked
+    against its vocabulary; no weights are read. Raises ValueError with a one-line message naming ``arg``."""
+    try:
+        config = model_config(ckpt)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model charlm cannot build: {err}. "
+                         "Load it with the charlm version that wrote it, or use another checkpoint.") from None
+    vocab_size = len(ckpt["hyper_parameters"]["vocab"])
+    if config.vocab_size != vocab_size:
+        raise ValueError(f"{arg}: {Path(path).expanduser()} describes a model of {config.vocab_size} symbols but "
+                         f"holds a vocabulary of {vocab_size}: the file is damaged. Use another checkpoint of the run.")
+    return config
 
 
 def model_config(ckpt: dict[str, Any]) -> CharRNNConfig:

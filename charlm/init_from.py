@@ -8,21 +8,22 @@ its old rows (embedding, head weight and bias), a byte only the new corpus holds
 rows a new model was given, and a byte only the old one held is dropped. The recurrent layers have
 no per-symbol rows and are copied whole.
 
-No Lightning here: CharLM calls :func:`pretrained_config` and :func:`transplant`, the CLI calls
-:func:`pretrained_config` early, to refuse a contradicting ``--model.*`` flag before any data is
-prepared.
+No Lightning here. The CLI calls :func:`read_shape` and :func:`pretrained_shape` early, to refuse a
+contradicting ``--model.*`` flag before any data is prepared and fill in the shape; CharLM then loads
+the network (:func:`read_pretrained`, once per process: each DDP rank reads the file) and calls
+:func:`pretrained_shape` and :func:`transplant`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from charlm.checkpoint import LoadedModel, load_checkpoint
+from charlm.checkpoint import LoadedModel, check_checkpoint_file, checked_model_config, load_checkpoint
 from charlm.model import CharRNN, CharRNNConfig
 from datamodules.vocab import Vocabulary, _first_few, describe_byte
 
@@ -32,41 +33,28 @@ FLAG = "--model.init_from"
 SHAPE = ("cell", "num_layers", "hidden_size", "embedding_dim")
 
 
-# the last file read_pretrained loaded, for the next call in this process: the CLI reads it for the shape, then
-# CharLM builds from it (each DDP rank is its own process and reads it once). Key: (resolved path, mtime, size)
-_kept: dict[tuple[str, int, int], LoadedModel] = {}
+def read_shape(path: str | Path) -> CharRNNConfig:
+    """The checkpoint's network config, the network not built (a memory-mapped load; the weights are only checked
+    to be finite), for the CLI to fill in the shape flags; errors are one line naming ``--model.init_from``."""
+    return checked_model_config(check_checkpoint_file(path, FLAG), path, FLAG)
 
 
-def read_pretrained(path: str | Path, keep: bool = True) -> LoadedModel:
+def read_pretrained(path: str | Path) -> LoadedModel:
     """The checkpoint's network and vocabulary; errors are one line naming ``--model.init_from``.
 
-    Read once per process: the result is kept for the next call with the same unchanged file, which takes it
-    (``keep=False``: and forgets it, so the old network's memory is freed once the new one has its weights).
     Leaves the random state as it was (building the old network draws its initial weights), so that the
     fine-tuned model's fresh rows are those a new model would get from the same seed."""
-    try:
-        stat = Path(path).expanduser().stat()
-        key = (str(Path(path).expanduser().resolve()), stat.st_mtime_ns, stat.st_size)
-    except OSError:  # not there: load_checkpoint says so
-        key = None
-    loaded = _kept.pop(key, None) if key is not None else None
-    _kept.clear()
-    if loaded is None:
-        with torch.random.fork_rng(devices=[]):
-            loaded = load_checkpoint(path, "cpu", arg=FLAG)
-    if keep and key is not None:
-        _kept[key] = loaded
-    return loaded
+    with torch.random.fork_rng(devices=[]):
+        return load_checkpoint(path, "cpu", arg=FLAG)
 
 
-def pretrained_config(pretrained: LoadedModel, given: Mapping[str, Any], vocab_size: int, path: str | Path) -> (
-        CharRNNConfig):
-    """The fine-tuned network's config: the checkpoint's, with ``vocab_size`` symbols and the ``dropout`` /
-    ``weight_drop`` of ``given`` (the ``--model.*`` values the user set) where set.
+def pretrained_shape(old: CharRNNConfig, given: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """The fine-tuned network's settings (CharLM's ``**shape``): those of ``old``, the checkpoint's config, with
+    the ``dropout`` / ``weight_drop`` of ``given`` (the ``--model.*`` values the user set) where set.
 
     Raises ValueError naming every shape flag in ``given`` that contradicts the checkpoint, with both values.
+    The values are not checked here: CharRNNConfig checks them, where CharLM builds it.
     """
-    old = pretrained.model.config
     clashes = [f"--model.{name} {given[name]!r} (the checkpoint's is {getattr(old, name)!r})"
                for name in SHAPE if name in given and given[name] != getattr(old, name)]
     if clashes:
@@ -75,11 +63,7 @@ def pretrained_config(pretrained: LoadedModel, given: Mapping[str, Any], vocab_s
             f"{', '.join(clashes)} contradict{'s' * (len(clashes) == 1)} it; leave "
             f"{'that flag' if len(clashes) == 1 else 'those flags'} out (dropout, weight_drop, lr ... may be changed)."
         )
-    free = {name: given[name] for name in ("dropout", "weight_drop") if name in given}
-    try:
-        return replace(old, vocab_size=vocab_size, **free)
-    except ValueError as err:  # each message starts with the field's name
-        raise ValueError(f"--model.{err}") from None
+    return {**old.to_hparams(), **{name: given[name] for name in ("dropout", "weight_drop") if name in given}}
 
 
 @dataclass(frozen=True)

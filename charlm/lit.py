@@ -23,7 +23,7 @@ from charlm.faults import (
     refuse_untrainable_settings,
     weights_finite,
 )
-from charlm.init_from import pretrained_config, read_pretrained, transplant
+from charlm.init_from import pretrained_shape, read_pretrained, transplant
 from charlm.metrics import BitsPerByte
 from charlm.model import CharRNN, CharRNNConfig, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
 from charlm.resume import count_logged_steps_once, redo_interrupted_validation
@@ -84,16 +84,13 @@ class CharLM(L.LightningModule):
             if not ok:
                 raise ValueError(f"--model.{name} must be {expected}, got {value!r}")
         self.vocab = Vocabulary(tuple(vocab))
-        # the one the CLI read for the shape, if it did (keep=False: the old network is freed after the transplant)
-        pretrained = read_pretrained(init_from, keep=False) if init_from is not None else None
+        pretrained = read_pretrained(init_from) if init_from is not None else None  # each DDP rank reads it
+        if pretrained is not None:  # the checkpoint's shape; raises naming any contradicting --model.* flag
+            shape = pretrained_shape(pretrained.model.config, shape, init_from)
         try:
-            if pretrained is None:
-                config = CharRNNConfig(vocab_size=len(self.vocab), **shape)
-            else:  # the checkpoint's shape; raises naming any contradicting --model.* flag
-                config = pretrained_config(pretrained, shape, len(self.vocab), init_from)
-            self.model = CharRNN(config)
-        except ValueError as err:  # each message starts with the argument's name
-            raise ValueError(err if str(err).startswith("--") else f"--model.{err}") from None
+            self.model = CharRNN(CharRNNConfig(vocab_size=len(self.vocab), **shape))
+        except ValueError as err:  # each message starts with the field's name (or the sizes, for a model too big)
+            raise ValueError(f"--model.{err}") from None
         if pretrained is not None:  # at construction: every DDP rank builds the same weights, before any step
             rank_zero_print(f"charlm: {init_from} (--model.init_from): "
                             f"{transplant(self.model, self.vocab, pretrained).describe()}")

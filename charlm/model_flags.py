@@ -20,7 +20,7 @@ from typing import Any
 from jsonargparse import Namespace
 from lightning.pytorch.utilities import rank_zero_warn
 
-from charlm.init_from import FLAG, pretrained_config, read_pretrained
+from charlm.init_from import FLAG, pretrained_shape, read_shape
 from charlm.lit import rank_zero_print
 
 
@@ -61,9 +61,7 @@ def take_shape_from_init_from(config: Namespace, given: dict[str, Any]) -> None:
     """Set ``config.model``'s network settings to those of ``--model.init_from``'s checkpoint (the ones the
     user set win where allowed); a given shape flag that contradicts it is a ValueError naming both values."""
     path = config.model.init_from
-    pretrained = read_pretrained(path)  # kept for CharLM, which builds the network from it (charlm.init_from)
-    network = pretrained_config(pretrained, given, pretrained.model.config.vocab_size, path)
-    for name, value in network.to_hparams().items():
+    for name, value in pretrained_shape(read_shape(path), given, path).items():  # CharLM checks the values
         config.model[name] = value
 
 

@@ -3,8 +3,10 @@ and ``--ckpt_path`` (resume) naming the ``--model.*`` flags its checkpoint overr
 
 from __future__ import annotations
 
+import gc
 import shutil
 import warnings
+import weakref
 from pathlib import Path
 
 import lightning as L
@@ -103,6 +105,17 @@ def test_a_shape_flag_that_contradicts_the_checkpoint_is_refused(corpora, charlm
     assert not (tmp_path / "runs").exists()  # refused before any run folder or data
 
 
+def test_each_refusal_names_its_flag_once(corpora, charlm_main, tmp_path):
+    """A bad free setting is CharRNNConfig's message under its flag; a clash built in Python (no CLI) is the CLI's."""
+    done = charlm_main(*quick(corpora["new"], "--model.init_from", corpora["checkpoint"], "--model.dropout", "1.5"))
+    assert_one_line(done, "charlm: error: --model.dropout must lie in [0, 1), got 1.5")
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match=r"^--model\.init_from .*--model\.hidden_size 32 \(the checkpoint's is 64\)"):
+        CharLM(range(40, 100), init_from=str(corpora["checkpoint"]), hidden_size=32)
+    with pytest.raises(ValueError, match=r"^--model\.weight_drop must lie in \[0, 1\), got 1\.0$"):
+        CharLM(range(40, 100), init_from=str(corpora["checkpoint"]), weight_drop=1.0)
+
+
 def test_the_checkpoints_own_values_are_accepted(corpora, tmp_path):
     # and --data.path alone: the data module's class comes from the default run (ShakespeareDataModule)
     args = quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]), "--model.hidden_size", "64",
@@ -115,8 +128,16 @@ def test_the_checkpoints_own_values_are_accepted(corpora, tmp_path):
 def test_a_file_that_is_not_a_charlm_checkpoint_is_refused(corpora, charlm_main, tmp_path):
     state_dict = tmp_path / "state_dict.pt"
     torch.save(torch.nn.LSTM(4, 8).state_dict(), state_dict)
+    damaged = []  # read by the CLI for the shape: the same checks as a full load's
+    for name, change in [("cell", {"cell": "transformer"}), ("vocab", {"vocab_size": 99})]:
+        ckpt = torch.load(corpora["checkpoint"], weights_only=True)
+        ckpt["model_config"].update(change)
+        torch.save(ckpt, tmp_path / f"{name}.ckpt")
+        damaged.append(tmp_path / f"{name}.ckpt")
     for path, says in [(corpora["new"], "is not a checkpoint"), (tmp_path / "nothing.ckpt", "does not exist"),
-                       (state_dict, "is not a charlm checkpoint")]:
+                       (state_dict, "is not a charlm checkpoint"),
+                       (damaged[0], "describes a model charlm cannot build: cell must be one of"),
+                       (damaged[1], "describes a model of 99 symbols but holds a vocabulary of 62")]:
         done = charlm_main(*quick(corpora["new"], "--model.init_from", path))
         assert_one_line(done, f"charlm: error: --model.init_from: {path} {says}")
     assert not (tmp_path / "runs").exists()
@@ -166,15 +187,23 @@ def test_a_fine_tuned_run_resumes_from_its_command_or_its_config(corpora, tmp_pa
         assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights), cmd
 
 
-def test_the_checkpoint_is_read_once_per_process(corpora, tmp_path, monkeypatch):
-    """The CLI reads --model.init_from's file for the network's shape; CharLM builds from that same reading."""
-    reads = []
+def test_the_old_network_is_built_once_and_not_kept(corpora, tmp_path, monkeypatch):
+    """The CLI reads only the shape from --model.init_from's file; CharLM builds the old network, once, and lets it
+    go once the new one has its weights."""
+    built = []
     real = init_from.load_checkpoint
-    monkeypatch.setattr(init_from, "load_checkpoint", lambda *args, **kwargs: reads.append(args) or real(*args,
-                                                                                                         **kwargs))
-    run_in(tmp_path, quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]), cmd="validate"))
-    assert len(reads) == 1, reads
-    assert not init_from._kept  # the old network is not held once the new one has its weights
+
+    def load(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        built.append(weakref.ref(loaded.model))
+        return loaded
+
+    monkeypatch.setattr(init_from, "load_checkpoint", load)
+    cli = run_in(tmp_path, quick(corpora["new"], "--model.init_from", str(corpora["checkpoint"]), cmd="validate"))
+    assert len(built) == 1, built
+    gc.collect()
+    assert built[0]() is None  # the old network is not held once the new one has its weights
+    assert cli.model.model.config.hidden_size == 64
 
 
 def test_resuming_names_the_model_flags_the_checkpoint_overrides(corpora, tmp_path):
