@@ -1,7 +1,8 @@
 """How fast ``charlm serve`` answers on this machine: time to the first streamed byte and bytes/s of
-/api/write, and the time to recolour a 1,000-byte passage (/api/look: a trace on a new text, another
+/api/write, the time to recolour a 1,000-byte passage (/api/look: a trace on a new text, another
 unit of a text already traced, and one more character typed at its end, which steps only that
-character from the cached trace). A real server on 127.0.0.1, a real HTTP client; medians of repeats.
+character from the cached trace), and a saliency near its end (/api/saliency: from the cached state
+where its window starts). A real server on 127.0.0.1, a real HTTP client; medians of repeats.
 
     python scripts/bench_serve.py --ckpt_path model.ckpt [--repeats 5] [--length 2000] [--browser]
 
@@ -65,6 +66,14 @@ def look(url: str, text: str, unit: int) -> float:
     """Seconds for one /api/look of ``text`` coloured by ``unit``."""
     start = time.perf_counter()
     r = httpx.post(url + "api/look", json={"text": text, "unit": unit, "layer": -1}, timeout=600)
+    r.raise_for_status()
+    return time.perf_counter() - start
+
+
+def salient(url: str, text: str, position: int) -> float:
+    """Seconds for one /api/saliency of the guess after byte ``position`` of ``text``."""
+    start = time.perf_counter()
+    r = httpx.post(url + "api/saliency", json={"text": text, "position": position}, timeout=600)
     r.raise_for_status()
     return time.perf_counter() - start
 
@@ -135,12 +144,13 @@ def main() -> None:
             url = next(line.split("open ", 1)[1].split()[0] for line in proc.stdout if "open http://" in line)
             firsts, rates = zip(*(stream(url, args.length, seed) for seed in range(args.repeats)), strict=True)
             passage = PASSAGE.encode()[:1000].decode()
-            new, other, typed = [], [], []
+            new, other, typed, why = [], [], [], []
             for i in range(args.repeats):
                 text = "!?.;:"[i % 5] + passage[1:]  # a new text (no start in common with the last): traced afresh
                 new.append(look(url, text, 0))
                 other.append(look(url, text, 1))  # another unit of the same text: from the server's cache
                 typed.append(look(url, text + "x", 1))  # one more character: only it is stepped
+                why.append(salient(url, text + "x", len(passage) - 2))  # the window's start state: cached
             page = in_page(url, args.repeats, args.length, passage) if args.browser else None
         finally:
             proc.terminate()
@@ -152,7 +162,8 @@ def main() -> None:
           f"then {med(rates):,.0f} bytes/s ({min(rates):,.0f}-{max(rates):,.0f}), {args.length} bytes a sample")
     print(f"Look inside, 1,000 bytes: new text {1000 * med(new):.0f} ms ({1000 * min(new):.0f}-{1000 * max(new):.0f}), "
           f"another unit {1000 * med(other):.0f} ms ({1000 * min(other):.0f}-{1000 * max(other):.0f}), "
-          f"a character typed at the end {1000 * med(typed):.0f} ms ({1000 * min(typed):.0f}-{1000 * max(typed):.0f})")
+          f"a character typed at the end {1000 * med(typed):.0f} ms ({1000 * min(typed):.0f}-{1000 * max(typed):.0f}), "
+          f"saliency near the end {1000 * med(why):.0f} ms ({1000 * min(why):.0f}-{1000 * max(why):.0f})")
     if page:
         firsts, rates, recolours = page
         print(f"In the page: first byte on screen {1000 * med(firsts):.0f} ms after Generate "
