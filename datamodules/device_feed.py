@@ -22,10 +22,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
-from datamodules.streams import Batch, TrainStreams, split_window
+from datamodules.streams import Batch, ResumableBatches, TrainStreams, split_window
 
 DEFAULT_RESIDENT_FRACTION = 0.25  # of the free GPU memory: the model's activations and optimizer state need the rest
 RING = 4  # pinned buffers: one being copied, one being filled, two ready
@@ -52,33 +53,38 @@ def place_train_streams(streams: TrainStreams, device: torch.device, fraction: f
     return streams.to(device) if keep else DeviceFeed(streams, device)
 
 
-class DeviceFeed:
+@dataclass
+class _Ring:
+    """The feed's host buffers, one (B, T+1) window each (pinned for CUDA), and per buffer the CUDA event
+    recorded behind its latest copy to the device (none on the host): made once, reused every epoch."""
+
+    buffers: list[torch.Tensor]
+    copied: list[torch.cuda.Event] | None
+
+    @classmethod
+    def make(cls, shape: torch.Size, size: int, cuda: bool) -> _Ring:
+        # an event never recorded is already complete: synchronize() returns at once on the first fill
+        return cls([torch.empty(shape, dtype=torch.uint8, pin_memory=cuda) for _ in range(size)],
+                   [torch.cuda.Event() for _ in range(size)] if cuda else None)
+
+
+class DeviceFeed(ResumableBatches):
     """The batches of host ``streams`` (memory-mapped), prefetched through pinned memory onto ``device``.
 
     Batch for batch the same as ``streams`` kept on ``device`` (bytes copied as they are, made int64
-    on the device), resumed epochs included (``skip_next``).
+    on the device), resumed epochs included (``skip_next``). The ring of buffers is made once and
+    reused by each epoch; the filler thread lives for one epoch (an epoch left early leaves none behind).
     """
 
     def __init__(self, streams: TrainStreams, device: torch.device, ring: int = RING) -> None:
         self.streams, self.device, self.ring = streams, device, ring
-        self.skip_next = 0  # batches to skip once, when resuming mid-epoch (as TrainStreams.skip_next)
+        self.num_batches = len(streams)
+        self._spare: _Ring | None = None  # the ring, while no epoch is using it
 
-    def __len__(self) -> int:
-        return len(self.streams)
-
-    # as TrainStreams: empty, the resume position is the trainer's own count
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def __iter__(self) -> Iterator[Batch]:
-        start, self.skip_next = self.skip_next, 0
+    def _batches(self, start: int) -> Iterator[Batch]:
         cuda = self.device.type == "cuda"
-        shape = self.streams.window(0).shape  # (B, T+1)
-        buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=cuda) for _ in range(self.ring)]
-        copied: list[torch.cuda.Event | None] = [None] * self.ring  # per buffer: its last copy to the device is done
+        # the ring is this epoch's until its filler has stopped; an epoch begun meanwhile makes its own
+        ring, self._spare = self._spare or _Ring.make(self.streams.window(0).shape, self.ring, cuda), None
         free: queue.Queue[int | None] = queue.Queue()  # buffers the filler may (re)fill; None: stop
         ready: queue.Queue[int | BaseException] = queue.Queue()  # filled buffers in batch order, or the filler's error
         for slot in range(self.ring):
@@ -86,13 +92,13 @@ class DeviceFeed:
 
         def fill() -> None:
             try:
-                for k in range(start, len(self.streams)):
+                for k in range(start, self.num_batches):
                     slot = free.get()
                     if slot is None:
                         return
-                    if copied[slot] is not None:
-                        copied[slot].synchronize()  # its previous batch has reached the device
-                    buffers[slot].copy_(self.streams.window(k))  # reads the memory-mapped file
+                    if cuda:
+                        ring.copied[slot].synchronize()  # its previous copy to the device (maybe last epoch's) is done
+                    ring.buffers[slot].copy_(self.streams.window(k))  # reads the memory-mapped file
                     ready.put(slot)
             except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
                 ready.put(error)
@@ -100,22 +106,21 @@ class DeviceFeed:
         filler = threading.Thread(target=fill, name="charlm-device-feed", daemon=True)
         filler.start()
         try:
-            for _ in range(start, len(self.streams)):
+            for _ in range(start, self.num_batches):
                 slot = ready.get()
                 if isinstance(slot, BaseException):
                     raise slot
                 if cuda:
                     # queued on the current stream, ahead of the step that uses it; the buffer is
                     # refilled only after the event recorded behind the copy has passed
-                    window = buffers[slot].to(self.device, non_blocking=True)
-                    event = torch.cuda.Event()
-                    event.record(torch.cuda.current_stream(self.device))
-                    copied[slot] = event
+                    window = ring.buffers[slot].to(self.device, non_blocking=True)
+                    ring.copied[slot].record(torch.cuda.current_stream(self.device))
                 else:
-                    window = buffers[slot]
+                    window = ring.buffers[slot]
                 batch = split_window(window)  # int64: a new tensor, so the buffer is free again
                 free.put(slot)
                 yield batch
         finally:
             free.put(None)  # a filler waiting for a buffer stops; one still filling stops at its next one
             filler.join()
+            self._spare = ring  # no thread writes it now: the next epoch reuses it

@@ -49,7 +49,35 @@ IGNORE = -100  # cross_entropy's default ignore_index: a target position with no
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T) int64, targets (B, T) int64
 
 
-class TrainStreams:
+class ResumableBatches:
+    """What Lightning asks of a training loader (TrainStreams, datamodules.device_feed.DeviceFeed): a length,
+    a one-off skip when resuming mid-epoch, and state. A subclass sets ``num_batches`` and gives ``_batches``."""
+
+    num_batches: int
+    skip_next: int = 0  # batches to skip once, when resuming mid-epoch (set by CharDataModule.train_dataloader)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    # Lightning saves these in checkpoints and warns about loaders without them. The position to
+    # resume from is the trainer's own count of finished batches (see CharDataModule.train_dataloader),
+    # which, unlike a count kept here, is not thrown off by Lightning fetching a batch ahead.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Batch]:
+        start, self.skip_next = self.skip_next, 0  # when the first batch is asked for, not at iter()
+        yield from self._batches(start)
+
+    def _batches(self, start: int) -> Iterator[Batch]:
+        """This epoch's batches ``start`` .. ``num_batches - 1``."""
+        raise NotImplementedError
+
+
+class TrainStreams(ResumableBatches):
     """This rank's training batches: ``B`` contiguous streams advanced ``T`` steps per batch."""
 
     def __init__(self, tokens: torch.Tensor, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1) -> None:
@@ -65,19 +93,6 @@ class TrainStreams:
         self.streams = tokens[start : start + batch_size * stream_len].view(batch_size, stream_len)  # (B, L)
         self.seq_len = seq_len
         self.num_batches = (stream_len - 1) // seq_len
-        self.skip_next = 0  # batches to skip once, when resuming mid-epoch
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    # Lightning saves these in checkpoints and warns about loaders without them. The position to
-    # resume from is the trainer's own count of finished batches (see CharDataModule.train_dataloader),
-    # which, unlike a count kept here, is not thrown off by Lightning fetching a batch ahead.
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
     @property
     def nbytes(self) -> int:
@@ -95,8 +110,7 @@ class TrainStreams:
         moved.streams = self.streams.to(device)
         return moved
 
-    def __iter__(self) -> Iterator[Batch]:
-        start, self.skip_next = self.skip_next, 0
+    def _batches(self, start: int) -> Iterator[Batch]:
         for k in range(start, self.num_batches):
             yield split_window(self.window(k))
 

@@ -82,6 +82,37 @@ def test_the_feed_gives_the_resident_batches_batch_by_batch(module, device, rank
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_the_ring_is_made_once_and_reused_by_every_epoch(module, device):
+    """Pinned buffers (and on a GPU, one event per buffer) are made by the first epoch only, whole or cut short."""
+    device = torch.device(device)
+    streams = TrainStreams(module.splits["train"], 4, 16)
+    feed = DeviceFeed(streams, device)
+    assert assert_same_batches(streams.to(device), feed) == len(feed)
+    ring = feed._spare
+    buffers, events = [b.data_ptr() for b in ring.buffers], ring.copied
+    assert len(buffers) == feed.ring and (events is None) == (device.type == "cpu")
+    assert buffers[0] != 0 and (device.type == "cpu" or all(b.is_pinned() for b in ring.buffers))
+    epoch = iter(feed)
+    next(epoch), next(epoch)
+    assert feed._spare is None  # in use
+    epoch.close()  # an epoch cut short hands the ring back too
+    feed.skip_next = 5
+    assert assert_same_batches(list(streams.to(device))[5:], feed) == len(feed) - 5
+    assert feed._spare is ring and [b.data_ptr() for b in ring.buffers] == buffers and ring.copied is events
+
+
+def test_an_epoch_begun_while_another_is_open_uses_a_ring_of_its_own(module):
+    streams = TrainStreams(module.splits["train"], 4, 16)
+    feed = DeviceFeed(streams, torch.device("cpu"))
+    first, second = iter(feed), iter(feed)
+    # taken in turns, the two epochs do not overwrite each other's buffers
+    got = [(next(first), next(second)) for _ in range(len(feed))]
+    for (a, b), expected in zip(got, streams, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip((*a, *b), (*expected, *expected), strict=True))
+    assert next(first, None) is None and next(second, None) is None and feed_threads() == []
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_lightning_moves_no_batch_twice(module, device):
     """Lightning's batch_to_device ends in move_data_to_device: a batch already there is passed through."""
     from lightning.fabric.utilities.apply_func import move_data_to_device
