@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightning.pytorch.utilities import rank_zero_only
+
 from datamodules.cache_files import atomic_write, folder_lock
 from datamodules.errors import CacheWriteError, CorpusUnavailableError
 from datamodules.hf_dataset import DatasetSpec, DatasetUnresolvedError
@@ -94,5 +96,14 @@ def _read(path: Path) -> dict[str, str]:
 
 
 def _rank_zero() -> bool:
-    # under DDP every rank resolves the request (one builder look-up each) and recalls the copy: one note is enough
-    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    """Whether this process is the first of a (DDP) run: every rank resolves the request and recalls the
+    copy, and one note is enough.
+
+    ``python -m charlm fit`` gets here before the Trainer exists (the model's vocabulary is read from the
+    data module as the CLI builds them), so Lightning's ``rank_zero_only.rank`` holds only what it read
+    from the environment at import: RANK (torchrun), LOCAL_RANK (set by Lightning's DDP launcher in each
+    process it starts), SLURM_PROCID; under ddp_spawn the Trainer sets it before setup. It does not read
+    NODE_RANK: the first
+    process of node 1 of a multi-node Lightning run has no LOCAL_RANK, so it counts as rank 0 until its
+    Trainer sets the rank; NODE_RANK is checked here for it."""
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"

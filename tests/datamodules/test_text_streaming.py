@@ -254,6 +254,14 @@ def test_a_dataset_that_cannot_be_resolved_is_read_from_the_copy_prepared_before
         TextDataModule(**SMALL, **args).prepare_data()
 
 
+@pytest.mark.parametrize(("env", "first"), [({}, True), ({"SLURM_PROCID": "1"}, False), ({"NODE_RANK": "1"}, False)])
+def test_only_the_first_process_of_a_run_notes_the_copy(env, first):
+    # rank 1 under srun (Lightning reads SLURM_PROCID), or the first process of node 1 of a multi-node run
+    code = "from datamodules.dataset_index import _rank_zero; print(_rank_zero())"
+    out = run_python("-c", code, env=env)
+    assert out.stdout.strip() == str(first), out.stderr[-2000:]
+
+
 def test_a_streamed_hub_dataset_trains_offline_from_the_copy_prepared_before(tmp_path):
     # real processes, HF_DATASETS_OFFLINE=1 read as datasets starts: 'someone/corpus' is a local folder while it
     # is prepared, then gone, so datasets asks the hub for it and may not (the path of a hub id, offline)
