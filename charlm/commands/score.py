@@ -28,14 +28,13 @@ from datamodules.vocab import drop_unknown
 
 
 @torch.inference_mode()
-def nats_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096, hidden: Hidden | None = None
-                  ) -> torch.Tensor:
+def nats_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096) -> torch.Tensor:
     """-ln p(byte t | bytes before it) for t = 1..N-1 of ``data``, shape (N-1,) float32 on the CPU;
-    byte 0 is context only. Reads in windows, carrying the hidden state; ``hidden``: the state
-    before byte 0 (None: the model's initial state), so a text can be scored on from where it stopped."""
+    byte 0 is context only. Reads in windows, carrying the hidden state from the model's initial state."""
     ids = torch.as_tensor(loaded.vocab.encode(data), dtype=torch.long)[None]  # (1, N)
     device = next(loaded.model.parameters()).device
     ids = ids.to(device)
+    hidden: Hidden | None = None  # the model's initial state, then carried across windows
     out = []
     for start in range(0, ids.shape[1] - 1, window):
         x, y = ids[:, start : start + window], ids[:, start + 1 : start + window + 1]

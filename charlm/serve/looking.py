@@ -37,12 +37,12 @@ def known_bytes(data: bytes, vocab: Vocabulary) -> tuple[bytes, str | None]:
     return kept, f"left out {len(data) - len(kept):,} bytes the model never saw: {vocab.describe_missing(data)}"
 
 
-def surprise_bits(served: Served, data: bytes, window: int = 4096, hidden: Hidden | None = None) -> np.ndarray:
+def surprise_bits(served: Served, data: bytes, window: int = 4096) -> np.ndarray:
     """-log2 p(byte t | bytes before it) for t = 1..N-1, shape (N-1,); byte 0 is context only.
 
     charlm.commands.score.nats_per_byte in bits: its mean is ``charlm score``'s bpc.
     """
-    return (nats_per_byte(served.loaded, data, window, hidden).double() / math.log(2)).numpy()
+    return (nats_per_byte(served.loaded, data, window).double() / math.log(2)).numpy()
 
 
 def bits_of(tr: Trace) -> np.ndarray:
@@ -64,22 +64,26 @@ def guesses(tr: Trace, start: int = 0) -> list[list[list[Any]]]:
 
 @dataclass
 class Seen:
-    """What does not depend on the unit shown, computed once per text: the trace, the surprise in bits (N-1,), the
-    top-5 guesses and surprise as the page gets them (N,) and the ranked units of ``data``; ``reused``: how many
-    leading bytes came from an earlier text's trace rather than from the model."""
+    """What does not depend on the unit shown, computed once per text: the trace, the top-5 guesses and surprise
+    as the page gets them (N,) and the ranked units of ``data``; ``reused``: how many leading bytes came from an
+    earlier text's trace rather than from the model."""
 
     data: bytes
     trace: Trace
-    bits: np.ndarray
     top: list[list[list[Any]]]
     surprise: list[float | None]  # None for byte 0, which nothing predicts
     ranking: list[dict[str, Any]]
     reused: int = 0
 
     @property
+    def bits(self) -> np.ndarray:
+        """The surprise in bits, (N-1,) float64: from the trace's logp, not stored twice."""
+        return bits_of(self.trace)
+
+    @property
     def nbytes(self) -> int:
         tr = self.trace
-        arrays = (tr.hidden, tr.cell, tr.top_ids, tr.top_probs, tr.logp, self.bits)
+        arrays = (tr.hidden, tr.cell, tr.top_ids, tr.top_probs, tr.logp)
         # + the Python lists a byte: display string ~60 B, top-5 ~580 B, surprise ~30 B (sys.getsizeof, deep)
         return sum(a.nbytes for a in arrays if a is not None) + 700 * len(self.data)
 
@@ -108,14 +112,21 @@ def see(served: Served, data: bytes, earlier: Seen | None = None) -> Seen:
     ``visualize --find`` ranks.
 
     With ``earlier`` (a text that starts like this one: typing at its end, or deleting), the bytes they
-    share are taken from its trace and only the rest is stepped, from the state where they part.
+    share are taken from its trace and only the rest is stepped, from the state where they part (nothing,
+    when ``data`` is the start of ``earlier``'s text).
     """
     model, vocab = served.loaded.model, served.loaded.vocab
     k = common_start(earlier.data, data) if earlier is not None else 0
     if earlier is None or k == 0:
         tr = trace(model, vocab, data)
-        bits = bits_of(tr)
-        top, surprise = guesses(tr), [None, *rounded(bits)]
+        top, surprise = guesses(tr), [None, *rounded(bits_of(tr))]
+    elif k == len(data):  # deleted at the end: every state, guess and surprise is in the earlier trace
+        old = earlier.trace
+        # copies, not views: a view would keep the earlier arrays whole once that trace leaves the cache,
+        # beyond what nbytes counts
+        tr = Trace(display(data), old.hidden[:, :k].copy(), None if old.cell is None else old.cell[:, :k].copy(),
+                   old.top_ids[:k].copy(), old.top_probs[:k].copy(), vocab.symbols, old.logp[: k - 1].copy())
+        top, surprise = earlier.top[:k], earlier.surprise[:k]
     else:
         old = earlier.trace
         # from byte k-1, the state after byte k-2 entering: its guess (the cache keeps only the top 5) scores
@@ -126,15 +137,13 @@ def see(served: Served, data: bytes, earlier: Seen | None = None) -> Seen:
                    np.concatenate([old.top_ids[:k], new.top_ids[1:]]),
                    np.concatenate([old.top_probs[:k], new.top_probs[1:]]), vocab.symbols,
                    np.concatenate([old.logp[: k - 1], new.logp]))
-        new_bits = bits_of(new)  # bytes k..N-1
-        bits = np.concatenate([earlier.bits[: k - 1], new_bits])
-        top, surprise = earlier.top[:k] + guesses(new, 1), earlier.surprise[:k] + rounded(new_bits)
+        top, surprise = earlier.top[:k] + guesses(new, 1), earlier.surprise[:k] + rounded(bits_of(new))  # + k..N-1
     ranking = []
     if len(data) > 1:
         states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})
         ranking = [{"feature": f, "state": s, "layer": lay, "unit": u, "r": round(r, 3)}
                    for f, best in rank_neurons(states, features(data)).items() for s, lay, u, r in best]
-    return Seen(data, tr, bits, top, surprise, ranking, k)
+    return Seen(data, tr, top, surprise, ranking, k)
 
 
 class TraceCache:
@@ -149,15 +158,27 @@ class TraceCache:
         self.budget, self._items, self._lock = budget, OrderedDict(), threading.Lock()
         self._held = 0  # the sum of the items' nbytes, kept as they come and go
 
-    def get(self, index: int, served: Served, data: bytes) -> Seen:
+    def _nearest(self, index: int, data: bytes, shared: int) -> Seen | None:
+        """The cached trace of model ``index`` that shares the most leading bytes with ``data`` (its own first),
+        if it shares at least ``shared`` (>= 1) bytes; marked as used now, so the least recently used go first."""
         with self._lock:
-            key = (index, data)
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            same_model = [seen for (i, _), seen in self._items.items() if i == index]
-        earlier = max(same_model, key=lambda seen: common_start(seen.data, data), default=None)
+            found = self._items.get((index, data))
+            if found is None:  # the longest common start (max keeps the first: the least recently used of equals)
+                most, key = max(((common_start(seen.data, data), key) for key, seen in self._items.items()
+                                 if key[0] == index), key=lambda pair: pair[0], default=(0, None))
+                found = self._items[key] if key is not None and most >= shared else None
+            if found is not None:
+                self._items.move_to_end((index, found.data))
+            return found
+
+    def get(self, index: int, served: Served, data: bytes) -> Seen:
+        """What ``see`` gives for ``data`` under model ``index``: cached, continued from a cached trace that
+        starts like it, or traced whole."""
+        earlier = self._nearest(index, data, 1)
+        if earlier is not None and earlier.data == data:
+            return earlier
         found = see(served, data, earlier)  # outside the lock: other requests go on meanwhile
+        key = (index, data)
         with self._lock:
             replaced = self._items.pop(key, None)  # another request saw the same text meanwhile
             if replaced is not None:
@@ -171,10 +192,7 @@ class TraceCache:
     def state_after(self, index: int, served: Served, data: bytes, t: int) -> Hidden | None:
         """The state after byte ``t`` (>= 0) of ``data`` from a cached trace of model ``index`` that shares
         bytes 0..t with it, or None when no cached trace does."""
-        with self._lock:
-            mine = [seen for (i, _), seen in self._items.items() if i == index]
-        seen = next((seen for seen in mine if seen.data == data), None) or next(
-            (seen for seen in mine if common_start(seen.data, data) > t), None)
+        seen = self._nearest(index, data, t + 1)
         return None if seen is None else state_after(served, seen.trace, t)
 
     def held(self) -> int:

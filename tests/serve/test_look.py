@@ -183,10 +183,11 @@ def test_one_pass_gives_the_trace_and_charlm_scores_surprise(bytes_model):
         seen = cache.get(0, bytes_model, TEXT.encode())
     assert read[0] == len(TEXT)  # each byte once: the trace scores the bytes as it steps
     np.testing.assert_allclose(seen.bits, surprise_bits(bytes_model, TEXT.encode()), rtol=1e-5, atol=1e-5)
-    for text, stepped in ((TEXT + "Cité", 6), (TEXT + "Cité!", 2), (TEXT[:-20], 1)):  # typed on, on, deleted
+    for text, stepped in ((TEXT + "Cité", 6), (TEXT + "Cité!", 2), (TEXT[:-20], 0)):  # typed on, on, deleted
         with bytes_read(bytes_model) as read:
             seen = cache.get(0, bytes_model, text.encode())
-        assert read[0] == stepped, text  # the new bytes and the one before them (its guess scores the first)
+        # the new bytes and the one before them (its guess scores the first); none when deleting at the end
+        assert read[0] == stepped, text
         np.testing.assert_allclose(seen.bits, surprise_bits(bytes_model, text.encode()), rtol=1e-5, atol=1e-5)
         assert seen.surprise[1:] == [round(float(b), 3) for b in seen.bits] and seen.surprise[0] is None
 
@@ -207,6 +208,19 @@ def test_saliency_starts_from_the_cached_state_of_its_window(bytes_model):
     with bytes_read(bytes_model) as read:  # another model's traces are not its state
         saliency(bytes_model, text, position, window, cache=cache, index=1)
     assert read[0] == position + 1
+
+
+def test_a_saliency_keeps_the_trace_it_starts_from_in_the_cache(bytes_model):
+    first, second, third = TEXT.encode(), b"Q" + TEXT[1:].encode(), b"Z" + TEXT[1:].encode()
+    cache = TraceCache(budget=int(2.5 * see(bytes_model, first).nbytes))  # room for two traces
+    cache.get(0, bytes_model, first)
+    cache.get(0, bytes_model, second)
+    saliency(bytes_model, TEXT, 70, 20, cache=cache, index=0)  # starts from the first text's trace: now the newest
+    cache.get(0, bytes_model, third)  # pushes out the least recently used: the second text's, not the first's
+    assert [seen.data for seen in cache._items.values()] == [first, third]
+    with bytes_read(bytes_model) as read:
+        saliency(bytes_model, TEXT, 70, 20, cache=cache, index=0)
+    assert read[0] == 20  # the window only: its start state still cached
 
 
 def test_another_unit_reuses_the_texts_guesses_and_surprise(bytes_model):
