@@ -9,12 +9,14 @@ package puts one in /usr/src), or a local source tree.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
+from datamodules.atomic_files import fsync_dir, temp_name
 from datamodules.base import CharDataModule, Corpus, TarballCorpus
 from datamodules.errors import cache_write_error
-from datamodules.fetch import CorpusUnavailableError, Download, download
+from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, download
 from datamodules.sources import expand_paths, files_chunks
 
 MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
@@ -28,6 +30,22 @@ def release_sha256(sums_file: Path, tarball: str) -> str:
         if match and match[2] == tarball:
             return match[1]
     raise CorpusUnavailableError(f"{sums_file} lists no checksum for {tarball}: is the version right?")
+
+
+def refetch_list(url: str, sums: Path) -> None:
+    """Replace the cached checksum list ``sums`` by the mirror's current one at ``url``: downloaded beside it,
+    then renamed over it, so a reader (another rank) sees the old list or the new one, never none; when the
+    download fails, the cached list stays as it was."""
+    tmp = temp_name(sums)
+    try:
+        tmp.unlink(missing_ok=True)  # download() reuses an existing file: a leftover must not pass for the new list
+        download(url, tmp, None)
+        os.replace(tmp, sums)
+    except OSError as err:
+        raise cache_write_error(sums, err) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(sums.parent)
 
 
 class LinuxDataModule(CharDataModule):
@@ -55,22 +73,47 @@ class LinuxDataModule(CharDataModule):
         self.extensions = list(extensions) if extensions else [".c", ".h"]
 
     def _tarball(self) -> tuple[Path, Download | None]:
-        """The local tarball to read: the given one (None: never moved), or the release downloaded and verified."""
+        """The local tarball to read: the given one (None: never moved), or the release downloaded and verified.
+
+        A cached checksum list is kept (offline, a list put there by hand is used): the mirror's current one is
+        fetched again only when the cached one lists no entry for the release (it predates it), or when the
+        download fails the listed checksum (the list names a tarball that proved damaged and was set aside).
+        """
         if self.path is not None:
             return Path(self.path).expanduser(), None
         major = self.version.split(".")[0]
         folder = self.cache_dir / "downloads" / "linux"
         name, sums = f"linux-{self.version}.tar.xz", folder / f"sha256sums-v{major}.x.asc"
-        if not (folder / name).is_file():
-            # a release about to be downloaded is checked against the mirror's current list: a cached one may
-            # predate the release, or list a tarball that proved damaged and was set aside
+        sums_url, url = f"{self.mirror}/v{major}.x/sha256sums.asc", f"{self.mirror}/v{major}.x/{name}"
+        cached = sums.is_file()  # else the list fetched now is the current one: no second fetch
+        download(sums_url, sums, None)
+        try:
+            expected = release_sha256(sums, name)
+        except CorpusUnavailableError:
+            if not cached:
+                raise
             try:
-                sums.unlink(missing_ok=True)
-            except OSError as err:
-                raise cache_write_error(sums, err) from None
-        download(f"{self.mirror}/v{major}.x/sha256sums.asc", sums, None)
-        url = f"{self.mirror}/v{major}.x/{name}"
-        tarball = download(url, folder / name, release_sha256(sums, name))
+                refetch_list(sums_url, sums)
+            except CorpusUnavailableError as err:
+                raise CorpusUnavailableError(
+                    f"Cannot check {url}: the cached {sums} lists no checksum for it, and the current list could "
+                    f"not be fetched: {str(err).splitlines()[0]} If this machine is offline, fetch the tarball "
+                    f"elsewhere and point --data.path at it, or put kernel.org's current sha256sums.asc at {sums}; "
+                    f"then run again."
+                ) from None
+            expected = release_sha256(sums, name)
+        try:
+            tarball = download(url, folder / name, expected)
+        except ChecksumMismatchError as mismatch:
+            if not cached:
+                raise
+            try:
+                refetch_list(sums_url, sums)
+            except CorpusUnavailableError:
+                raise mismatch from None  # the error names the tarball, and the cached list stays
+            if release_sha256(sums, name) == expected:
+                raise mismatch from None  # the current list agrees: downloading again would fail the same way
+            tarball = download(url, folder / name, release_sha256(sums, name))
         return tarball, Download(tarball, url)
 
     def _corpus(self) -> Corpus | TarballCorpus:

@@ -2,14 +2,16 @@
 
 import hashlib
 import io
+import re
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from datamodules import LinuxDataModule
-from datamodules.fetch import ChecksumMismatchError
+from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError
 from datamodules.sources import CorruptArchiveError
+from tests.conftest import _QuietHandler, _serve
 
 FILES = {  # deliberately not in sorted order
     "linux-6.1/kernel/sched/core.c": b"int schedule(void)\n{\n\treturn 0;\n}\n",
@@ -108,6 +110,88 @@ def test_a_damaged_release_download_is_set_aside_and_fetched_anew(http_root, tmp
     assert not list((tmp_path / "c" / "prepared").rglob(".spool-*"))
     publish(folder, good)  # the mirror is mended: the next run succeeds with the same cache
     assert prepared_bytes(release(url, tmp_path / "c")) == EXPECTED
+
+
+def stopped_mirror(folder: Path) -> str:
+    """The URL of a mirror of ``folder`` that was served, then stopped: nothing answers there now (offline)."""
+    serving = _serve(folder, _QuietHandler)
+    url = next(serving)
+    serving.close()  # shuts the server down and frees its port
+    return url
+
+
+def put_where_told(message: str, data: bytes) -> Path:
+    """Follow an error's advice by hand: write ``data`` at the path after "put it at"."""
+    place = Path(re.search(r"put it at (\S+) ", message)[1])
+    place.write_bytes(data)
+    return place
+
+
+def test_a_failed_release_download_keeps_the_cached_list_and_names_the_tarball(tmp_path):
+    """Run 1 finds the release listed but not served (404); run 2 finds the mirror down: each error names the
+    tarball and the cached list stays, so the tarball put where the error says is checked against it, offline."""
+    www, downloads = tmp_path / "www", tmp_path / "c" / "downloads" / "linux"
+    www.mkdir()
+    tarball = make_tarball(tmp_path / "good.tar.xz").read_bytes()
+    publish(www, tarball)
+    (www / "v6.x" / "linux-6.1.tar.xz").unlink()
+    serving = _serve(www, _QuietHandler)
+    url = next(serving)
+    with pytest.raises(CorpusUnavailableError, match=r"linux-6\.1\.tar\.xz \(HTTPError"):
+        release(url, tmp_path / "c").prepare_data()
+    serving.close()  # the mirror goes down
+    with pytest.raises(CorpusUnavailableError) as caught:
+        release(url, tmp_path / "c").prepare_data()
+    message = str(caught.value)
+    assert message.startswith(f"Could not download {url}/v6.x/linux-6.1.tar.xz (ConnectionError")
+    assert (downloads / "sha256sums-v6.x.asc").read_bytes() == (www / "v6.x" / "sha256sums.asc").read_bytes()
+    assert put_where_told(message, tarball) == downloads / "linux-6.1.tar.xz"
+    assert prepared_bytes(release(url, tmp_path / "c")) == EXPECTED
+
+
+def test_offline_the_list_and_tarball_put_where_the_errors_say_are_used(tmp_path):
+    """With no mirror at all, the first error asks for the checksum list; put there by hand, it is kept (not
+    fetched again), so the next error asks for the tarball, and with both in place the corpus is prepared."""
+    www = tmp_path / "www"
+    www.mkdir()
+    tarball = make_tarball(tmp_path / "good.tar.xz").read_bytes()
+    publish(www, tarball)
+    url = stopped_mirror(www)
+    with pytest.raises(CorpusUnavailableError) as caught:
+        release(url, tmp_path / "c").prepare_data()
+    sums = put_where_told(str(caught.value), (www / "v6.x" / "sha256sums.asc").read_bytes())
+    assert sums.name == "sha256sums-v6.x.asc"
+    with pytest.raises(CorpusUnavailableError) as caught:
+        release(url, tmp_path / "c").prepare_data()
+    assert str(caught.value).startswith(f"Could not download {url}/v6.x/linux-6.1.tar.xz ")
+    assert sums.read_bytes() == (www / "v6.x" / "sha256sums.asc").read_bytes()
+    put_where_told(str(caught.value), tarball)
+    assert prepared_bytes(release(url, tmp_path / "c")) == EXPECTED
+
+
+def test_a_release_newer_than_the_cached_list_is_found_on_the_mirrors_current_list(http_root, tmp_path):
+    """A cached list that predates the release: the mirror's current one replaces it; with the mirror down,
+    the error names the tarball and the cached list is left as it was (no temp file either)."""
+    folder, url = http_root
+    downloads = tmp_path / "c" / "downloads" / "linux"
+    downloads.mkdir(parents=True)
+    old = f"{'0' * 64}  linux-6.0.tar.xz\n"
+    (downloads / "sha256sums-v6.x.asc").write_text(old)
+    www = tmp_path / "down"
+    www.mkdir()
+    down = stopped_mirror(www)
+    with pytest.raises(CorpusUnavailableError) as caught:
+        release(down, tmp_path / "c").prepare_data()
+    message = str(caught.value)
+    assert message.startswith(f"Cannot check {down}/v6.x/linux-6.1.tar.xz: the cached ")
+    assert f"Could not download {down}/v6.x/sha256sums.asc (ConnectionError" in message and "--data.path" in message
+    assert "\n" not in message and ".tmp" not in message
+    assert (downloads / "sha256sums-v6.x.asc").read_text() == old and sorted(downloads.iterdir()) == [
+        downloads / "sha256sums-v6.x.asc"]
+    publish(folder, make_tarball(tmp_path / "good.tar.xz").read_bytes())
+    assert prepared_bytes(release(url, tmp_path / "c")) == EXPECTED
+    assert (downloads / "sha256sums-v6.x.asc").read_bytes() == (folder / "v6.x" / "sha256sums.asc").read_bytes()
+    assert sorted(p.name for p in downloads.iterdir()) == ["linux-6.1.tar.xz", "sha256sums-v6.x.asc"]
 
 
 @pytest.mark.parametrize("name", ["linux-6.1.tar.xz", "linux-6.1.tar.gz"])
