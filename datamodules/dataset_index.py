@@ -103,7 +103,6 @@ def _rank_zero() -> bool:
     data module as the CLI builds them), so Lightning's ``rank_zero_only.rank`` holds only what it read
     from the environment at import: RANK (torchrun), LOCAL_RANK (set by Lightning's DDP launcher in each
     process it starts), SLURM_PROCID; under ddp_spawn the Trainer sets it before setup. It does not read
-    NODE_RANK: the first
-    process of node 1 of a multi-node Lightning run has no LOCAL_RANK, so it counts as rank 0 until its
-    Trainer sets the rank; NODE_RANK is checked here for it."""
+    NODE_RANK: the first process of node 1 of a multi-node Lightning run has no LOCAL_RANK, so it counts as
+    rank 0 until its Trainer sets the rank; NODE_RANK is checked here for it."""
     return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"

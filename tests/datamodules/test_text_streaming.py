@@ -254,9 +254,16 @@ def test_a_dataset_that_cannot_be_resolved_is_read_from_the_copy_prepared_before
         TextDataModule(**SMALL, **args).prepare_data()
 
 
-@pytest.mark.parametrize(("env", "first"), [({}, True), ({"SLURM_PROCID": "1"}, False), ({"NODE_RANK": "1"}, False)])
+FIRST = {"RANK": "0", "LOCAL_RANK": "0", "NODE_RANK": "0", "SLURM_PROCID": "0"}  # said, not inherited from here
+
+
+@pytest.mark.parametrize(("env", "first"), [
+    (FIRST, True), ({"RANK": "1"}, False), ({"LOCAL_RANK": "1"}, False), ({"SLURM_PROCID": "1"}, False),
+    ({"NODE_RANK": "1"}, False),
+])
 def test_only_the_first_process_of_a_run_notes_the_copy(env, first):
-    # rank 1 under srun (Lightning reads SLURM_PROCID), or the first process of node 1 of a multi-node run
+    # rank 1 under torchrun (RANK), of Lightning's DDP launcher (LOCAL_RANK) or under srun (SLURM_PROCID), or the
+    # first process of node 1 of a multi-node run (NODE_RANK)
     code = "from datamodules.dataset_index import _rank_zero; print(_rank_zero())"
     out = run_python("-c", code, env=env)
     assert out.stdout.strip() == str(first), out.stderr[-2000:]
