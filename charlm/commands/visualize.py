@@ -50,7 +50,7 @@ def visualize(
     page, ranking, num_panels = build_page(loaded.model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
                                            neuron, find, guesses)
     target = write_page(target, page)
-    print(f"wrote {target} ({len(data):,} bytes, {num_panels} panels)")
+    print(f"wrote {target} ({len(data):,} bytes, {num_panels} panel{'s' * (num_panels != 1)})")
     if ranking:
         for fname, best in ranking.items():
             s, lay, unit, r = best[0]
