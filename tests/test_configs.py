@@ -50,3 +50,16 @@ def test_shakespeare_preset_trains_a_step(config: Path, tmp_path, shakespeare_pa
     precision = yaml.safe_load(config.read_text()).get("trainer", {}).get("precision")
     if precision:
         assert re.sub(r"-true$", "", str(cli.trainer.precision)) == re.sub(r"-true$", "", str(precision))
+
+
+BUDGET = re.compile(r"_(\d+)(s|min|h)$")  # a preset named for its time budget: gpu_60s, cpu_15min, enwik8_gpu_1h
+
+
+@pytest.mark.parametrize("config", [p for p in CONFIGS if BUDGET.search(p.stem)], ids=lambda p: p.name)
+def test_a_time_budget_preset_stops_within_its_budget(config: Path):
+    amount, unit = BUDGET.search(config.stem).groups()
+    budget = int(amount) * {"s": 1, "min": 60, "h": 3600}[unit]
+    max_time = (yaml.safe_load(config.read_text()).get("trainer") or {}).get("max_time")
+    assert max_time, f"{config.name}: no trainer.max_time, so a slower machine overruns the budget in its name"
+    days, hours, minutes, seconds = (int(part) for part in str(max_time).split(":"))
+    assert 0 < ((days * 24 + hours) * 60 + minutes) * 60 + seconds <= budget, f"{config.name}: {max_time}"
