@@ -65,8 +65,8 @@ def guesses(tr: Trace, start: int = 0) -> list[list[list[Any]]]:
 @dataclass
 class Seen:
     """What does not depend on the unit shown, computed once per text: the trace, the top-5 guesses and surprise
-    as the page gets them (N,) and the ranked units of ``data``; ``reused``: how many leading bytes came from an
-    earlier text's trace rather than from the model."""
+    as the page gets them (N,) and the ranked units of ``data``; ``reused`` (read by tests only): how many
+    leading bytes came from an earlier text's trace rather than from the model."""
 
     data: bytes
     trace: Trace
@@ -98,25 +98,23 @@ def state_after(served: Served, tr: Trace, t: int) -> Hidden | None:
 
 
 def common_start(a: bytes, b: bytes) -> int:
-    """How many leading bytes ``a`` and ``b`` share, cut back to whole UTF-8 characters of ``b``."""
+    """How many leading bytes ``a`` and ``b`` share. Even inside a UTF-8 character: the state after byte t
+    depends on bytes 0..t only, and ``see`` redoes the display strings over the whole text."""
     n = min(len(a), len(b))
     differ = np.flatnonzero(np.frombuffer(a, np.uint8, n) != np.frombuffer(b, np.uint8, n))
-    k = int(differ[0]) if len(differ) else n
-    while 0 < k < len(b) and b[k] & 0xC0 == 0x80:  # b[k] continues a character: keep that character out
-        k -= 1
-    return k
+    return int(differ[0]) if len(differ) else n
 
 
-def see(served: Served, data: bytes, earlier: Seen | None = None) -> Seen:
+def see(served: Served, data: bytes, earlier: Seen | None = None, k: int = 0) -> Seen:
     """Trace ``data`` (charlm.neurons.trace: states, guesses and surprise in one pass) and rank the units
     ``visualize --find`` ranks.
 
-    With ``earlier`` (a text that starts like this one: typing at its end, or deleting), the bytes they
-    share are taken from its trace and only the rest is stepped, from the state where they part (nothing,
-    when ``data`` is the start of ``earlier``'s text).
+    With ``earlier`` (a text that starts like this one: typing at its end, or deleting) and ``k``, the
+    number of leading bytes they share (``common_start``; 0: none are reused), those bytes are taken from
+    its trace and only the rest is stepped, from the state where they part (nothing, when ``data`` is the
+    start of ``earlier``'s text).
     """
     model, vocab = served.loaded.model, served.loaded.vocab
-    k = common_start(earlier.data, data) if earlier is not None else 0
     if earlier is None or k == 0:
         tr = trace(model, vocab, data)
         top, surprise = guesses(tr), [None, *rounded(bits_of(tr))]
@@ -158,26 +156,28 @@ class TraceCache:
         self.budget, self._items, self._lock = budget, OrderedDict(), threading.Lock()
         self._held = 0  # the sum of the items' nbytes, kept as they come and go
 
-    def _nearest(self, index: int, data: bytes, shared: int) -> Seen | None:
+    def _nearest(self, index: int, data: bytes, shared: int) -> tuple[Seen | None, int]:
         """The cached trace of model ``index`` that shares the most leading bytes with ``data`` (its own first),
-        if it shares at least ``shared`` (>= 1) bytes; marked as used now, so the least recently used go first."""
+        if it shares at least ``shared`` (>= 1) bytes, and how many it shares (0 with None); marked as used now,
+        so the least recently used go first."""
         with self._lock:
-            found = self._items.get((index, data))
+            found, most = self._items.get((index, data)), len(data)
             if found is None:  # the longest common start (max keeps the first: the least recently used of equals)
                 most, key = max(((common_start(seen.data, data), key) for key, seen in self._items.items()
                                  if key[0] == index), key=lambda pair: pair[0], default=(0, None))
                 found = self._items[key] if key is not None and most >= shared else None
-            if found is not None:
-                self._items.move_to_end((index, found.data))
-            return found
+            if found is None:
+                return None, 0
+            self._items.move_to_end((index, found.data))
+            return found, most
 
     def get(self, index: int, served: Served, data: bytes) -> Seen:
         """What ``see`` gives for ``data`` under model ``index``: cached, continued from a cached trace that
         starts like it, or traced whole."""
-        earlier = self._nearest(index, data, 1)
+        earlier, k = self._nearest(index, data, 1)
         if earlier is not None and earlier.data == data:
             return earlier
-        found = see(served, data, earlier)  # outside the lock: other requests go on meanwhile
+        found = see(served, data, earlier, k)  # outside the lock: other requests go on meanwhile
         key = (index, data)
         with self._lock:
             replaced = self._items.pop(key, None)  # another request saw the same text meanwhile
@@ -192,11 +192,11 @@ class TraceCache:
     def state_after(self, index: int, served: Served, data: bytes, t: int) -> Hidden | None:
         """The state after byte ``t`` (>= 0) of ``data`` from a cached trace of model ``index`` that shares
         bytes 0..t with it, or None when no cached trace does."""
-        seen = self._nearest(index, data, t + 1)
+        seen, _ = self._nearest(index, data, t + 1)
         return None if seen is None else state_after(served, seen.trace, t)
 
     def held(self) -> int:
-        """Bytes the cached traces take."""
+        """Bytes the cached traces take (for tests: the budget is kept as items come and go)."""
         return self._held
 
 
