@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 
 from charlm.compat import attached_trainer, fit_interrupted
 from charlm.faults import (
@@ -27,6 +26,7 @@ from charlm.init_from import pretrained_shape, read_pretrained, transplant
 from charlm.metrics import BitsPerByte
 from charlm.model import CharRNN, CharRNNConfig, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
 from charlm.resume import count_logged_steps_once, redo_interrupted_validation
+from datamodules.rank_zero import rank_zero_note
 from datamodules.streams import IGNORE
 from datamodules.vocab import Vocabulary
 
@@ -67,7 +67,7 @@ class CharLM(L.LightningModule):
                 vocabularies keep their embedding and output rows, new bytes get fresh rows, bytes the new
                 corpus lacks are dropped (charlm.init_from).
             **shape: the network's shape, the fields of ``charlm.model.CharRNNConfig`` (cell, num_layers,
-                hidden_size, embedding_dim, dropout). jsonargparse reads them, with their types, defaults
+                hidden_size, embedding_dim, dropout, weight_drop). jsonargparse reads them, with their types, defaults
                 and help, from that dataclass (it follows ``**shape`` into the call below), so they are
                 flat flags (--model.cell gru) and flat keys in configs and ``hyper_parameters``.
         """
@@ -92,8 +92,8 @@ class CharLM(L.LightningModule):
         except ValueError as err:  # each message starts with the field's name (or the sizes, for a model too big)
             raise ValueError(f"--model.{err}") from None
         if pretrained is not None:  # at construction: every DDP rank builds the same weights, before any step
-            rank_zero_print(f"charlm: {init_from} (--model.init_from): "
-                            f"{transplant(self.model, self.vocab, pretrained).describe()}")
+            rank_zero_note(f"charlm: {init_from} (--model.init_from): "
+                           f"{transplant(self.model, self.vocab, pretrained).describe()}")
         # save_hyperparameters reads the arguments from this frame, **shape as given: rebound to the whole
         # shape, the hyperparameters (checkpoints, logged configs) hold its defaults too. Not init_from: the
         # weights are in the checkpoint, and a resumed run (--ckpt_path) must not fine-tune again
@@ -262,12 +262,6 @@ class CharLM(L.LightningModule):
             hidden = map_hidden(lambda h: h[rank], hidden)
         self._train_hidden = hidden
         self._restored_rng = state.get("rng")
-
-
-@rank_zero_only
-def rank_zero_print(message: str) -> None:
-    """A note on stderr from rank 0 only (each DDP rank builds the model)."""
-    print(message, file=sys.stderr)
 
 
 def lr_factor(step: int, warmup: int, total_steps: Callable[[], int], schedule: str, min_ratio: float) -> float:

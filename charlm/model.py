@@ -7,7 +7,6 @@ No Lightning here; the loss lives in the LightningModule, so sampling and inspec
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -22,9 +21,6 @@ Cell = Literal["rnn", "gru", "lstm"]
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, B, H), or (h, c) for LSTM
 
 _RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-# weight_drop hands cuDNN swapped weights, which it copies into one block on each call, as intended there:
-# its warning about that is silenced once here, not by a catch_warnings on every training step
-warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
 
 
 @dataclass(frozen=True, kw_only=True)

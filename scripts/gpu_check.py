@@ -302,9 +302,10 @@ def check_preset(plan: Plan, variant: str = "") -> list[Row]:
                   reverse=True)
     if not best:
         return [first, Row(names[1], "fail", goal=goal, note="no best-*.ckpt written")]
-    text_bytes = plan.corpus.read_bytes()
-    last10 = plan.scratch / "last10.txt"
-    last10.write_bytes(text_bytes[-(len(text_bytes) // 10):])  # 111,540 bytes of Tiny Shakespeare
+    last10 = plan.scratch / "last10.txt"  # written once, for every variant
+    if not last10.is_file():
+        text_bytes = plan.corpus.read_bytes()
+        last10.write_bytes(text_bytes[-(len(text_bytes) // 10):])  # 111,540 bytes of Tiny Shakespeare
     device = "cuda" if plan.cuda else "cpu"
     code, text, score_s = run([sys.executable, "-m", "charlm", "score", "--ckpt_path", str(best[-1]), "--text_file",
                                str(last10), "--device", device, "--unknown", "skip"], plan,
@@ -344,6 +345,16 @@ def machine() -> dict:
     return json.loads(out.stdout) if out.returncode == 0 else {"error": tail(out.stderr)}
 
 
+def variant_flags(value: str) -> str:
+    """A --variant as given, once its quoting is known to split (checked before any part runs, not minutes in)."""
+    try:
+        shlex.split(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} does not split into flags ({err}); quote each value at most "
+                                         "once, e.g. --variant '--model.weight_drop 0.3'") from None
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (argparse: this script needs no jsonargparse)."""
     parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
@@ -351,7 +362,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"Tiny Shakespeare's input.txt (default: {SHARED_CORPUS}, else {CARRIED_CORPUS})")
     parser.add_argument("--out", default=None, help="write the table as JSON to this file")
     parser.add_argument("--preset", default=str(PRESET), help="the config the preset part trains and scores")
-    parser.add_argument("--variant", action="append", default=None, metavar="FLAGS",
+    parser.add_argument("--variant", action="append", default=None, metavar="FLAGS", type=variant_flags,
                         help="train the preset once more with these flags added, e.g. --variant "
                              "'--model.weight_drop 0.3' (repeatable; each variant gets the preset part's time "
                              "budget, so select --parts preset to try several)")

@@ -142,3 +142,12 @@ def test_each_preset_variant_trains_with_its_own_flags(tmp_path, shakespeare_pat
         val = rows[f"preset gpu_60s [--trainer.max_steps {steps}]: val bpc"]
         assert val["status"] == "measured" and val["data"]["val_curve"][-1][0] == steps - 1, val
         assert rows[f"preset gpu_60s [--trainer.max_steps {steps}]: last 10% bpc"]["status"] == "smoke"
+
+
+def test_a_variant_that_does_not_split_is_refused_before_anything_runs(tmp_path):
+    out = subprocess.run([sys.executable, "scripts/gpu_check.py", "--out", str(tmp_path / "r.json"), "--parts",
+                          "preset", "--variant", "'--model.weight_drop 0.3"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "--variant" in out.stderr and "does not split into flags" in out.stderr, out.stderr
+    assert not (tmp_path / "r.json").exists()
