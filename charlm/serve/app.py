@@ -45,13 +45,16 @@ PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.
 
 
 class Analyses:
-    """Counts the analyses waiting for a place, running, done, and skipped because their client had gone."""
+    """The analyses' places (an anyio limiter: it counts those waiting and running), and how many were done
+    and skipped because their client had gone."""
 
-    def __init__(self) -> None:
-        self.waiting = self.running = self.done = self.skipped = 0
+    def __init__(self, places: int) -> None:
+        self.places, self.done, self.skipped = anyio.CapacityLimiter(places), 0, 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"waiting": self.waiting, "running": self.running, "done": self.done, "skipped": self.skipped}
+        held = self.places.statistics()
+        return {"waiting": held.tasks_waiting, "running": held.borrowed_tokens, "done": self.done,
+                "skipped": self.skipped}
 
 
 class Generations:
@@ -146,7 +149,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
     page = {path: (files("charlm.serve").joinpath("page", name).read_bytes(), kind)
             for path, (name, kind) in PAGE_FILES.items()}
     generations, cache = Generations(max_generations), TraceCache()
-    analyses, places = Analyses(), anyio.CapacityLimiter(ANALYSES_AT_ONCE)
+    analyses = Analyses(ANALYSES_AT_ONCE)
 
     async def page_file(request: Request) -> Response:
         body, kind = page[request.url.path]
@@ -154,23 +157,14 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
 
     async def analysed(request: Request, work: Callable[[], dict[str, Any]]) -> Response:
         """``work``'s answer, computed in a worker thread when a place is free, unless the client has gone."""
-        analyses.waiting += 1
-        try:
-            await places.acquire()
-        finally:
-            analyses.waiting -= 1
-        try:
+        async with analyses.places:
             if await request.is_disconnected():  # a newer request replaced it (the page aborts the old one)
                 analyses.skipped += 1
                 return Response(status_code=499)
-            analyses.running += 1
             try:
                 return JSONResponse(await anyio.to_thread.run_sync(work))
             finally:
-                analyses.running -= 1
                 analyses.done += 1
-        finally:
-            places.release()
 
     async def models_route(request: Request) -> Response:
         return JSONResponse({"models": [m.describe() for m in models], "version": __version__,

@@ -13,7 +13,7 @@ from typing import Any
 from charlm.commands.classify import ranking
 from charlm.neurons import display
 from charlm.serve.limits import MAX_COMPARE, LimitError, check_size
-from charlm.serve.looking import rounded, surprise_bits
+from charlm.serve.looking import known_bytes, rounded, surprise_bits
 from charlm.serve.models import Served
 from datamodules.vocab import skip_unknown
 
@@ -24,11 +24,7 @@ def compare(models: list[Served], text: str) -> dict[str, Any]:
     sent = text.encode()
     check_size(sent, MAX_COMPARE, "The text")
     data, missing = skip_unknown(sent, {served.name: served.loaded.vocab for served in models})
-    notes = []
-    for name, vocab in missing.items():
-        lacking = set(vocab.missing_bytes(sent))
-        notes.append(f"{name}: left out {sum(b in lacking for b in sent):,} bytes it never saw: "
-                     f"{vocab.describe_missing(sent)}")
+    notes = [f"{name}: {known_bytes(sent, vocab)[1]}" for name, vocab in missing.items()]
     if len(data) < 2:
         raise LimitError("Give at least two characters the models know: the first byte is context only.")
     scores, bpcs = [], []
