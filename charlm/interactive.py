@@ -29,6 +29,7 @@ bookkeeping around a sample (commands take no time) it is let go.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import signal
 import sys
@@ -164,15 +165,15 @@ class Session:
                 import readline  # noqa: F401  (input() edits lines with it once imported)
         self.line_number = 0  # lines read, for messages
         self.count = 0  # prompts answered, for the end-of-sample lines
-        self.texts: list[str] = []
         self.ctrl_c = CtrlC()
 
-    def run(self) -> list[str]:
-        """Answer every line of standard input; returns the continuations written."""
+    def run(self) -> None:
+        """Answer every line of standard input; the samples go to stdout only (none is kept: a
+        session may run for hours)."""
         with self.ctrl_c.installed():
-            return self.loop()
+            self.loop()
 
-    def loop(self) -> list[str]:
+    def loop(self) -> None:
         """Read and handle lines until end of input, :quit, or Ctrl-C twice at the prompt."""
         if self.terminal:
             config = self.loaded.model.config
@@ -215,7 +216,6 @@ class Session:
             self.answer(text[1:] if text.startswith(b"::") else text)
         if self.terminal:
             self.say("")
-        return self.texts
 
     def read_line(self, prompt: str) -> bytes | None:
         """The next line without its line end, or None at end of input."""
@@ -238,11 +238,10 @@ class Session:
         """Write the sample (or beams) for one prompt, then its end-of-sample line: a Ctrl-C (CtrlC)
         stops only the writing of the sample, never the end line or the session."""
         self.count += 1
-        texts: list[str] = []
         try:
             self.ctrl_c.arm(deliver_pending=True)  # a Ctrl-C since the line was read stops this sample
             try:
-                texts = self.write(prompt or b"\n")
+                self.write(prompt or b"\n")
             finally:
                 self.ctrl_c.disarm()
             how = ""
@@ -252,18 +251,18 @@ class Session:
         except KeyboardInterrupt:
             sys.stdout.write("\n")
             how = " (stopped by Ctrl-C)"
-        self.texts.extend(texts)
         sys.stdout.write(f"===== end of sample {self.count}{how} =====\n")
         sys.stdout.flush()
 
-    def write(self, prompt: bytes) -> list[str]:
-        """The sample (or beams) for one prompt, written to stdout; its continuations."""
+    def write(self, prompt: bytes) -> None:
+        """Write the sample (or beams) for one prompt to stdout (num_samples is 1 unless beam is on:
+        sample() and change() refuse the rest)."""
         prompt, ids = encode_prompt(self.loaded.vocab, prompt, self.unknown, f"line {self.line_number}")
         s = self.settings
         if s.beam is not None:
-            return write_beams(self.loaded, prompt, ids, s, self.echo_prompt, sys.stdout)
-        return write_samples(self.loaded, prompt, ids, s.replace(num_samples=1), self.generator, self.stop_strings,
-                             self.echo_prompt, sys.stdout)
+            write_beams(self.loaded, prompt, ids, s, self.echo_prompt, sys.stdout)
+        else:
+            write_samples(self.loaded, prompt, ids, s, self.generator, self.stop_strings, self.echo_prompt, sys.stdout)
 
     def command(self, line: str) -> str | None:
         """Carry out a ``:`` line; returns "quit" for :quit."""
@@ -283,9 +282,9 @@ class Session:
 
     def change(self, changes: dict[str, object]) -> None:
         """Apply settings all together, or none of them if any is refused."""
-        new = self.settings.replace(**changes)
-        if "beam" in changes and new.beam is None and new.num_samples > 1:
-            new = new.replace(num_samples=1)  # several samples per prompt only as beams
+        new = dataclasses.replace(self.settings, **changes)
+        if "beam" in changes and "num_samples" not in changes and new.beam is None and new.num_samples > 1:
+            new = dataclasses.replace(new, num_samples=1)  # :beam none alone goes back to one sample per prompt
         if new.beam is None and new.num_samples > 1:
             raise ValueError(":num_samples above 1 needs :beam (a session streams one sample per prompt)")
         if new.beam is not None and self.stop_strings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import sys
 import time
@@ -80,9 +79,6 @@ class Settings:
     num_samples: int = 1
     seed: int | None = None
     beam: int | None = None  # None: sample; N: beam search of width N
-
-    def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)
 
 
 def check_settings(s: Settings) -> None:
@@ -247,14 +243,15 @@ def sample(
     device = resolve_device(device)  # before loading: a device this machine lacks is named as such
     check_settings(settings)
     loaded = load_checkpoint(ckpt_path, device)
-    if beam is not None:  # before reading a prompt; write_beams checks again with the prompt's length
+    if interactive and beam is not None:  # before the first prompt; write_beams checks each with its length
         check_beam_memory(beam, length, loaded.model, device, keep=num_samples)
     stop_strings = [unescape(s) for s in ([stop] if isinstance(stop, str) else stop or [])]
     generator = torch.Generator(device=device)
     if interactive:
         from charlm.interactive import Session
 
-        return Session(loaded, settings, seeded(generator, seed), stop_strings, echo_prompt, unknown).run()
+        Session(loaded, settings, seeded(generator, seed), stop_strings, echo_prompt, unknown).run()
+        return []  # the samples went to stdout, none kept
     if prompt_file is not None:
         file = Path(prompt_file).expanduser()
         if not file.is_file():

@@ -117,7 +117,7 @@ def test_bad_beams_are_one_line(charlm_main):
 # beam search (write_beams: the search, the walk back, the printed text) costs. The peak is this
 # process's own (VmHWM), not getrusage's ru_maxrss, which also counts the parent's size at the fork.
 MEASURE = """
-import io, re, sys, torch
+import dataclasses, io, re, sys, torch
 from pathlib import Path
 from charlm.beam import beam_memory
 from charlm.checkpoint import load_checkpoint
@@ -128,7 +128,8 @@ torch.set_num_threads(1)
 loaded = load_checkpoint(sys.argv[1], "cpu")
 ids = loaded.vocab.encode(b"ROMEO:")
 settings = Settings(length=int(sys.argv[3]), beam=int(sys.argv[2]), num_samples=int(sys.argv[4]))
-write_beams(loaded, b"ROMEO:", ids, settings.replace(length=3), False, io.StringIO())  # torch's first-call setup
+warm_up = dataclasses.replace(settings, length=3)
+write_beams(loaded, b"ROMEO:", ids, warm_up, False, io.StringIO())  # torch's first-call setup
 before = peak()
 write_beams(loaded, b"ROMEO:", ids, settings, False, io.StringIO())
 print((peak() - before) / beam_memory(settings.beam, settings.length, loaded.model, len(ids), settings.num_samples))

@@ -76,6 +76,20 @@ def test_unknown_skip_and_settings_answers_over_a_pipe():
     assert "charlm: error: line 4: :num_samples above 1 needs :beam" in out.stderr
 
 
+def test_beam_off_keeps_a_num_samples_given_with_it_and_refuses_it():
+    # `:beam none` alone goes back to one sample per prompt; `:set beam=none num_samples=2` asks for two
+    # streamed samples, which a session does not do: refused, and nothing of the line applied
+    lines = [":set beam=2 num_samples=2", ":set beam=none num_samples=2", ":show", ":beam none", ":show"]
+    out = charlm("sample", "--ckpt_path", OLD_CKPT, "--interactive", "--length", "5",
+                 input="\n".join(lines) + "\n")
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("charlm: error:")]
+    refused = "charlm: error: line 2: :num_samples above 1 needs :beam (a session streams one sample per prompt)"
+    assert errors == [refused], out.stderr
+    shows = [line for line in out.stderr.splitlines() if line.startswith("length 5")]
+    assert [show.split(", ")[-2:] for show in shows] == [["beam 2", "num_samples 2"], ["beam none", "num_samples 1"]]
+
+
 def test_bad_commands_are_named():
     assert parse_command(":set temperature=0.5 top_k=none") == {"temperature": 0.5, "top_k": None}
     assert parse_command(":seed 3") == {"seed": 3}
