@@ -47,7 +47,7 @@ def trace(model: CharRNN, vocab: Vocabulary, data: bytes, hidden: Hidden | None 
     """
     device = next(model.parameters()).device
     ids = torch.as_tensor(vocab.encode(data), dtype=torch.long, device=device)
-    hs, cs, tops, probs, rows = [], [], [], [], []
+    hs, cs, rows = [], [], []
     with torch.autocast(device.type, enabled=False):
         for token in ids:
             logits, hidden = model.step(token[None], hidden)
@@ -56,18 +56,17 @@ def trace(model: CharRNN, vocab: Vocabulary, data: bytes, hidden: Hidden | None 
             hs.append(h[:, 0].float())
             if c:
                 cs.append(c[0][:, 0].float())
-            top = torch.topk(logits[0].float().softmax(-1), min(5, logits.shape[-1]))
-            tops.append(top.indices)
-            probs.append(top.values)
 
     def stack(xs: list[torch.Tensor], dim: int = 0) -> np.ndarray:
         return torch.stack(xs, dim).cpu().numpy()  # one copy off the device, at the end
 
-    # the guesses after bytes 0..N-2 scored at the bytes that came, in one call: (N-1, V) -> (N-1,)
-    logp = (torch.stack(rows[:-1]).float().log_softmax(-1).gather(1, ids[1:, None])[:, 0].cpu().numpy()
-            if len(rows) > 1 else np.zeros(0, np.float32))
-    return Trace(display(data), stack(hs, 1), stack(cs, 1) if cs else None, stack(tops), stack(probs), vocab.symbols,
-                 logp)
+    # every byte's guesses in one call each, not one per stepped byte: (N, V) -> top-5 (N, 5); the guesses
+    # after bytes 0..N-2 scored at the bytes that came: (N-1, V) -> (N-1,)
+    logits = torch.stack(rows).float()  # (N, V)
+    top = torch.topk(logits.softmax(-1), min(5, logits.shape[-1]))
+    logp = logits[:-1].log_softmax(-1).gather(1, ids[1:, None])[:, 0].cpu().numpy()
+    return Trace(display(data), stack(hs, 1), stack(cs, 1) if cs else None, top.indices.cpu().numpy(),
+                 top.values.cpu().numpy(), vocab.symbols, logp)
 
 
 def display(data: bytes) -> list[str]:
