@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from charlm.model import CharRNN, CharRNNConfig
+from datamodules.atomic_files import atomic_replace
 from datamodules.vocab import Vocabulary
 
 
@@ -112,6 +113,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: s
             f"{arg}: {Path(path).expanduser()} does not match the architecture it describes (a damaged file?): {err}. "
             "Use another checkpoint of that run.") from None
     return LoadedModel(model.to(device).eval(), vocab, hparams)
+
+
+def save_model_checkpoint(path: str | Path, model: CharRNN, vocab: Vocabulary) -> Path:
+    """Write ``model`` and ``vocab`` as a weights-only checkpoint in the layout ``charlm fit`` saves and
+    :func:`load_checkpoint` reads (the vocabulary and the flat shape in ``hyper_parameters``, ``model_config``,
+    the weights under ``model.``): for models built outside training (tests, benchmarks). Written whole or
+    not at all (datamodules.atomic_files); returns ``path``."""
+    path = Path(path)
+    ckpt = {"hyper_parameters": {"vocab": list(vocab.symbols), **model.config.to_hparams()},
+            "model_config": model.config.to_dict(),
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    atomic_replace(path, lambda file: torch.save(ckpt, file))
+    return path
 
 
 def checked_model_config(ckpt: dict[str, Any], path: str | Path, arg: str = "--ckpt_path") -> CharRNNConfig:

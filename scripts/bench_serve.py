@@ -37,15 +37,13 @@ PASSAGE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll
 def untrained(path: Path, layers: int, hidden: int) -> Path:
     """A checkpoint of an untrained LSTM of this shape over printable ASCII."""
     sys.path.insert(0, str(REPO))
-    import torch
-
+    from charlm.checkpoint import save_model_checkpoint
     from charlm.model import CharRNN, CharRNNConfig
+    from datamodules.vocab import Vocabulary
 
-    vocab = sorted(set(bytes(range(32, 127)) + b"\n\t"))
-    model = CharRNN(CharRNNConfig(vocab_size=len(vocab), num_layers=layers, hidden_size=hidden))
-    torch.save({"hyper_parameters": {"vocab": vocab}, "model_config": model.config.to_dict(),
-                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
-    return path
+    vocab = Vocabulary.from_bytes(bytes(range(32, 127)) + b"\n\t")
+    return save_model_checkpoint(path, CharRNN(CharRNNConfig(vocab_size=len(vocab), num_layers=layers,
+                                                             hidden_size=hidden)), vocab)
 
 
 def stream(url: str, length: int, seed: int) -> tuple[float, float]:
@@ -126,18 +124,28 @@ def in_page(url: str, repeats: int, length: int, passage: str) -> tuple[list[flo
     return firsts, rates, recolours
 
 
+def shape(text: str) -> tuple[int, int]:
+    """--shape "LAYERSxHIDDEN" (e.g. 2x512) as (layers, hidden); anything else is a usage error."""
+    layers, x, hidden = text.partition("x")
+    if not (x and layers.isdigit() and hidden.isdigit() and int(layers) > 0 and int(hidden) > 0):
+        raise argparse.ArgumentTypeError(f"give layers x hidden units as two positive integers, e.g. 2x512; "
+                                         f"got {text!r}")
+    return int(layers), int(hidden)
+
+
 def main() -> None:
     """Start a server, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt_path", help="a charlm checkpoint (default: an untrained 2 x 256 LSTM)")
+    parser.add_argument("--ckpt_path", help="a charlm checkpoint (default: an untrained LSTM of --shape)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--length", type=int, default=2000, help="bytes per sample")
-    parser.add_argument("--shape", default="2x512", help="layers x hidden units of the untrained LSTM")
+    parser.add_argument("--shape", type=shape, default="2x512",
+                        help="layers x hidden units of the untrained LSTM (default: 2x512)")
     parser.add_argument("--browser", action="store_true", help="also measure in the page (headless Chromium)")
     args = parser.parse_args()
+    layers, hidden = args.shape
     with tempfile.TemporaryDirectory() as tmp:
-        layers, hidden = (int(n) for n in args.shape.split("x"))
-        ckpt = args.ckpt_path or str(untrained(Path(tmp) / f"lstm_{args.shape}.ckpt", layers, hidden))
+        ckpt = args.ckpt_path or str(untrained(Path(tmp) / f"lstm_{layers}x{hidden}.ckpt", layers, hidden))
         proc = subprocess.Popen([sys.executable, "-m", "charlm", "serve", "--ckpt_path", ckpt, "--port", "0"],
                                 cwd=REPO, stdout=subprocess.PIPE, text=True)
         try:
@@ -156,8 +164,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
     med = statistics.median
-    print(f"checkpoint: {ckpt if args.ckpt_path else f'untrained {args.shape} LSTM'}; {args.repeats} repeats, medians "
-          f"(min-max)")
+    print(f"checkpoint: {ckpt if args.ckpt_path else f'untrained {layers}x{hidden} LSTM'}; {args.repeats} repeats, "
+          f"medians (min-max)")
     print(f"Write: first byte after {1000 * med(firsts):.0f} ms ({1000 * min(firsts):.0f}-{1000 * max(firsts):.0f}), "
           f"then {med(rates):,.0f} bytes/s ({min(rates):,.0f}-{max(rates):,.0f}), {args.length} bytes a sample")
     print(f"Look inside, 1,000 bytes: new text {1000 * med(new):.0f} ms ({1000 * min(new):.0f}-{1000 * max(new):.0f}), "

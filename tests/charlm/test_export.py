@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from charlm.checkpoint import load_checkpoint
+from charlm.checkpoint import load_checkpoint, save_model_checkpoint
 from charlm.commands.export import INSTALL, export
 from charlm.commands.score import bits_per_byte
 from charlm.model import CharRNN, CharRNNConfig, Hidden, hidden_tensors
+from datamodules.vocab import Vocabulary
 from tests.cli_runs import assert_one_line
 from tests.conftest import REPO
 
 try:  # ONNX: the exporter (onnx, onnxscript) and the runtime the tests run its files in; TorchScript needs only torch
-    import onnx  # noqa: F401
+    import onnx
     import onnxruntime as ort
     import onnxscript  # noqa: F401
 except ImportError:
@@ -49,10 +50,7 @@ def write_checkpoint(path: Path, cell: str) -> Path:
     model = CharRNN(config)
     for weight in (model.embed.weight, model.head.weight, model.head.bias):
         torch.nn.init.normal_(weight, std=0.5)
-    torch.save({"hyper_parameters": {"vocab": list(VOCAB), **config.to_hparams()},
-                "model_config": config.to_dict(),
-                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
-    return path
+    return save_model_checkpoint(path, model, Vocabulary(VOCAB))
 
 
 @pytest.fixture(scope="module", params=CELLS)
@@ -162,6 +160,8 @@ def test_the_readme_sampler_writes_shakespeare_without_charlm(tiny_checkpoint, t
     out = charlm_main("export", "--ckpt_path", tiny_checkpoint, "--output", "model.onnx")  # in tmp_path
     assert out.returncode == 0, out.stderr
     assert "Wrote model.onnx (ONNX opset" in out.stdout and "65 symbols" in out.stdout
+    opset = onnx.load(tmp_path / "model.onnx").opset_import
+    assert f"(ONNX opset {next(o.version for o in opset if o.domain == '')}, " in out.stdout  # what the file needs
     code = readme_sampler()
     assert len([line for line in code.splitlines() if line.strip()]) <= 15  # the "15-line sampler"
     assert "charlm" not in code.replace('"charlm.vocab"', "")
@@ -217,3 +217,23 @@ def test_an_output_path_through_a_file_is_refused_naming_the_file(lstm_checkpoin
     out = charlm_main("export", "--ckpt_path", lstm_checkpoint, "--output", notes / "m.pt", "--format", "torchscript")
     assert_one_line(out, f"--output {notes / 'm.pt'}: {notes} is a file, not a folder", "another path for the model")
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and notes.read_text() == "keep me"
+
+
+def test_an_output_that_is_a_symlink_keeps_pointing_at_the_model(lstm_checkpoint, tmp_path, charlm_main):
+    # --overwrite through a link replaces the file it names (atomically, beside that file), not the link
+    real = tmp_path / "models" / "model.pt"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "link.pt"
+    link.symlink_to(real)
+    out = charlm_main("export", "--ckpt_path", lstm_checkpoint, "--output", link, "--format", "torchscript",
+                      "--overwrite")
+    assert out.returncode == 0, out.stderr
+    assert link.is_symlink() and link.resolve() == real
+    found = {"charlm.vocab": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load
+        torch.jit.load(str(real), _extra_files=found)  # the model now, not "old"
+    assert json.loads(found["charlm.vocab"]) == list(VOCAB)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "models"]  # no temp file either
+    assert [p.name for p in real.parent.iterdir()] == ["model.pt"]

@@ -22,15 +22,14 @@ CODE_BYTES = bytes(range(32, 127)) + b"\n\t"  # a "model of code": every printab
 
 
 def write_checkpoint(path: Path, symbols: bytes, seed: int, **shape) -> Path:
-    """A charlm checkpoint of an untrained CharRNN (what load_checkpoint reads: vocabulary, config, weights)."""
+    """A charlm checkpoint of an untrained CharRNN of ``shape`` over the bytes in ``symbols``."""
+    from charlm.checkpoint import save_model_checkpoint
     from charlm.model import CharRNN, CharRNNConfig
+    from datamodules.vocab import Vocabulary
 
     torch.manual_seed(seed)
-    vocab = sorted(set(symbols))
-    model = CharRNN(CharRNNConfig(vocab_size=len(vocab), **shape))
-    torch.save({"hyper_parameters": {"vocab": vocab}, "model_config": model.config.to_dict(),
-                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
-    return path
+    vocab = Vocabulary.from_bytes(symbols)
+    return save_model_checkpoint(path, CharRNN(CharRNNConfig(vocab_size=len(vocab), **shape)), vocab)
 
 
 @pytest.fixture(scope="session")
