@@ -5,8 +5,8 @@ The graph is ``CharRNN.step`` (the cell-by-cell step sampling uses), with tensor
     token (N,) int64, h (L, N, H) [, c (L, N, H)]  ->  logits (N, V), h_out (L, N, H) [, c_out (L, N, H)]
 
 ``c`` / ``c_out`` only for an LSTM; N (the batch) is dynamic; the state starts as zeros. The file's
-metadata (ONNX ``metadata_props``, TorchScript ``_extra_files``) holds METADATA_KEYS: the byte of each
-token id, the network's shape and this signature, so a sampler needs nothing but the file.
+metadata (ONNX ``metadata_props``, TorchScript ``_extra_files``) holds the byte of each token id, the
+network's shape and this signature (``metadata``), so a sampler needs nothing but the file.
 
 The ONNX graph comes from torch's own exporter (``dynamo=True``, the default since torch 2.9, which
 needs onnxscript); the deprecated TorchScript-based one is avoided. Both formats export ``step``, not
@@ -32,13 +32,6 @@ from datamodules.vocab import Vocabulary
 
 ONNX_LIMIT = 2**31 - 1  # protobuf's limit on one serialized message: an .onnx file with its weights inside
 EXAMPLE_BATCH = 2  # torch.export specializes a dimension whose example size is 0 or 1, so not 1
-METADATA_KEYS = {
-    "charlm.vocab": "JSON list: the byte value of each token id (id i stands for byte vocab[i])",
-    "charlm.model_config": "JSON object: the network's shape (charlm.model.CharRNNConfig)",
-    "charlm.signature": "the graph's inputs and outputs, in words",
-    "charlm.version": "the charlm version that wrote the file",
-    "charlm.checkpoint": "the name of the checkpoint file it was exported from",
-}
 
 
 def state_names(cell: str) -> tuple[str, ...]:
@@ -89,20 +82,19 @@ def signature(config: CharRNNConfig) -> str:
 
 
 def metadata(config: CharRNNConfig, vocab: Vocabulary, checkpoint: str | Path) -> dict[str, str]:
-    """What a sampler needs besides the graph, as strings (METADATA_KEYS)."""
-    values = {
-        "charlm.vocab": json.dumps(list(vocab.symbols)),
-        "charlm.model_config": json.dumps(config.to_dict()),
-        "charlm.signature": signature(config),
-        "charlm.version": charlm.__version__,
-        "charlm.checkpoint": Path(checkpoint).name,
+    """What a sampler needs besides the graph, as strings."""
+    return {
+        "charlm.vocab": json.dumps(list(vocab.symbols)),  # JSON list: token id i stands for byte vocab[i]
+        "charlm.model_config": json.dumps(config.to_dict()),  # JSON object: CharRNNConfig
+        "charlm.signature": signature(config),  # the graph's inputs and outputs, in words
+        "charlm.version": charlm.__version__,  # the charlm that wrote the file
+        "charlm.checkpoint": Path(checkpoint).name,  # the checkpoint it was exported from
     }
-    assert list(values) == list(METADATA_KEYS)
-    return values
 
 
-def onnx_bytes(model: CharRNN, meta: dict[str, str]) -> bytes:
-    """The step as a self-contained ONNX model (weights inside), with ``meta`` as its metadata_props."""
+def onnx_bytes(model: CharRNN, meta: dict[str, str]) -> tuple[bytes, int]:
+    """The step as a self-contained ONNX model (weights inside), with ``meta`` as its metadata_props,
+    and the default-domain opset it needs from its runtime."""
     names = state_names(model.cell)
     batch = torch.export.Dim("batch", min=1)
     dynamic = ({0: batch}, *[{1: batch} for _ in names])  # token (N,), each state (L, N, H)
@@ -116,14 +108,8 @@ def onnx_bytes(model: CharRNN, meta: dict[str, str]) -> bytes:
     for key, value in meta.items():  # after any the exporter wrote
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    return proto.SerializeToString()
-
-
-def onnx_opset(data: bytes) -> int:
-    """The default-domain opset an ONNX model (serialized) needs from its runtime."""
-    import onnx
-
-    return next(o.version for o in onnx.load_from_string(data).opset_import if o.domain in ("", "ai.onnx"))
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return proto.SerializeToString(), opset
 
 
 def torchscript_bytes(model: CharRNN, meta: dict[str, str]) -> bytes:

@@ -4,22 +4,20 @@ Each character is coloured by one neuron's activation (blue negative, red positi
 or, for LSTMs, cell state, of any layer), with the model's top-5 guesses for the next character
 under it, shaded by probability; with ``find``, a table of the neurons that track a feature and a
 panel for the best of each. The numbers come from charlm.neurons (``trace``, ``rank_neurons``);
-this module reads the passage (``read_passage``), lays the numbers out as HTML (``build_page``) and
-writes the file (``write_page``). ``charlm visualize`` and the VisualizeNeurons callback both use it,
-so the page a run logs is the page the command writes.
+this module reads the passage (``read_passage``) and lays the numbers out as HTML (``build_page``);
+charlm.commands.output_path.write_output writes the file. ``charlm visualize`` and the VisualizeNeurons
+callback both use it, so the page a run logs is the page the command writes.
 """
 
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import numpy as np
 
 from charlm.model import CharRNN
 from charlm.neurons import State, Trace, features, rank_neurons, trace
-from datamodules.atomic_files import atomic_replace
 from datamodules.vocab import Vocabulary
 
 
@@ -114,26 +112,3 @@ def read_passage(path: str, max_bytes: int, name: str = "--text_file") -> bytes:
     if not data:
         raise ValueError(f"{name}: {file} is empty; there is nothing to visualise.")
     return data
-
-
-def write_page(target: Path, page: str) -> Path:
-    """Write the page to ``target`` and return where it went: atomically (datamodules.atomic_files), so an
-    existing page is never left half-written and a failed write leaves no temporary file behind.
-
-    A name that is not a regular file (``/dev/stdout``, a FIFO, a device) is written through, as
-    a rename would put a file in its place; a symlink keeps pointing at the page it names."""
-    data = page.encode("utf-8")
-    try:
-        if target.exists() and not target.is_file():  # exists() and is_file() follow links
-            with open(target, "wb") as f:
-                f.write(data)
-            return target
-        if target.is_symlink():
-            target = Path(os.path.realpath(target))  # the page it names, renamed over; the link stays
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_replace(target, lambda file: file.write(data))
-    except OSError as err:
-        if err.filename is None and err.errno is not None:  # a failed write(): name the page
-            raise type(err)(err.errno, err.strerror, str(target)) from err
-        raise
-    return target

@@ -14,29 +14,24 @@ from pathlib import Path
 from typing import Literal
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.output_path import check_output_path
-from charlm.export_step import ONNX_LIMIT, metadata, onnx_bytes, onnx_opset, signature, torchscript_bytes
-from charlm.model_size import parameter_count
-from datamodules.atomic_files import atomic_replace
+from charlm.commands.output_path import check_output_path, write_output
+from charlm.export_step import ONNX_LIMIT, metadata, onnx_bytes, signature, torchscript_bytes
+from charlm.model_size import gib, parameter_count
 
 NEEDS = {"onnx": ("onnx", "onnxscript"), "torchscript": ()}  # modules beyond torch; onnxruntime only runs the file
 INSTALL = 'pip install -e ".[export]"'
 
 
-class MissingExtraError(ValueError):
-    """A package of the optional extra ``export`` is not installed (one line: what to install)."""
-
-
 def check_extra(format: str) -> None:
-    """Refuse, in one line, a format whose exporter is not installed (or does not import)."""
+    """Refuse, in one line (a ValueError), a format whose exporter is not installed (or does not import)."""
     for name in NEEDS[format]:
         try:
             importlib.import_module(name)
         except ImportError as err:
             absent = isinstance(err, ModuleNotFoundError) and err.name == name
             why = "is not installed" if absent else f"does not import ({type(err).__name__}: {err})"
-            raise MissingExtraError(f"--format {format} needs {name}, which {why}: run `{INSTALL}` in the charlm "
-                                    f"folder (the optional extra `export`).") from None
+            raise ValueError(f"--format {format} needs {name}, which {why}: run `{INSTALL}` in the charlm "
+                             f"folder (the optional extra `export`).") from None
 
 
 def export(
@@ -66,12 +61,15 @@ def export(
     config = loaded.model.config
     size = 4 * parameter_count(config)  # float32 weights
     if format == "onnx" and size > ONNX_LIMIT - 2**24:  # 16 MiB for the graph and metadata
-        raise ValueError(f"--format onnx: the model's {size / 2**30:.1f} GiB of weights do not fit in one ONNX file "
+        raise ValueError(f"--format onnx: the model's {gib(size)} of weights do not fit in one ONNX file "
                          f"(at most 2 GiB); use --format torchscript.")
     meta = metadata(config, loaded.vocab, ckpt_path)
-    data = (onnx_bytes if format == "onnx" else torchscript_bytes)(loaded.model, meta)
-    atomic_replace(path, lambda file: file.write(data))  # whole or not at all; an existing file stays until then
-    what = f"ONNX opset {onnx_opset(data)}" if format == "onnx" else "TorchScript"
+    if format == "onnx":
+        data, opset = onnx_bytes(loaded.model, meta)
+        what = f"ONNX opset {opset}"
+    else:
+        data, what = torchscript_bytes(loaded.model, meta), "TorchScript"
+    path = write_output(path, data)  # whole or not at all; a symlink keeps pointing at the file it names
     print(f"Wrote {path} ({what}, {_size(len(data))}): {config.describe()}, {len(loaded.vocab)} "
           f"symbols.\nOne step: {signature(config)}.")
     return path

@@ -1,8 +1,12 @@
-"""The file a command writes (``export --output``, ``visualize --out``), refused before any work when it cannot be."""
+"""The file a command writes (``export --output``, ``visualize --out``, the neuron pages of a run): refused
+before any work when it cannot be (check_output_path), then written whole (write_output)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from datamodules.atomic_files import atomic_replace
 
 
 def check_output_path(given: str, flag: str, what: str, example: str, *, folder_made: bool = False,
@@ -22,3 +26,27 @@ def check_output_path(given: str, flag: str, what: str, example: str, *, folder_
     if not overwrite and path.exists():
         raise ValueError(f"{flag}: {path} already exists. Add --overwrite to replace it, or choose another name.")
     return path
+
+
+def write_output(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` (its folder made if missing) and return where it went: atomically
+    (datamodules.atomic_files), so an existing file is never left half-written and a failed write leaves
+    no temporary file behind.
+
+    A name that is not a regular file (``/dev/stdout``, a FIFO, a device) is written through, as a
+    rename would put a file in its place; a symlink keeps pointing at the file it names, which is
+    replaced. An OSError from the write names ``target``."""
+    try:
+        if target.exists() and not target.is_file():  # exists() and is_file() follow links
+            with open(target, "wb") as f:
+                f.write(data)
+            return target
+        if target.is_symlink():
+            target = Path(os.path.realpath(target))  # the file it names, renamed over; the link stays
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_replace(target, lambda file: file.write(data))
+    except OSError as err:
+        if err.filename is None and err.errno is not None:  # a failed write(): name the file
+            raise type(err)(err.errno, err.strerror, str(target)) from err
+        raise
+    return target

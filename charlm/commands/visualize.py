@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.output_path import check_output_path
-from charlm.neuron_page import MAX_BYTES, build_page, read_passage, write_page
+from charlm.commands.output_path import check_output_path, write_output
+from charlm.neuron_page import MAX_BYTES, build_page, read_passage
 from charlm.neurons import State, check_view
 from datamodules.vocab import drop_unknown
 
@@ -49,7 +49,7 @@ def visualize(
     data = drop_unknown(read_passage(text_file, max_bytes), {f"--ckpt_path {ckpt_path}": loaded.vocab}, unknown)
     page, ranking, num_panels = build_page(loaded.model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
                                            neuron, find, guesses)
-    target = write_page(target, page)
+    target = write_output(target, page.encode("utf-8"))
     print(f"wrote {target} ({len(data):,} bytes, {num_panels} panel{'s' * (num_panels != 1)})")
     if ranking:
         for fname, best in ranking.items():
