@@ -2,9 +2,8 @@
 
 ``atomic_replace`` is used for every file charlm writes over: the cache's token, vocabulary and
 meta files (datamodules.cache_files, datamodules.prepare), checkpoints, the CSV metrics and
-samples files (charlm.checkpoint_io) and the files commands write: neuron pages, exported models
-(charlm.commands.output_path). Each caller names
-its temp file and words its own errors; the sequence lives here. It lives in ``datamodules``
+samples files (charlm.checkpoint_io), neuron pages and exported models (charlm.commands.output_path).
+Each caller names its temp file and words its own errors; the sequence lives here. It lives in ``datamodules``
 because ``charlm`` may import from here, and not the other way round.
 """
 
