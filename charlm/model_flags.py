@@ -21,7 +21,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.utilities import rank_zero_warn
 
 from charlm.init_from import FLAG, pretrained_shape, read_shape
-from charlm.lit import rank_zero_print
+from datamodules.rank_zero import rank_zero_note
 
 
 def given_model_settings(parser: Any, args: Any, config: Namespace, subcommand: str) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def drop_init_from_when_resuming(config: Namespace, subcommand: str) -> None:
     why = ("when resuming (--ckpt_path): the checkpoint already holds the fine-tuned weights, with its optimizer, "
            "schedule and step count" if subcommand == "fit" else
            f"with --ckpt_path: {subcommand} runs the checkpoint's weights")
-    rank_zero_print(f"charlm: {FLAG} {path} is ignored {why} ({ckpt_path}).")
+    rank_zero_note(f"charlm: {FLAG} {path} is ignored {why} ({ckpt_path}).")
 
 
 def take_shape_from_init_from(config: Namespace, given: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ import torch
 from charlm.compat import entry_is
 from charlm.csv_logger import ResumableCSVLogger
 from charlm.run_folders import loggers_of
-from charlm.wandb_logger import tell
+from datamodules.rank_zero import rank_zero_note
 
 
 def run_version(ckpt_path: str | Path, save_dir: str | Path, name: str | None) -> int | None:
@@ -60,8 +60,8 @@ def continue_run_folder(config: Any) -> Path | None:
             continue
         args.version, args.continue_from_step = version, checkpoint_step(ckpt_path)
         continued = Path(args.get("save_dir") or ".") / (args.get("name") or "") / f"version_{version}"
-        tell(f"charlm: continuing the run in {continued} from step {args.continue_from_step} "  # rank 0 only
-             f"(metrics.csv, samples, neuron pages and checkpoints go on in that folder).")
+        rank_zero_note(f"charlm: continuing the run in {continued} from step {args.continue_from_step} "
+                       f"(metrics.csv, samples, neuron pages and checkpoints go on in that folder).")
     if continued is not None:
         # ModelCheckpoint's note on setup; here the folder is meant to be in use
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

@@ -16,7 +16,8 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 from charlm.compat import callback_state, entry_is
 from charlm.run_folders import loggers_of, run_log_dir
-from charlm.wandb_logger import tell, wandb_loggers
+from charlm.wandb_logger import wandb_loggers
+from datamodules.rank_zero import rank_zero_note
 
 
 class RunConfig(SaveConfigCallback):
@@ -81,5 +82,5 @@ def resume_wandb_run(config: Any) -> None:
         if entry_is(logger, LightningWandbLogger):
             if logger.init_args.get("id") is None and logger.init_args.get("version") is None:
                 logger.init_args.id, logger.init_args.resume = run_id, "allow"
-                tell(f"W&B: continuing run {run_id}, recorded in {ckpt_path}.")
+                rank_zero_note(f"W&B: continuing run {run_id}, recorded in {ckpt_path}.")
             return

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from charlm.compat import entry_is, started_wandb_run, wandb_init_args
 from charlm.run_folders import ROOT_FLAG, check_writable, loggers_of
 from charlm.wandb_probe import has_credentials, probe_server
+from datamodules.rank_zero import rank_zero_note
 
 Mode = Literal["auto", "online", "offline", "disabled"]
 # WANDB_MODE values W&B accepts -> what charlm does with them ("dryrun" and "run" are W&B's old names)
@@ -113,7 +112,7 @@ class WandbLogger(_LightningWandbLogger):
         self.resolved_mode, reason = resolve_mode(mode)
         save_dir = save_dir or "."
         if self.resolved_mode == "offline":
-            tell(f"W&B logs offline: {reason}.")
+            rank_zero_note(f"W&B logs offline: {reason}.")
         if self.resolved_mode != "disabled":
             # wandb would quietly fall back to the system temp folder
             check_writable(save_dir, f"choose a writable folder with {ROOT_FLAG} DIR (or the W&B logger's save_dir), "
@@ -143,7 +142,7 @@ class WandbLogger(_LightningWandbLogger):
             text = " ".join(str(err).split())  # wandb's messages span lines; the user gets one
             why = f"{type(err).__name__}: {text}" if text else type(err).__name__
             if self.requested_mode == "auto" and env_mode() is None and self.resolved_mode == "online":
-                tell(f"W&B logs offline: the online run did not start ({why}).")
+                rank_zero_note(f"W&B logs offline: the online run did not start ({why}).")
                 self.resolved_mode = wandb_init_args(self)["mode"] = "offline"
                 return super().experiment
             raise WandbUnavailableError(
@@ -158,7 +157,7 @@ class WandbLogger(_LightningWandbLogger):
             if len(offline_parts(run_dir.parent, run.id)) > 1:
                 # a resumed run: one folder per part, uploaded together into one run
                 run_dir = run_dir.parent / f"offline-run-*-{run.id}*"
-            tell(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
+            rank_zero_note(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
 
 
 def offline_parts(wandb_dir: Path, run_id: str) -> list[Path]:
@@ -172,12 +171,6 @@ def is_enabled(logger: _LightningWandbLogger) -> bool:
     """False for a W&B logger that was turned off (mode disabled, or WANDB_MODE=disabled)."""
     mode = getattr(logger, "resolved_mode", None) or wandb_init_args(logger).get("mode") or os.environ.get("WANDB_MODE")
     return mode != "disabled"
-
-
-@rank_zero_only
-def tell(message: str) -> None:
-    """Print ``message`` to stderr, once (rank 0)."""
-    print(message, file=sys.stderr)
 
 
 class GrowingTable:

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules.cache_files import atomic_write, folder_lock
 from datamodules.errors import CacheWriteError, CorpusUnavailableError
 from datamodules.hf_dataset import DatasetSpec, DatasetUnresolvedError
 from datamodules.prepare import META, is_prepared
+from datamodules.rank_zero import rank_zero_note
 
 INDEX = "datasets-index.json"
 
@@ -80,9 +78,8 @@ def recall(cache_dir: Path, spec: DatasetSpec, unresolved: DatasetUnresolvedErro
         folder = cache_dir / "prepared" / str(key)
         if key is not None and is_prepared(folder):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / META).stat().st_mtime))
-            if _rank_zero():
-                print(f"charlm: --data.dataset {spec.dataset!r} cannot be read now ({unresolved.reason}); training "
-                      f"on the copy prepared on {when} in {folder}, which may be stale.", file=sys.stderr)
+            rank_zero_note(f"charlm: --data.dataset {spec.dataset!r} cannot be read now ({unresolved.reason}); "
+                           f"training on the copy prepared on {when} in {folder}, which may be stale.")
             return PreparedCopy(spec.source, key, str(unresolved))
     return None
 
@@ -94,15 +91,3 @@ def _read(path: Path) -> dict[str, str]:
         return {}
     return index if isinstance(index, dict) else {}
 
-
-def _rank_zero() -> bool:
-    """Whether this process is the first of a (DDP) run: every rank resolves the request and recalls the
-    copy, and one note is enough.
-
-    ``python -m charlm fit`` gets here before the Trainer exists (the model's vocabulary is read from the
-    data module as the CLI builds them), so Lightning's ``rank_zero_only.rank`` holds only what it read
-    from the environment at import: RANK (torchrun), LOCAL_RANK (set by Lightning's DDP launcher in each
-    process it starts), SLURM_PROCID; under ddp_spawn the Trainer sets it before setup. It does not read
-    NODE_RANK: the first process of node 1 of a multi-node Lightning run has no LOCAL_RANK, so it counts as
-    rank 0 until its Trainer sets the rank; NODE_RANK is checked here for it."""
-    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"

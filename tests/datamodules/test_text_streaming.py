@@ -4,6 +4,7 @@ dataset cannot be resolved. Local datasets only (parquet and JSON Lines files in
 
 import hashlib
 import json
+import time
 
 import pytest
 
@@ -242,8 +243,8 @@ def test_a_dataset_that_cannot_be_resolved_is_read_from_the_copy_prepared_before
     notes = [line for line in capsys.readouterr().err.splitlines() if "cannot be read now" in line]
     assert len(notes) == 1 and notes[0].startswith("charlm: --data.dataset 'parquet' cannot be read now "
                                                    "(FileNotFoundError: "), notes
-    assert notes[0].endswith(f"training on the copy prepared on {notes[0].split(' prepared on ')[1][:16]} in {folder}, "
-                             f"which may be stale.")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / "meta.json").stat().st_mtime))
+    assert notes[0].endswith(f"training on the copy prepared on {when} in {folder}, which may be stale."), notes
     # another request (a slice), never prepared: nothing to fall back on
     with pytest.raises(FileNotFoundError, match=r"^--data\.dataset: could not (stream|load) 'parquet' .*; and no "
                        r"copy prepared before with these --data flags is in .* to fall back on\.$") as err:
@@ -252,6 +253,22 @@ def test_a_dataset_that_cannot_be_resolved_is_read_from_the_copy_prepared_before
     (folder / "tokens.u8").unlink()  # a damaged copy is not used either
     with pytest.raises(FileNotFoundError, match=r"no copy prepared before"):
         TextDataModule(**SMALL, **args).prepare_data()
+
+
+def test_a_data_module_records_its_request_once(parquet_files, tmp_path):
+    # prepare_data runs several times a process (vocab, the Trainer, setup per stage): one index read and write
+    dm = TextDataModule(**SMALL, dataset="parquet", data_files=parquet_files, cache_dir=str(tmp_path / "c"))
+    dm.prepare_data()
+    index = tmp_path / "c" / "datasets-index.json"
+    assert list(json.loads(index.read_text()).values()) == [dm.corpus.key]
+    index.unlink()
+    assert dm.vocab is not None
+    dm.setup("fit")
+    dm.setup("validate")
+    dm.prepare_data()
+    assert not index.exists()  # not recorded again by this data module...
+    TextDataModule(**SMALL, dataset="parquet", data_files=parquet_files, cache_dir=str(tmp_path / "c")).prepare_data()
+    assert list(json.loads(index.read_text()).values()) == [dm.corpus.key]  # ...while a new one records it
 
 
 FIRST = {"RANK": "0", "LOCAL_RANK": "0", "NODE_RANK": "0", "SLURM_PROCID": "0"}  # said, not inherited from here
@@ -264,9 +281,10 @@ FIRST = {"RANK": "0", "LOCAL_RANK": "0", "NODE_RANK": "0", "SLURM_PROCID": "0"} 
 def test_only_the_first_process_of_a_run_notes_the_copy(env, first):
     # rank 1 under torchrun (RANK), of Lightning's DDP launcher (LOCAL_RANK) or under srun (SLURM_PROCID), or the
     # first process of node 1 of a multi-node run (NODE_RANK)
-    code = "from datamodules.dataset_index import _rank_zero; print(_rank_zero())"
+    code = "from datamodules.rank_zero import is_rank_zero, rank_zero_note; print(is_rank_zero()); rank_zero_note('n')"
     out = run_python("-c", code, env=env)
     assert out.stdout.strip() == str(first), out.stderr[-2000:]
+    assert out.stderr.splitlines().count("n") == first, out.stderr[-2000:]  # the note, from the first process only
 
 
 def test_a_streamed_hub_dataset_trains_offline_from_the_copy_prepared_before(tmp_path):
