@@ -101,7 +101,7 @@ class LinuxDataModule(CharDataModule):
                     f"elsewhere and point --data.path at it, or put kernel.org's current sha256sums.asc at {sums}; "
                     f"then run again."
                 ) from None
-            expected = release_sha256(sums, name)
+            expected, cached = release_sha256(sums, name), False  # the current list: a mismatch is not its age
         try:
             tarball = download(url, folder / name, expected)
         except ChecksumMismatchError as mismatch:
@@ -111,9 +111,10 @@ class LinuxDataModule(CharDataModule):
                 refetch_list(sums_url, sums)
             except CorpusUnavailableError:
                 raise mismatch from None  # the error names the tarball, and the cached list stays
-            if release_sha256(sums, name) == expected:
+            current = release_sha256(sums, name)
+            if current == expected:
                 raise mismatch from None  # the current list agrees: downloading again would fail the same way
-            tarball = download(url, folder / name, release_sha256(sums, name))
+            tarball = download(url, folder / name, current)
         return tarball, Download(tarball, url)
 
     def _corpus(self) -> Corpus | TarballCorpus:

@@ -73,6 +73,7 @@ class TextDataModule(CharDataModule):
                              "already. Drop --data.streaming, or use --data.max_bytes to take a slice of them.")
         self.streaming, self.max_bytes_shown = streaming, max_bytes
         self.max_bytes = parse_byte_size(max_bytes)
+        self._recorded = False  # the dataset index names this request's folder (datamodules.dataset_index)
 
     def _corpus(self) -> Corpus | StreamedCorpus | PreparedCopy:
         return self._files_corpus() if self.path is not None else self._dataset_corpus()
@@ -80,8 +81,10 @@ class TextDataModule(CharDataModule):
     def prepare_data(self) -> None:
         """Prepare the corpus once; for a dataset, note which folder this request went into (for offline runs)."""
         super().prepare_data()
-        if self.dataset is not None and not isinstance(self.corpus, PreparedCopy):
+        # once per data module: prepare_data runs several times a process (vocab, the Trainer, each setup)
+        if self.dataset is not None and not self._recorded and not isinstance(self.corpus, PreparedCopy):
             record(self.cache_dir, self._dataset_spec(), self.corpus.key)
+            self._recorded = True
 
     def _files_corpus(self) -> Corpus:
         paths = expand_paths(self.path, self.extensions)

@@ -194,6 +194,29 @@ def test_a_release_newer_than_the_cached_list_is_found_on_the_mirrors_current_li
     assert sorted(p.name for p in downloads.iterdir()) == ["linux-6.1.tar.xz", "sha256sums-v6.x.asc"]
 
 
+def test_the_current_list_is_fetched_once_even_when_the_download_then_fails_it(tmp_path):
+    """A cached list that predates the release, replaced by the mirror's current one, whose checksum the tarball
+    then fails: the mismatch is reported at once, the current list not fetched a second time."""
+    www, downloads = tmp_path / "www", tmp_path / "c" / "downloads" / "linux"
+    www.mkdir()
+    downloads.mkdir(parents=True)
+    (downloads / "sha256sums-v6.x.asc").write_text(f"{'0' * 64}  linux-6.0.tar.xz\n")
+    publish(www, make_tarball(tmp_path / "good.tar.xz").read_bytes())
+    (www / "v6.x" / "sha256sums.asc").write_text(f"{'1' * 64}  linux-6.1.tar.xz\n")
+    requested: list[str] = []
+
+    class Counting(_QuietHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            super().do_GET()
+
+    serving = _serve(www, Counting)
+    with pytest.raises(ChecksumMismatchError, match="1" * 64):
+        release(next(serving), tmp_path / "c").prepare_data()
+    serving.close()
+    assert requested == ["/v6.x/sha256sums.asc", "/v6.x/linux-6.1.tar.xz"]
+
+
 @pytest.mark.parametrize("name", ["linux-6.1.tar.xz", "linux-6.1.tar.gz"])
 def test_a_damaged_tarball_of_the_users_own_is_left_as_it_is(tmp_path, name):
     mode = "w:xz" if name.endswith(".xz") else "w:gz"
