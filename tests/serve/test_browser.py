@@ -127,6 +127,30 @@ def test_look_inside_colours_by_the_chosen_unit_and_explains_a_character(page, t
     assert text_of(page, "#look-note") == "" and "busy" not in page.get_attribute("#look-out", "class")
 
 
+def test_a_newer_click_or_a_new_text_aborts_the_saliency_under_way(page):
+    page.click("nav button[data-view='look']")
+    page.wait_for_selector("#look-out span.ch")
+    held = []  # saliencies held back, so that each is still under way when the next action comes
+    page.route("**/api/saliency", lambda route: held.append(route))
+
+    def aborted(position: int):
+        return page.expect_event("requestfailed", predicate=lambda r: r.url.endswith("/api/saliency")
+                                 and r.post_data_json["position"] == position)
+
+    page.click("#look-out span.ch >> nth=40")
+    with aborted(40):
+        page.click("#look-out span.ch >> nth=30")  # another character: the first saliency is no longer wanted
+    with aborted(30):
+        page.fill("#look-text", "Speak, speak.")  # another text: neither is
+    page.unroute("**/api/saliency")
+    for route in held:
+        with contextlib.suppress(Exception):  # an aborted request cannot be continued
+            route.continue_()
+    wait_until(page, "document.querySelectorAll('#look-out span.ch').length === 13")
+    page.click("#look-out span.ch >> nth=5")  # the view still answers the next click
+    wait_until(page, "document.querySelector('#look-note').textContent.includes('Saliency')")
+
+
 def test_who_wrote_this_gives_the_verdict(page, tmp_path):
     page.click("nav button[data-view='who']")
     page.fill("#who-text", "First Citizen:\nBefore we proceed any further, hear me speak.\n")

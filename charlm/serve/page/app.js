@@ -105,10 +105,13 @@ $("stop").addEventListener("click", () => running.forEach((c) => c.abort()));
 // ---- Look inside ----
 // One look at a time from this page: a newer one (typing, another unit) aborts the older, so the
 // server skips it if it has not started yet; the view says it is working until the answer comes.
-let look = null, lookTimer = null, lookRequest = null, selected = null;
+// Likewise one saliency (salientRequest): a newer click or a new look aborts it.
+let look = null, lookTimer = null, lookRequest = null, selected = null, salientRequest = null;
 function scheduleLook(delay = 250) { clearTimeout(lookTimer); lookTimer = setTimeout(runLook, delay); }
+function stopSaliency() { if (salientRequest) salientRequest.abort(); salientRequest = null; }
 async function runLook() {
   if (lookRequest) lookRequest.abort();
+  stopSaliency();  // the new look redraws the view without it
   const controller = new AbortController();
   lookRequest = controller;
   const [text, cutShort] = cut($("look-text").value, LIMITS.max_look || 5000);
@@ -183,18 +186,28 @@ $("look-out").addEventListener("mousemove", (e) => {
   tip.style.left = `${Math.min(e.clientX + 14, innerWidth - 220)}px`; tip.style.top = `${e.clientY + 14}px`;
 });
 $("look-out").addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
+// A click aborts the saliency still under way (the server skips it if it has not started); an answer for a
+// text the view no longer shows is dropped.
 $("look-out").addEventListener("click", async (e) => {
   const t = e.target.dataset && e.target.dataset.t;
   if (t === undefined || !look) return;
+  stopSaliency();
   if (selected === Number(t)) { selected = null; drawLook(); return; }
   selected = Number(t);
+  const controller = new AbortController(), text = look.text;
+  salientRequest = controller;
   try {
-    const data = await postJSON("/api/saliency", {model: model(), text: look.text, position: selected});
+    const data = await postJSON("/api/saliency", {model: model(), text, position: selected}, controller.signal);
+    if (salientRequest !== controller || !look || look.text !== text) return;  // another click, or another text
     $("look-error").textContent = "";
     drawLook(data);
     $("look-note").textContent = `Saliency of the guess after this character (the actual next one, ` +
       `${JSON.stringify(data.target)}, had p = ${data.p}): green = how much each earlier character mattered.`;
-  } catch (err) { $("look-error").textContent = err.message; selected = null; }
+  } catch (err) {
+    if (err.name !== "AbortError" && salientRequest === controller) { $("look-error").textContent = err.message; selected = null; }
+  } finally {
+    if (salientRequest === controller) salientRequest = null;
+  }
 });
 function escapeHTML(s) { return s.replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c])); }
 
