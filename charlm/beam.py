@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from charlm.generate import NOT_FINITE, make_step
+from charlm.generate import NOT_FINITE, PROMPT_POSITIONS_PER_CALL, make_step, read_prompt
 from charlm.model import CharRNN, map_hidden
 from charlm.model_size import check_fits
 
@@ -66,14 +66,15 @@ def beam_memory(beam: int, length: int, model: CharRNN, prompt_len: int = 1, kee
     - one step's scores: beam x V totals, their log-softmax, and topk's work over all of them;
     - the state (h[, c]) of every layer before a step, reordered to follow the parents, and after
       it, with a layer's gates, the embedding row and the logits;
-    - the prompt pass, once: (P, E) embeddings, (P, H) outputs and gates, (P, V) logits;
+    - the prompt's ids (int64), and its pass, a slice at a time (charlm.generate.read_prompt): (S, E)
+      embeddings, (S, H) outputs and gates, (S, V) logits for S = min(P, PROMPT_POSITIONS_PER_CALL);
     - the ``keep`` continuations walked back: Python lists of ints (8 bytes an item) and their text.
     """
     v, h, e = model.head.out_features, model.hidden_size, model.embed.embedding_dim
     states = model.num_layers * h * (2 if model.cell == "lstm" else 1)  # floats of one row's state
     history = beam * length * (4 + token_dtype(v).itemsize)
     step = 4 * beam * (SCORE_COPIES * v + STATE_COPIES * states + 4 * h + e)
-    prompt = 4 * prompt_len * (e + 5 * h + v)
+    prompt = 8 * prompt_len + 4 * min(prompt_len, PROMPT_POSITIONS_PER_CALL) * (e + 5 * h + v)
     kept = keep * length * 10
     return history + step + prompt + kept
 
@@ -99,9 +100,8 @@ def beam_search(model: CharRNN, prompt: torch.Tensor, length: int, beam: int, ke
     Fewer come back only when fewer exist (vocabulary ** length < beam). Exhaustive, and so exact,
     once ``beam`` >= vocabulary ** (length - 1): no prefix of the best sequence is ever dropped.
     """
-    logits, hidden = model(prompt[None])  # (1, P, V)
-    last = logits[:, -1].float()  # (1, V)
-    del logits
+    last, hidden = read_prompt(model, prompt[None])  # (1, V); memory independent of P
+    last = last.float()
     if not torch.isfinite(last).all():
         raise ValueError(NOT_FINITE)
     vocab, device = last.shape[1], prompt.device

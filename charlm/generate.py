@@ -18,6 +18,12 @@ from charlm.model import CharRNN, Hidden
 
 StepMode = Literal["auto", "graph", "cells", "fused"]
 
+# Prompt positions (rows x bytes) read per call of the model: a call's activations grow with them, so a
+# prompt of any length is read in slices of this many, the state carried from one to the next (a 10 MB
+# prompt read in one call took 12.9 GB and more for a 1 x 64 LSTM). A prompt that fits one slice is
+# read in one call, as before.
+PROMPT_POSITIONS_PER_CALL = 8192
+
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """Refuse a temperature, top-k or top-p that cannot sample (one line naming the flag)."""
@@ -80,6 +86,18 @@ def sample_next(
         raise ValueError(NOT_FINITE) from None
 
 
+def read_prompt(model: CharRNN, prompt: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+    """Feed ``prompt`` (N, P) through ``model`` from ``hidden``: the logits after its last byte (N, V) and the
+    state. Memory does not grow with P: slices of PROMPT_POSITIONS_PER_CALL positions, the state carried."""
+    rows, length = prompt.shape
+    if length == 0:
+        raise ValueError("read_prompt needs at least one byte of prompt")
+    width = max(1, PROMPT_POSITIONS_PER_CALL // rows)  # bytes per slice
+    for start in range(0, length, width):
+        logits, hidden = model(prompt[:, start : start + width], hidden)  # (N, <= width, V)
+    return logits[:, -1], hidden
+
+
 @torch.inference_mode()
 def generate(
     model: CharRNN,
@@ -93,15 +111,15 @@ def generate(
 ) -> Iterator[torch.Tensor]:
     """Yield ``length`` tokens (N,), on the CPU, for the N prompts in ``prompt`` (N, P), one step at a time.
 
-    The prompt is read in one pass; after that each step feeds the sampled byte and the carried
-    hidden state back in, so a step costs one cell update per layer (``step_mode``: see make_step).
+    The prompt is read in slices (read_prompt: memory independent of its length); after that each step
+    feeds the sampled byte and the carried hidden state back in, so a step costs one cell update per layer
+    (``step_mode``: see make_step).
     """
     if step_mode == "auto":
         step_mode = auto_step_mode(prompt.device, prompt.shape[0])
     if step_mode == "graph" and prompt.device.type != "cuda":
         raise ValueError("step mode graph needs a CUDA device: use cells, fused or auto on this device")
-    logits, hidden = model(prompt)  # (N, P, V)
-    last = logits[:, -1]
+    last, hidden = read_prompt(model, prompt)  # (N, V)
     if not torch.isfinite(last).all():  # one device sync per call: weights far too large give inf
         raise ValueError(NOT_FINITE)
     if length == 0:

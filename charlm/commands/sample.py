@@ -16,7 +16,7 @@ from charlm.beam import beam_search, check_beam, check_beam_memory
 from charlm.checkpoint import LoadedModel, load_checkpoint
 from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
-from charlm.generate import Utf8Stream, check_sampling_args, generate
+from charlm.generate import PROMPT_POSITIONS_PER_CALL, Utf8Stream, check_sampling_args, generate
 from charlm.model import CharRNN
 from charlm.model_size import check_fits
 from datamodules.vocab import Vocabulary, skip_unknown
@@ -53,10 +53,12 @@ class StopAt:
 
 
 def check_memory(model: CharRNN, num_samples: int, prompt_len: int, length: int, device: torch.device) -> None:
-    """Refuse a run whose batch cannot fit: the prompt pass holds (N, P) embeddings, recurrent states
-    and logits in float32 on ``device``; several samples keep their texts (N x length) in RAM."""
+    """Refuse a run whose batch cannot fit: the prompt's ids, and its pass, a slice of at most
+    PROMPT_POSITIONS_PER_CALL rows x bytes at a time (charlm.generate.read_prompt), holding embeddings,
+    recurrent states and logits in float32 on ``device``; several samples keep their texts (N x length) in RAM."""
     h, e, v = model.hidden_size, model.embed.embedding_dim, model.head.out_features
-    on_device = 4 * num_samples * prompt_len * (e + 5 * h + v)  # 5H: the gates and the output of a layer
+    positions = min(num_samples * prompt_len, PROMPT_POSITIONS_PER_CALL)
+    on_device = 8 * prompt_len + 4 * positions * (e + 5 * h + v)  # 5H: the gates and the output of a layer
     in_ram = num_samples * (length + 2048) if num_samples > 1 else 0  # the texts, and each stream's objects
     check_fits(device, on_device, in_ram, f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and "
                f"--length {length:,}", "Ask for fewer samples at a time (several runs with different --seed), or a "
