@@ -17,7 +17,7 @@ import charlm.wandb_logger  # noqa: F401
 from charlm.checkpoint import check_ckpt_path
 from charlm.checkpoint_io import use_atomic_checkpoints
 from charlm.commands import DESCRIPTION, TRAINING
-from charlm.compat import entry_is, original_error
+from charlm.compat import drop_old_defaults_on_class_switch, entry_is, original_error
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
 from charlm.model_flags import (
@@ -125,6 +125,7 @@ class CharLMCLI(LightningCLI):
 def main(args: list[str] | None = None) -> CharLMCLI:
     """fit / validate / test (``charlm.commands.run_command`` sends the checkpoint-only commands elsewhere)."""
     quiet_library_noise()
+    drop_old_defaults_on_class_switch()  # --data X gets X's own url, sha256, ... (not the default run's class's)
     defaults = {"default_config_files": [str(DEFAULTS)]}
     # each command's parser: the default run, and the line `charlm --help` shows for it (charlm.commands)
     commands = {name: {**defaults, "description": line} for name, line in TRAINING.items()}

@@ -191,6 +191,38 @@ def parser_actions(parser: Any) -> list[Any]:
     return list(getattr(parser, "_actions", []))
 
 
+def drop_old_defaults_on_class_switch() -> None:
+    """Make jsonargparse drop, when a subclass entry switches class (``--data Enwik8DataModule`` after the
+    default run's ShakespeareDataModule, or a config's ``class_path``), the init_args that only held the old
+    class's own defaults, so the new class gets its own (Tiny Shakespeare's ``url`` and ``sha256`` went to
+    enwik8). Values someone set (the default run's ``batch_size: 32``) still carry over, as jsonargparse
+    intends. Its one hook, the module-level ``discard_init_args_on_class_path_change`` (which drops only the
+    init_args the new class does not take), is private; installed once, for the whole process."""
+    from jsonargparse import _typehints
+
+    keep_shared = _typehints.discard_init_args_on_class_path_change
+    if getattr(keep_shared, "charlm", False):
+        return
+
+    def discard(parser_or_action: Any, prev_val: Any, value: Any) -> None:
+        keep_shared(parser_or_action, prev_val, value)
+        prev = _typehints.subclass_spec_as_namespace(prev_val) if prev_val else None
+        if not prev or not prev.get("init_args") or not prev.get("class_path") \
+                or prev["class_path"] == value["class_path"]:
+            return
+        sub_add_kwargs = getattr(parser_or_action, "sub_add_kwargs", {})
+        try:
+            old_defaults = _typehints.ActionTypeHint.get_class_parser(prev["class_path"], sub_add_kwargs).get_defaults()
+        except Exception:  # noqa: BLE001  (an old class that no longer imports has no defaults to drop)
+            return
+        for key, old in list(prev.init_args.items(branches=True, nested=False)):
+            if key in old_defaults and old_defaults[key] == old:
+                del prev.init_args[key]
+
+    discard.charlm = True  # type: ignore[attr-defined]
+    _typehints.discard_init_args_on_class_path_change = discard
+
+
 def _raised_in_jsonargparse(err: BaseException) -> bool:
     tb: TracebackType | None = err.__traceback__
     while tb is not None and tb.tb_next is not None:

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jsonargparse import ArgumentParser
 from lightning.pytorch.callbacks import Timer
 
+import datamodules
+from charlm.cli import DEFAULTS
 from charlm.lit import CharLM
 from tests.cli_runs import run_in
 from tests.conftest import REPO
@@ -35,6 +38,48 @@ def test_config_parses_and_its_model_builds(config: Path, tmp_path, capsys):
     model = {k: v for k, v in resolved["model"].items() if k != "vocab"}
     lit = CharLM(vocab=range(65), **model)  # the values pass the model's own checks
     assert lit.model.config.hidden_size == resolved["model"]["hidden_size"]
+
+
+DATA_MODULES = [name for name in datamodules.__all__ if name.endswith("DataModule") and name != "CharDataModule"]
+
+
+def own_defaults(name: str) -> dict:
+    """The init_args a data module has when nobody sets any: its signature's (its base's for **kwargs)."""
+    parser = ArgumentParser()
+    parser.add_class_arguments(getattr(datamodules, name), "data")
+    return parser.get_defaults().data.as_dict()
+
+
+def written_data_settings(*files: Path) -> dict:
+    """The data init_args the default run and ``files`` write, later files winning."""
+    written: dict = {}
+    for file in files:
+        written.update(((yaml.safe_load(file.read_text()) or {}).get("data") or {}).get("init_args") or {})
+    return written
+
+
+@pytest.mark.parametrize("start", [None, *CONFIGS], ids=lambda p: p.name if p else "default-run")
+@pytest.mark.parametrize("name", DATA_MODULES)
+def test_a_data_module_reached_by_a_switch_gets_its_own_defaults(name: str, start: Path | None, tmp_path, capsys):
+    # LightningCLI keeps init_args of the same name across --data X: enwik8 got Tiny Shakespeare's url and sha256.
+    # What nobody wrote must be the class's own default; what the default run or the preset wrote carries over.
+    config = ["--config", str(start)] if start else []
+    with pytest.raises(SystemExit) as exit_:
+        run_in(tmp_path, ["fit", *config, "--data", name, "--print_config"])
+    assert exit_.value.code in (None, 0)
+    resolved = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert resolved["class_path"] == f"datamodules.{name}"
+    written = written_data_settings(DEFAULTS, *([start] if start else []))
+    expected = {key: written.get(key, default) for key, default in own_defaults(name).items()}
+    assert resolved["init_args"] == expected
+
+
+def test_a_setting_given_after_the_switch_is_kept(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_in(tmp_path, ["fit", "--data", "Enwik8DataModule", "--data.url", "http://127.0.0.1:1/e.zip",
+                          "--data.sha256", "null", "--print_config"])
+    resolved = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    assert resolved["url"] == "http://127.0.0.1:1/e.zip" and resolved["sha256"] is None
 
 
 SHAKESPEARE_PRESETS = [p for p in CONFIGS if p.parent.name == "configs" and "Shakespeare" in p.read_text()]

@@ -23,6 +23,7 @@ from charlm.compat import (
     attached_trainer,
     callback_state,
     csv_experiment,
+    drop_old_defaults_on_class_switch,
     entry_class,
     entry_is,
     fit_interrupted,
@@ -330,3 +331,34 @@ def test_original_error_unwraps_jsonargparse_union_report():
     assert str(root) == "--thing.size must be >= 1"
     error = ValueError("not from jsonargparse")
     assert original_error(error) is error
+
+
+class Source:
+    """A base with a subclass-specific default, as a data module's url."""
+
+    def __init__(self, url: str = "base", size: int = 1) -> None:
+        self.url, self.size = url, size
+
+
+class FirstSource(Source):
+    def __init__(self, url: str = "first", size: int = 1) -> None:
+        super().__init__(url, size)
+
+
+class SecondSource(Source):
+    def __init__(self, url: str = "second", size: int = 1) -> None:
+        super().__init__(url, size)
+
+
+def test_a_class_switch_drops_the_old_class_defaults_and_keeps_what_was_set(tmp_path):
+    drop_old_defaults_on_class_switch()
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text(f"source:\n  class_path: {__name__}.FirstSource\n  init_args:\n    size: 7\n")
+    parser = ArgumentParser(default_config_files=[str(defaults)])
+    parser.add_subclass_arguments(Source, "source")
+    switched = parser.parse_args(["--source", f"{__name__}.SecondSource"]).source
+    assert switched.class_path.endswith("SecondSource")
+    assert switched.init_args.url == "second"  # jsonargparse alone carries "first" over
+    assert switched.init_args.size == 7  # set in the defaults: carried over, as jsonargparse intends
+    given = parser.parse_args(["--source", f"{__name__}.SecondSource", "--source.url", "mine"]).source
+    assert given.init_args.url == "mine"
