@@ -10,10 +10,13 @@ again afterwards while training bpc keeps falling, shades where overfitting begi
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from jsonargparse import CLI
+
+from charlm.commands.output_path import check_output_path, write_output
 
 
 @dataclass
@@ -52,13 +55,14 @@ def best_and_overfitting(curves: Curves, tolerance: float = 0.002) -> tuple[tupl
     return best, best[0] if overfitting else None
 
 
-def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
+def plot(run: str, out: str | None = None, smooth: int = 5, overwrite: bool = False) -> Path:
     """Render train/val bpc curves to a PNG.
 
     Args:
         run: a run folder (runs/shakespeare/version_0) or its metrics.csv.
         out: the PNG to write (default: bpc.png beside metrics.csv).
         smooth: moving-average window over the logged train points (1 = raw).
+        overwrite: replace --out if it exists (bpc.png, the default, is always redrawn; metrics.csv never).
     """
     from matplotlib.figure import Figure  # not pyplot: no global backend to set or disturb (notebooks)
 
@@ -66,6 +70,9 @@ def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
     metrics = path / "metrics.csv" if path.is_dir() else path
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics} does not exist: give a run folder holding metrics.csv, or the file itself.")
+    # the default, bpc.png beside metrics.csv, is this script's own file: redrawn each time
+    target = check_output_path(out or str(metrics.with_name("bpc.png")), "--out", "the plot", "bpc.png",
+                               inputs={"run": str(metrics)}, overwrite=overwrite or out is None)
     curves = read_curves(metrics)
     best, overfit = best_and_overfitting(curves)
 
@@ -91,11 +98,10 @@ def plot(run: str, out: str | None = None, smooth: int = 5) -> Path:
     ax.set_title(f"{metrics.parent.parent.name}/{metrics.parent.name}")
     ax.grid(alpha=0.3)
     ax.legend()
-    target = Path(out) if out else metrics.with_name("bpc.png")
     fig.tight_layout()
-    tmp = target.with_name(target.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(target)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    target = write_output(target, png.getvalue())  # whole or not at all
     print(f"wrote {target}")
     return target
 

@@ -53,9 +53,10 @@ def export(
         output: the file to write (its folder must exist); e.g. model.onnx or model.pt.
         format: onnx (any ONNX runtime) or torchscript (torch.jit.load in Python or libtorch;
             torch deprecates TorchScript, but it still loads).
-        overwrite: replace --output if it exists.
+        overwrite: replace --output if it exists (never the checkpoint read).
     """
-    path = check_output_path(output, "--output", "the model", "model.onnx", overwrite=overwrite)
+    path = check_output_path(output, "--output", "the model", "model.onnx", overwrite=overwrite,
+                             inputs={"--ckpt_path": ckpt_path})
     check_extra(format)
     loaded = load_checkpoint(ckpt_path, "cpu")
     config = loaded.model.config

@@ -23,6 +23,7 @@ def visualize(
     max_bytes: int = 3000,
     guesses: bool = True,
     unknown: Literal["error", "skip"] = "error",
+    overwrite: bool = False,
 ) -> Path:
     """Write a page colouring a text by neuron activations.
 
@@ -39,11 +40,13 @@ def visualize(
         max_bytes: read at most this many bytes of the text (1 to 100,000).
         guesses: show the top-5 next-character guesses under each character.
         unknown: bytes the model never saw: refuse the text (error) or leave them out (skip).
+        overwrite: replace --out if it exists (never the checkpoint or the text read).
     """
     if not 1 <= max_bytes <= MAX_BYTES:
         raise ValueError(f"--max_bytes must lie in [1, {MAX_BYTES:,}] (a page holds ~300 bytes of HTML per "
                          f"character), got {max_bytes}")
-    target = check_output_path(out, "--out", "the page", "visualize.html", folder_made=True)
+    target = check_output_path(out, "--out", "the page", "visualize.html", folder_made=True, overwrite=overwrite,
+                               inputs={"--ckpt_path": ckpt_path, "--text_file": text_file})
     loaded = load_checkpoint(ckpt_path, "cpu")
     check_view(loaded.model, state, layer, neuron)
     data = drop_unknown(read_passage(text_file, max_bytes), {f"--ckpt_path {ckpt_path}": loaded.vocab}, unknown)
