@@ -66,7 +66,7 @@ def beam_memory(beam: int, length: int, model: CharRNN, prompt_len: int = 1, kee
     - one step's scores: beam x V totals, their log-softmax, and topk's work over all of them;
     - the state (h[, c]) of every layer before a step, reordered to follow the parents, and after
       it, with a layer's gates, the embedding row and the logits;
-    - the prompt's ids (int64), and its pass, a slice at a time (charlm.generate.read_prompt): (S, E)
+    - the prompt's ids (uint8), and its pass, a slice at a time (charlm.generate.read_prompt): (S, E)
       embeddings, (S, H) outputs and gates, (S, V) logits for S = min(P, PROMPT_POSITIONS_PER_CALL);
     - the ``keep`` continuations walked back: Python lists of ints (8 bytes an item) and their text.
     """
@@ -74,7 +74,7 @@ def beam_memory(beam: int, length: int, model: CharRNN, prompt_len: int = 1, kee
     states = model.num_layers * h * (2 if model.cell == "lstm" else 1)  # floats of one row's state
     history = beam * length * (4 + token_dtype(v).itemsize)
     step = 4 * beam * (SCORE_COPIES * v + STATE_COPIES * states + 4 * h + e)
-    prompt = 8 * prompt_len + 4 * min(prompt_len, PROMPT_POSITIONS_PER_CALL) * (e + 5 * h + v)
+    prompt = prompt_len + 4 * min(prompt_len, PROMPT_POSITIONS_PER_CALL) * (e + 5 * h + v)
     kept = keep * length * 10
     return history + step + prompt + kept
 

@@ -87,14 +87,15 @@ def sample_next(
 
 
 def read_prompt(model: CharRNN, prompt: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
-    """Feed ``prompt`` (N, P) through ``model`` from ``hidden``: the logits after its last byte (N, V) and the
-    state. Memory does not grow with P: slices of PROMPT_POSITIONS_PER_CALL positions, the state carried."""
+    """Feed ``prompt`` (N, P) of token ids (any integer type: uint8 takes a byte per position) through ``model``
+    from ``hidden``: the logits after its last byte (N, V) and the state. The activations do not grow with P:
+    slices of PROMPT_POSITIONS_PER_CALL positions, each made int64 only when read, the state carried."""
     rows, length = prompt.shape
     if length == 0:
         raise ValueError("read_prompt needs at least one byte of prompt")
     width = max(1, PROMPT_POSITIONS_PER_CALL // rows)  # bytes per slice
     for start in range(0, length, width):
-        logits, hidden = model(prompt[:, start : start + width], hidden)  # (N, <= width, V)
+        logits, hidden = model(prompt[:, start : start + width].long(), hidden)  # (N, <= width, V)
     return logits[:, -1], hidden
 
 

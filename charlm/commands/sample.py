@@ -58,7 +58,7 @@ def check_memory(model: CharRNN, num_samples: int, prompt_len: int, length: int,
     recurrent states and logits in float32 on ``device``; several samples keep their texts (N x length) in RAM."""
     h, e, v = model.hidden_size, model.embed.embedding_dim, model.head.out_features
     positions = min(num_samples * prompt_len, PROMPT_POSITIONS_PER_CALL)
-    on_device = 8 * prompt_len + 4 * positions * (e + 5 * h + v)  # 5H: the gates and the output of a layer
+    on_device = prompt_len + 4 * positions * (e + 5 * h + v)  # 5H: the gates and the output of a layer
     in_ram = num_samples * (length + 2048) if num_samples > 1 else 0  # the texts, and each stream's objects
     check_fits(device, on_device, in_ram, f"--num_samples {num_samples} with a {prompt_len:,}-byte prompt and "
                f"--length {length:,}", "Ask for fewer samples at a time (several runs with different --seed), or a "
@@ -128,7 +128,7 @@ def write_samples(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settin
     ``===== sample i/N =====`` line. Returns the continuations."""
     num_samples, device = s.num_samples, next(loaded.model.parameters()).device
     check_memory(loaded.model, num_samples, len(ids), s.length, device)
-    prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device).expand(num_samples, -1)  # (N, P)
+    prompt_ids = torch.as_tensor(ids, device=device).expand(num_samples, -1)  # (N, P) uint8: read_prompt widens
     streams = [Utf8Stream() for _ in range(num_samples)]
     stops = [StopAt(stop_strings) for _ in range(num_samples)]
     live = num_samples == 1  # one sample streams as it is written; several print when done
@@ -164,7 +164,7 @@ def write_beams(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settings
     under a ``===== beam i/k: B bits per character =====`` line. Returns the continuations."""
     device = next(loaded.model.parameters()).device
     check_beam_memory(s.beam, s.length, loaded.model, device, len(ids), s.num_samples)
-    prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device)  # (P,)
+    prompt_ids = torch.as_tensor(ids, device=device)  # (P,) uint8: read_prompt widens a slice at a time
     beams = beam_search(loaded.model, prompt_ids, s.length, s.beam, keep=s.num_samples)
     head = decode(prompt) if echo_prompt else ""
     texts = [decode(loaded.vocab.decode(b.ids)) for b in beams]
