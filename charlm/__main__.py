@@ -16,6 +16,7 @@ from charlm.commands import run_command
 from charlm.exits import (
     BROKEN_PIPE_EXIT_STATUS,
     INTERRUPT_EXIT_STATUS,
+    closed_standard_streams,
     describe_os_error,
     quiet_broken_pipe,
     quiet_interrupt,
@@ -39,6 +40,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 def _dispatch() -> None:
     from charlm.parse_errors import check_config_files
 
+    closed_standard_streams()  # `<&-`, `>&-`: one line, not an AttributeError on None
     check_config_files(sys.argv[1:])  # before jsonargparse, whose reports of a broken file do not name it
     run_command(sys.argv[1:])  # fit / validate / test: LightningCLI; the others without importing Lightning
 

@@ -5,6 +5,8 @@
 - The reader of standard output went away (``charlm sample | head -c 100``): exit 141 without a
   word, as a shell pipeline expects (128 + SIGPIPE; ``quiet_broken_pipe``).
 - Ctrl-C in a command that is not training: exit 130 (128 + SIGINT), without a traceback.
+- A standard stream closed before start (``<&-``, ``>&-``: Python sets ``sys.stdin`` ... to None): reading a
+  closed standard input, or starting with no standard output, is one line (``closed_standard_streams``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,46 @@ def describe_os_error(err: OSError) -> str | None:
     names = [str(n) for n in (err.filename, err.filename2) if n is not None]
     name = " -> ".join(names) if names else "a file"
     return f"{what.format(name=name)} ({err.strerror or os.strerror(err.errno)}). {todo}"
+
+
+CLOSED_STDIN = ("standard input is closed (<&-), and this command reads it: give the text with a flag "
+                "(--text_file FILE, --prompt_file FILE) or on standard input (< FILE, or a pipe).")
+CLOSED_STDOUT = ("standard output is closed (>&-), and charlm writes its results there: send them to a file "
+                 "(> out.txt) or discard them (> /dev/null).")
+
+
+class ClosedInput:
+    """What ``sys.stdin`` is while standard input is closed: never a terminal; reading it raises ValueError
+    (CLOSED_STDIN), which the entry point prints as one line. ``buffer`` is itself, for byte reads."""
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise ValueError(CLOSED_STDIN)
+
+    def read(self, *_: object) -> str:
+        raise ValueError(CLOSED_STDIN)
+
+    readline = read
+
+    @property
+    def buffer(self) -> ClosedInput:
+        return self
+
+
+def closed_standard_streams() -> None:
+    """Stand-ins for standard streams that were closed before start (Python gives None for them, and the first
+    ``sys.stdout.write`` would be an AttributeError): stdin reads as a one-line error (ClosedInput); a closed
+    stdout is refused now, before any work (ValueError CLOSED_STDOUT); a closed stderr is /dev/null, as there
+    is nowhere to say anything (the exit status still tells)."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
+    if sys.stdin is None:
+        sys.stdin = ClosedInput()  # type: ignore[assignment]
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter's last flush needs a stream)
+        raise ValueError(CLOSED_STDOUT)
 
 
 def stream_closed(stream: TextIO) -> bool:
