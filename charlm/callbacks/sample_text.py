@@ -18,9 +18,19 @@ from charlm.generate import Utf8Stream, check_sampling_args, generate
 from charlm.model import eval_mode
 from charlm.run_folders import run_log_dir
 from charlm.wandb_logger import GrowingTable, wandb_loggers
+from datamodules.rank_zero import rank_zero_note
+from datamodules.vocab import Vocabulary
 
 COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]
 SAMPLES_FILE = "samples.jsonl"  # in the run's log folder: one JSON object (COLUMNS) per line
+DEFAULT_PROMPT = "\n"  # a line starts: what char-rnn's samples began with
+
+
+def fallback_prompt(vocab: Vocabulary) -> str | None:
+    """A one-character prompt the vocabulary has, for a corpus without newlines: a space if it has one, else
+    its first printable ASCII character (None if it has none)."""
+    have = set(vocab.symbols)
+    return next((chr(b) for b in (ord(" "), *sorted(have)) if b in have and 32 <= b < 127), None)
 
 
 def drop_rows_after(path: Path, step: int) -> None:
@@ -56,7 +66,8 @@ class SampleText(L.Callback):
     ) -> None:
         """
         Args:
-            prompts: texts each sample starts from (default: one newline).
+            prompts: texts each sample starts from (default: one newline; for a corpus without newlines, a
+                character it has, with a note).
             temperatures: one sample per prompt per temperature (default: 0.5, 0.8, 1.0).
             length: bytes per sample.
             every_n_steps: also sample every N optimizer steps (None: only after validation).
@@ -76,12 +87,24 @@ class SampleText(L.Callback):
         self._table = GrowingTable(COLUMNS)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for prompt in self.prompts:  # fail now, not after the first hour of training
-            try:
-                pl_module.vocab.encode(prompt.encode())
-            except ValueError as err:
+        # fail now, not after the first hour of training
+        self.prompts = [self._usable(prompt, pl_module.vocab) for prompt in self.prompts]
+
+    @staticmethod
+    def _usable(prompt: str, vocab: Vocabulary) -> str:
+        """``prompt`` if the vocabulary has its bytes; the default newline becomes a character the corpus has
+        (with a note); any other prompt is a one-line error."""
+        try:
+            vocab.encode(prompt.encode())
+            return prompt
+        except ValueError as err:
+            fallback = fallback_prompt(vocab) if prompt == DEFAULT_PROMPT else None
+            if fallback is None:
                 raise ValueError(f"SampleText prompt {prompt!r}: {err}; write the prompt in the corpus's "
                                  f"characters (trainer.callbacks ... SampleText init_args.prompts)") from None
+        rank_zero_note(f"charlm: the corpus has no newline, so the samples start from {fallback!r} instead "
+                       f"(SampleText init_args.prompts chooses).")
+        return fallback
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a fit resumed in its own run folder (charlm.resume_folder) appends to the samples.jsonl
