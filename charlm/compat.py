@@ -54,6 +54,9 @@ _VAL_PROGRESS = "epoch_loop.val_loop.batch_progress"
 _TRAIN_PROGRESS = "epoch_loop.batch_progress"
 _TRAIN_STATE = "epoch_loop.state_dict"
 _LOGGED_STEPS = "_batches_that_stepped"
+_EPOCH_PROGRESS = "epoch_progress"
+_PER_EPOCH_PROGRESS = (_TRAIN_PROGRESS, "epoch_loop.scheduler_progress",
+                       "epoch_loop.automatic_optimization.optim_progress")
 
 
 def _fit_loop(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +73,31 @@ def train_batch_progress(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     """The training epoch loop's batch counters (same layout), editable in place: no public API reads
     where in its epoch a checkpoint was written."""
     return _fit_loop(checkpoint).get(_TRAIN_PROGRESS) or None
+
+
+def epoch_progress(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The fit loop's epoch counters (``current``/``total`` of ready, started, processed, completed),
+    editable in place: no public API reads whether a checkpoint was written between two epochs."""
+    return _fit_loop(checkpoint).get(_EPOCH_PROGRESS) or None
+
+
+def per_epoch_counters(checkpoint: dict[str, Any]) -> list[dict[str, int]]:
+    """Every ``current`` counter set that Lightning's training epoch loop zeroes when an epoch starts (its
+    batches, scheduler steps, and the optimizer's steps and zero_grads), editable in place: Lightning
+    restores them into its loops and has no API to start a checkpoint's next epoch."""
+    found: list[dict[str, int]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("current"), dict):
+                found.append(node["current"])
+            for key, value in node.items():
+                if key != "current":
+                    walk(value)
+
+    for key in _PER_EPOCH_PROGRESS:
+        walk(_fit_loop(checkpoint).get(key))
+    return found
 
 
 def logged_steps(checkpoint: dict[str, Any]) -> int | None:

@@ -25,7 +25,7 @@ from charlm.faults import (
 from charlm.init_from import pretrained_shape, read_pretrained, transplant
 from charlm.metrics import BitsPerByte
 from charlm.model import CharRNN, CharRNNConfig, Hidden, detach_hidden, hidden_batch_size, hidden_device, map_hidden
-from charlm.resume import count_logged_steps_once, redo_interrupted_validation
+from charlm.resume import fix_loop_state
 from datamodules.rank_zero import rank_zero_note
 from datamodules.streams import IGNORE
 from datamodules.vocab import Vocabulary
@@ -106,6 +106,7 @@ class CharLM(L.LightningModule):
         self._total_steps_cache: int | None = None
         self.loss_watch = LossWatch()  # first non-finite training loss, kept on the device
         self._validation_open = False  # a validation (not the sanity check) is under way in fit
+        self._validated_at_step: int | None = None  # the global step of the last validation fit finished
 
     def configure_callbacks(self) -> list[L.Callback]:
         # Lightning asks for these on every process before any logger starts: the earliest point
@@ -174,6 +175,8 @@ class CharLM(L.LightningModule):
                 raise DivergedError(diverged_message(self, what))
 
     def on_validation_end(self) -> None:
+        if self._validation_open and self.trainer.state.fn == "fit":
+            self._validated_at_step = self.global_step  # for a resume after it (charlm.resume)
         self._validation_open = False  # after every callback's on_validation_end (ModelCheckpoint's too)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -235,7 +238,31 @@ class CharLM(L.LightningModule):
             # written because fit stopped (Ctrl-C, SIGTERM, a crash) while a validation was under way:
             # a resumed run must redo that validation, whose partial sums this file does not hold
             "mid_validation": self._validation_open and fit_interrupted(self.trainer),
+            # a SIGTERM after this step's validation is resumed differently from last.ckpt (charlm.resume)
+            "validated_at_step": self._validated_at_step,
+            # the epoch's train/bpc_epoch so far, so that a resumed epoch logs the whole epoch's mean
+            "train_bpc": self._train_bpc_sums(),
         }
+
+    def _train_bpc_sums(self) -> dict[str, float] | None:
+        """The summed nats and byte count of this epoch's training batches so far, every rank's; None under
+        DDP when fit stopped (the ranks may not all be here: no collective)."""
+        metric = self.train_bpc
+        nats, count = metric.nats - metric.nats_carry, metric.count
+        if self.trainer.world_size > 1:
+            if fit_interrupted(self.trainer):
+                return None
+            nats, count = self.all_gather(nats).sum(0), self.all_gather(count).sum(0)
+        return {"nats": float(nats), "count": int(count)}
+
+    def _restore_train_bpc(self, sums: dict[str, float] | None, rank: int) -> None:
+        # rank 0 holds every rank's sums, the others none: the epoch's mean sums them across ranks
+        if not sums or rank != 0:
+            return
+        metric = self.train_bpc
+        metric.nats = torch.tensor(sums["nats"], dtype=metric.nats.dtype, device=metric.nats.device)
+        metric.nats_carry = torch.zeros_like(metric.nats)
+        metric.count = torch.tensor(sums["count"], dtype=metric.count.dtype, device=metric.count.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         theirs = list(checkpoint.get("hyper_parameters", {}).get("vocab", []))
@@ -249,9 +276,8 @@ class CharLM(L.LightningModule):
         if not all(torch.isfinite(w).all() for w in weights.values() if torch.is_floating_point(w)):
             raise ValueError("The checkpoint's weights are not finite (NaN or infinity): its run diverged. "
                              "Use an earlier checkpoint of that run, or train again with a lower --model.lr.")
-        redo_interrupted_validation(checkpoint)  # before Lightning restores its loops from the same dict
         trainer = attached_trainer(self)
-        count_logged_steps_once(checkpoint, trainer.accumulate_grad_batches if trainer else 1)
+        fix_loop_state(checkpoint, trainer.accumulate_grad_batches if trainer else 1)  # before Lightning reads it
         state = checkpoint.get("charlm", {})
         hidden, world = state.get("train_hidden"), state.get("world_size", 1)
         rank, my_world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
@@ -262,6 +288,8 @@ class CharLM(L.LightningModule):
             hidden = map_hidden(lambda h: h[rank], hidden)
         self._train_hidden = hidden
         self._restored_rng = state.get("rng")
+        self._validated_at_step = state.get("validated_at_step")
+        self._restore_train_bpc(state.get("train_bpc"), rank)
 
 
 def lr_factor(step: int, warmup: int, total_steps: Callable[[], int], schedule: str, min_ratio: float) -> float:

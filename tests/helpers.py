@@ -77,6 +77,32 @@ class TouchAt(L.Callback):
             self.path.touch()
 
 
+class SignalAt(L.Callback):
+    """Send this process the signal named ``name`` (SIGINT, SIGTERM) once, at one boundary after
+    optimizer step ``step``: ``batch_end`` (that step's batch), ``validation_end`` (the validation after
+    it) or ``epoch_end`` (the epoch that ended with it). The handlers charlm and Lightning installed run
+    as for a signal from outside, but at a chosen point."""
+
+    def __init__(self, name: str, at: str, step: int) -> None:
+        hooks = {"batch_end": "on_train_batch_end", "validation_end": "on_validation_end",
+                 "epoch_end": "on_train_epoch_end"}
+        self.signum, self.hook, self.step, self.sent = getattr(signal, name), hooks[at], step, False
+
+    def _maybe_send(self, trainer, hook: str) -> None:
+        if hook == self.hook and not self.sent and not trainer.sanity_checking and trainer.global_step == self.step:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._maybe_send(trainer, "on_train_batch_end")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._maybe_send(trainer, "on_validation_end")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._maybe_send(trainer, "on_train_epoch_end")
+
+
 class InterruptInValidation(L.Callback):
     """Raise KeyboardInterrupt (as Ctrl-C would) at the start of validation batch ``batch`` of the
     validation that runs after optimizer step ``step``."""

@@ -26,12 +26,14 @@ from charlm.compat import (
     drop_old_defaults_on_class_switch,
     entry_class,
     entry_is,
+    epoch_progress,
     fit_interrupted,
     is_local_path,
     lightning_info_logger,
     logged_steps,
     original_error,
     parser_actions,
+    per_epoch_counters,
     replace_checkpoint_linker,
     replace_wrapped_checkpoint_io,
     set_logged_steps,
@@ -43,6 +45,7 @@ from charlm.compat import (
     wrapped_checkpoint_io,
 )
 from charlm.csv_logger import ResumableCSVLogger
+from charlm.resume import between_epochs, count_logged_steps_once, start_the_next_epoch
 from tests.helpers import SaveAtBatchStart
 
 COUNTERS = {"ready", "started", "processed", "completed"}
@@ -113,6 +116,13 @@ def test_loop_state_and_callback_state_are_where_the_functions_look(tmp_path):
     assert logged_steps(ckpt) == 2
     assert callback_state(ckpt, Record) == {"kept": 7}
     assert train_batch_progress({}) is None and val_batch_progress({}) is None and logged_steps({}) is None
+    epochs = epoch_progress(ckpt)
+    assert set(epochs["current"]) == COUNTERS and epochs["total"]["completed"] == 1
+    # the batches', the scheduler's, and the optimizer's steps and zero_grads: each epoch counts from 0
+    currents = per_epoch_counters(ckpt)
+    assert len(currents) == 4 and all(set(current) <= COUNTERS for current in currents)
+    assert any(current is train["current"] for current in currents)
+    assert epoch_progress({}) is None and per_epoch_counters({}) == []
 
 
 class LogsEveryStep(BoringModel):
@@ -160,6 +170,30 @@ def test_a_resume_from_a_batch_start_logs_one_step_late_unless_the_count_is_lowe
     trainer(tmp_path, max_steps=4, logger=lowered, log_every_n_steps=1).fit(LogsEveryStep(),
                                                                              ckpt_path=tmp_path / "lowered.ckpt")
     assert lowered.steps == [2, 3]
+
+
+def test_a_resume_from_between_two_epochs_runs_an_empty_epoch_unless_the_next_one_is_started(tmp_path):
+    # what charlm.resume.start_the_next_epoch corrects: a file written after an epoch's end (SIGTERM stops
+    # there) resumes, in a run bounded by max_steps, into an epoch whose batches are all done
+    fitted = trainer(tmp_path, max_steps=3, limit_train_batches=3)
+    fitted.fit(BoringModel())  # one epoch of 3 batches
+    fitted.save_checkpoint(tmp_path / "between.ckpt")  # fit ended after the epoch's end hooks
+    ckpt = torch.load(tmp_path / "between.ckpt", weights_only=False)
+    assert between_epochs(ckpt)
+
+    def resume(path: Path) -> tuple[L.Trainer, list[int]]:
+        logged = Steps()
+        resumed = trainer(tmp_path, max_steps=6, limit_train_batches=3, logger=logged, log_every_n_steps=1)
+        resumed.fit(LogsEveryStep(), ckpt_path=path)
+        return resumed, logged.steps
+
+    empty, steps = resume(tmp_path / "between.ckpt")
+    assert empty.current_epoch == 3 and steps == [4, 5, 6]  # an empty epoch 1; epoch 2 trained, a step late
+
+    assert start_the_next_epoch(ckpt) and count_logged_steps_once(ckpt)
+    torch.save(ckpt, tmp_path / "next.ckpt")
+    started, steps = resume(tmp_path / "next.ckpt")
+    assert started.current_epoch == 2 and steps == [3, 4, 5]
 
 
 # --- Lightning: checkpoint files --------------------------------------------------------------------------
