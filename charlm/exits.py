@@ -21,18 +21,18 @@ from typing import TextIO
 BROKEN_PIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # 141: what a shell reports for `... | head`
 INTERRUPT_EXIT_STATUS = 128 + signal.SIGINT  # 130: what a shell reports after Ctrl-C
 
-_ELSEWHERE = ("point charlm elsewhere (runs: --trainer.default_root_dir; prepared corpora: --data.cache_dir or "
+ELSEWHERE = ("point charlm elsewhere (runs: --trainer.default_root_dir; prepared corpora: --data.cache_dir or "
               "$CHARLM_CACHE; visualize: --out)")
 
 # errno -> (what happened to {name}, what to do); a code missing here is not the user's to fix
 _OS_ERRORS: dict[int, tuple[str, str]] = {
-    errno.ENOSPC: ("could not write {name}: the disk is full", f"Free some space there, or {_ELSEWHERE}."),
-    errno.EDQUOT: ("could not write {name}: your disk quota is used up", f"Free some space there, or {_ELSEWHERE}."),
+    errno.ENOSPC: ("could not write {name}: the disk is full", "Free some space there, or {elsewhere}."),
+    errno.EDQUOT: ("could not write {name}: your disk quota is used up", "Free some space there, or {elsewhere}."),
     errno.EFBIG: ("could not write {name}: the file grew past what that disk (or `ulimit -f`) allows",
-                  f"Raise the limit, or {_ELSEWHERE}."),
-    errno.EACCES: ("permission denied: {name}", f"Give yourself access to it (chmod / chown), or {_ELSEWHERE}."),
-    errno.EPERM: ("operation not permitted on {name}", f"Give yourself access to it (chmod / chown), or {_ELSEWHERE}."),
-    errno.EROFS: ("{name} is on a read-only file system", f"Use a writable folder: {_ELSEWHERE}."),
+                  "Raise the limit, or {elsewhere}."),
+    errno.EACCES: ("permission denied: {name}", "Give yourself access to it (chmod / chown), or {elsewhere}."),
+    errno.EPERM: ("operation not permitted on {name}", "Give yourself access to it (chmod / chown), or {elsewhere}."),
+    errno.EROFS: ("{name} is on a read-only file system", "Use a writable folder: {elsewhere}."),
     errno.ENOTDIR: ("{name}: part of this path is a file, not a folder", "Fix the path, or move that file away."),
     errno.EISDIR: ("{name} is a folder, where a file was expected", "Give the name of a file."),
     errno.ENOENT: ("{name} does not exist", "Check the path (a folder on it may be missing)."),
@@ -47,14 +47,15 @@ _OS_ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-def describe_os_error(err: OSError) -> str | None:
-    """One line for an OSError the user can act on, naming its file; None for any other OSError."""
+def describe_os_error(err: OSError, elsewhere: str = ELSEWHERE) -> str | None:
+    """One line for an OSError the user can act on, naming its file; None for any other OSError. ``elsewhere``
+    says how to write somewhere else (a command that writes one file: "choose another --out")."""
     if err.errno not in _OS_ERRORS:
         return None
     what, todo = _OS_ERRORS[err.errno]
     names = [str(n) for n in (err.filename, err.filename2) if n is not None]
     name = " -> ".join(names) if names else "a file"
-    return f"{what.format(name=name)} ({err.strerror or os.strerror(err.errno)}). {todo}"
+    return f"{what.format(name=name)} ({err.strerror or os.strerror(err.errno)}). {todo.format(elsewhere=elsewhere)}"
 
 
 CLOSED_STDIN = ("standard input is closed (<&-), and this command reads it: give the text with a flag "

@@ -101,7 +101,7 @@ def plot(run: str, out: str | None = None, smooth: int = 5, overwrite: bool = Fa
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png")
-    target = write_output(target, png.getvalue())  # whole or not at all
+    target = write_output(target, png.getvalue(), "--out")  # whole or not at all
     print(f"wrote {target}")
     return target
 

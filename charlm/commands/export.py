@@ -70,7 +70,7 @@ def export(
         what = f"ONNX opset {opset}"
     else:
         data, what = torchscript_bytes(loaded.model, meta), "TorchScript"
-    path = write_output(path, data)  # whole or not at all; a symlink keeps pointing at the file it names
+    path = write_output(path, data, "--output")  # whole or not at all; a symlink keeps pointing at the file it names
     print(f"Wrote {path} ({what}, {_size(len(data))}): {config.describe()}, {len(loaded.vocab)} "
           f"symbols.\nOne step: {signature(config)}.")
     return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from charlm.exits import describe_os_error
 from datamodules.atomic_files import atomic_replace
 
 
@@ -43,14 +44,15 @@ def check_output_path(given: str, flag: str, what: str, example: str, *, inputs:
     return path
 
 
-def write_output(target: Path, data: bytes) -> Path:
+def write_output(target: Path, data: bytes, flag: str | None = None) -> Path:
     """Write ``data`` to ``target`` (its folder made if missing) and return where it went: atomically
     (datamodules.atomic_files), so an existing file is never left half-written and a failed write leaves
     no temporary file behind.
 
     A name that is not a regular file (``/dev/stdout``, a FIFO, a device) is written through, as a
     rename would put a file in its place; a symlink keeps pointing at the file it names, which is
-    replaced. An OSError from the write names ``target``."""
+    replaced. An OSError names ``target`` (never the temporary file); with ``flag`` (the command's output
+    flag) it is a one-line ValueError that names the flag and says what to do."""
     try:
         if target.exists() and not target.is_file():  # exists() and is_file() follow links
             with open(target, "wb") as f:
@@ -61,7 +63,11 @@ def write_output(target: Path, data: bytes) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_replace(target, lambda file: file.write(data))
     except OSError as err:
-        if err.filename is None and err.errno is not None:  # a failed write(): name the file
-            raise type(err)(err.errno, err.strerror, str(target)) from err
-        raise
+        if err.errno is None:
+            raise
+        named = type(err)(err.errno, err.strerror, str(target))  # not the temporary file's name
+        line = describe_os_error(named, f"give {flag} a file in another folder") if flag is not None else None
+        if line is None:
+            raise named from err
+        raise ValueError(f"{flag}: {line}") from None
     return target

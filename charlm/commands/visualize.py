@@ -52,7 +52,7 @@ def visualize(
     data = drop_unknown(read_passage(text_file, max_bytes), {f"--ckpt_path {ckpt_path}": loaded.vocab}, unknown)
     page, ranking, num_panels = build_page(loaded.model, loaded.vocab, data, f"Checkpoint {ckpt_path}", state, layer,
                                            neuron, find, guesses)
-    target = write_output(target, page.encode("utf-8"))
+    target = write_output(target, page.encode("utf-8"), "--out")
     print(f"wrote {target} ({len(data):,} bytes, {num_panels} panel{'s' * (num_panels != 1)})")
     if ranking:
         for fname, best in ranking.items():

@@ -141,7 +141,7 @@ def test_a_failed_page_write_is_one_line_and_keeps_the_old_page(tiny_checkpoint,
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
     proc = start("visualize", "--ckpt_path", str(tiny_checkpoint), "--text_file", str(shakespeare_path),
-                 "--out", str(page), preexec_fn=limit)
+                 "--out", str(page), "--overwrite", preexec_fn=limit)
     stdout, stderr = proc.communicate(timeout=120)
     out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout.decode(), stderr.decode())
     assert_one_line(out, f"could not write {page}", "ulimit -f")
@@ -173,7 +173,7 @@ def test_visualize_out_a_pipe_or_a_link_writes_through_it(tiny_checkpoint, tmp_p
     real.write_text("old")
     link = tmp_path / "link.html"
     link.symlink_to(real)
-    out = charlm_main(*base, "--out", link)
+    out = charlm_main(*base, "--out", link, "--overwrite")
     assert out.returncode == 0, out.stderr
     assert link.is_symlink() and "<html" in real.read_text()[:200]
     assert sorted(os.listdir(tmp_path)) == ["link.html", "pages", "pipe"] and os.listdir(real.parent) == ["real.html"]

@@ -87,3 +87,14 @@ def test_plot_metrics_never_writes_over_the_metrics_it_reads(tmp_path):
         plot_metrics.plot(str(tmp_path), out=str(tmp_path / "mine.png"))
     assert plot_metrics.plot(str(tmp_path)).read_bytes()[:4] == b"\x89PNG"
     assert plot_metrics.plot(str(tmp_path)).name == "bpc.png"  # its own default file is redrawn
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys, read-only even for root")
+@pytest.mark.parametrize(("command", "out", "inputs", "extra"), WRITERS, ids=[w[0] for w in WRITERS])
+def test_a_folder_it_cannot_write_is_named_with_the_flag_not_a_temp_file(command, out, inputs, extra, tmp_path,
+                                                                         charlm_main):
+    inputs_in(tmp_path)
+    target = "/sys/kernel/out.file"
+    line = assert_one_line(charlm_main(*arguments(command, inputs, extra), out, target),
+                           f"{out}: permission denied: {target}", f"give {out} a file in another folder")
+    assert ".tmp" not in line and "--trainer" not in line and "--data" not in line
