@@ -163,8 +163,14 @@ class CharDataModule(L.LightningDataModule):
 
     @property
     def vocab_symbols(self) -> list[int]:
-        """The vocabulary as the list of byte values the model's hyperparameters store."""
-        return list(self.vocab.symbols)
+        """The vocabulary as the list of byte values the model's hyperparameters store (prepares the corpus)."""
+        try:
+            return list(self.vocab.symbols)
+        except AttributeError as err:
+            # the CLI's link data.vocab_symbols -> model.vocab reads this with hasattr(), which takes an
+            # AttributeError raised while preparing for "no such attribute": the link is dropped and the run
+            # ends in CharLM's "missing 1 required positional argument: 'vocab'", far from the cause
+            raise RuntimeError(f"preparing the corpus failed: {type(err).__name__}: {err}") from err
 
     # --- splits and batches ---------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

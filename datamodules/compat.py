@@ -62,3 +62,12 @@ def dataset_fingerprint(ds: Any) -> str:
     """A hash of a loaded ``datasets.Dataset``'s source and content (another for changed data files):
     datasets keeps it private, and it is the only identity that costs no pass over the rows."""
     return ds._fingerprint
+
+
+def packaged_builders() -> frozenset[str]:
+    """The names ``datasets`` takes for its packaged builders (parquet, csv, json, text, ...) before any folder or
+    hub id: they read local data files, and without ``data_files`` those of the current folder. datasets lists
+    them only in a private table."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return frozenset(_PACKAGED_DATASETS_MODULES)

@@ -20,7 +20,13 @@ from typing import Literal
 from datamodules.base import CharDataModule, Corpus
 from datamodules.byte_limit import ByteLimit, parse_byte_size
 from datamodules.dataset_index import PreparedCopy, recall, record
-from datamodules.hf_dataset import DEFAULT_TEXT_COLUMN, DatasetSpec, DatasetUnresolvedError, dataset_corpus
+from datamodules.hf_dataset import (
+    DEFAULT_TEXT_COLUMN,
+    DatasetSpec,
+    DatasetUnresolvedError,
+    check_flag_types,
+    dataset_corpus,
+)
 from datamodules.one_pass import StreamedCorpus
 from datamodules.prepare import ChunkSource
 from datamodules.sources import coalesce, expand_paths, files_chunks, text_files
@@ -65,6 +71,8 @@ class TextDataModule(CharDataModule):
         super().__init__(**kwargs)
         if (path is None) == (dataset is None):
             raise ValueError("Give exactly one of --data.path (files) and --data.dataset (a Hugging Face dataset).")
+        if dataset is not None:
+            check_flag_types(dataset, dataset_config, data_files, split, text_column)
         self.path, self.extensions, self.binary = path, extensions, binary
         self.dataset, self.dataset_config, self.data_files = dataset, dataset_config, data_files
         self.split, self.text_column, self.separator = split, text_column, separator

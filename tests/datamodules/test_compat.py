@@ -18,6 +18,7 @@ from datamodules.compat import (
     block_after_end_marker,
     dataset_fingerprint,
     end_aware_tarinfo,
+    packaged_builders,
 )
 from tests.helpers import SaveAtBatchStart
 
@@ -134,3 +135,15 @@ def test_dataset_fingerprint_follows_the_data(tmp_path, monkeypatch):
     assert load() == first  # the same files: the same prepared folder
     text.write_text("other\nwords\n")
     assert load() != first  # changed files: a new one
+
+
+def test_packaged_builders_are_the_names_datasets_takes_before_a_folder(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    assert {"parquet", "csv", "json", "text", "arrow"} <= packaged_builders()
+    assert "karpathy/tiny_shakespeare" not in packaged_builders()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text").mkdir()  # a folder of that name: datasets still takes the builder, which reads ./**
+    (tmp_path / "text" / "in_folder.txt").write_text("in the folder\n")
+    (tmp_path / "here.txt").write_text("in the current folder\n")
+    ds = datasets.load_dataset("text", split="train", cache_dir=str(tmp_path / "cache"))
+    assert "in the current folder" in list(ds["text"])

@@ -34,10 +34,11 @@ def hf_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def parquet_files(tmp_path):
-    """The rows in two parquet files, with a second column."""
+    """The rows in two parquet files, with a column of numbers and another of text."""
     paths = [tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"]
     for path, rows in zip(paths, (ROWS[:250], ROWS[250:]), strict=True):
-        pq.write_table(pa.table({"id": list(range(len(rows))), "text": rows}), path)
+        pq.write_table(pa.table({"id": list(range(len(rows))), "text": rows,
+                                 "title": [f"t{i}" for i in range(len(rows))]}), path)
     return [str(p) for p in paths]
 
 
@@ -218,8 +219,8 @@ def test_default_settings_keep_the_folder_an_earlier_charlm_prepared(parquet_fil
 
     assert key() == key(text_column="text") == before("\n")
     assert key(separator=" | ") == before(" | ") and key(separator="") == before("")
-    others = {args: key(**dict(args)) for args in ((("text_column", "id"),), (("max_bytes", 5000),),
-                                                   (("text_column", "id"), ("max_bytes", 5000)),
+    others = {args: key(**dict(args)) for args in ((("text_column", "title"),), (("max_bytes", 5000),),
+                                                   (("text_column", "title"), ("max_bytes", 5000)),
                                                    (("separator", " | "), ("max_bytes", 5000)))}
     assert len(set(others.values()) | {key(), key(separator=" | ")}) == len(others) + 2, others
     assert all(k.startswith(before(dict(a).get("separator", "\n")) + "-") for a, k in others.items())
@@ -246,8 +247,9 @@ def test_a_dataset_that_cannot_be_resolved_is_read_from_the_copy_prepared_before
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / "meta.json").stat().st_mtime))
     assert notes[0].endswith(f"training on the copy prepared on {when} in {folder}, which may be stale."), notes
     # another request (a slice), never prepared: nothing to fall back on
-    with pytest.raises(FileNotFoundError, match=r"^--data\.dataset: could not (stream|load) 'parquet' .*; and no "
-                       r"copy prepared before with these --data flags is in .* to fall back on\.$") as err:
+    with pytest.raises(FileNotFoundError, match=r"^--data\.data_files: .*part-0\.parquet matches no file; check the "
+                       r"path or glob; and no copy prepared before with these --data flags is in .* to fall back "
+                       r"on\.$") as err:
         TextDataModule(**SMALL, **args, max_bytes=1000).prepare_data()
     assert "\n" not in str(err.value)
     (folder / "tokens.u8").unlink()  # a damaged copy is not used either
