@@ -69,11 +69,26 @@ def short_parse_error(message: str) -> str:
 
         corpora = ", ".join(n for n in _WHERE if n.endswith("DataModule") and n != "CharDataModule")
         return f"--data {given}: no such data module; choose one of {corpora} (or a class path, a.b.MyDataModule)"
+    if unknown := _unknown_setting(keys, message):
+        return unknown
+    choices = [m for d in details if (m := re.fullmatch(r"Expected a typing\.Literal\[(.*)\]", d))]
+    if len(choices) > 1 and len(choices) == len(details):  # a union of Literals (--trainer.precision): all of them
+        values = [v.strip().strip("'\"") for m in choices for v in m[1].split(",")]
+        details = [f"Expected a typing.Literal[{', '.join(dict.fromkeys(values))}]"]
     detail = _readable(details[0])
     if given is not None and ", got" not in detail:
         detail += f", got {given}"
     flag = "--" + ".".join(keys) if keys else ""
     return detail if not flag or detail.startswith("--") else f"{flag}: {detail}"
+
+
+def closest_flag(flag: str, options: list[str]) -> str | None:
+    """The one of ``options`` that ``flag`` most likely misspells or shortens (``--text`` -> ``--text_file``)."""
+    longer = [option for option in options if option.startswith(flag)]
+    if len(longer) == 1:
+        return longer[0]
+    close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _suggestion(message: str, options: list[str]) -> str:
@@ -84,8 +99,42 @@ def _suggestion(message: str, options: list[str]) -> str:
     flag = match[1].split("=", 1)[0]
     if flag.startswith(OPTIMIZER_FLAGS):
         return ""
-    close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest_flag(flag, options)
+    return f" (did you mean {close}?)" if close else ""
+
+
+def _class_settings(class_path: str) -> list[str]:
+    """The init_args the class at ``class_path`` takes (its bases' too, through **kwargs), or [] if it does
+    not import."""
+    from jsonargparse import ArgumentParser
+
+    from charlm.compat import entry_class
+
+    cls = entry_class(type("Entry", (), {"class_path": class_path}))
+    if cls is None:
+        return []
+    parser = ArgumentParser()
+    parser.add_class_arguments(cls, as_group=False)
+    return [o.removeprefix("--") for a in parser_actions(parser) for o in a.option_strings
+            if o.startswith("--") and o != "--help"]
+
+
+def _unknown_setting(keys: list[str], message: str) -> str | None:
+    """For ``--data.pth x``: "--data.pth: ShakespeareDataModule takes no setting pth (did you mean --data.path?)"."""
+    option = re.search(r"Option '([^']+)' is not accepted", message)
+    given_class = re.search(r"Problem with given class_path '([^']+)'", message)
+    if not option or not keys:
+        return None
+    group = "--" + ".".join(keys)
+    line = f"{group}.{option[1]}: "
+    if given_class:
+        settings = _class_settings(given_class[1])
+        line += f"{given_class[1].rsplit('.', 1)[-1]} takes no setting {option[1]!r}"
+        close = closest_flag(option[1], settings)
+        line += f" (did you mean {group}.{close}?)" if close else f"; it takes {', '.join(settings)}"
+    else:
+        line += f"no such setting (see {group}.help)"
+    return line
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -140,7 +189,13 @@ def _missing_flags(message: str) -> tuple[str, str] | None:
 
 
 class OneLineErrors:
-    """Mixin for jsonargparse parsers: ``error`` prints one line and exits 2."""
+    """Mixin for jsonargparse parsers: ``error`` prints one line and exits 2. A flag must be spelt in full
+    (``allow_abbrev=False``): argparse would take ``--text`` for ``--text_file`` and ``--trainer.max_step``
+    for ``--trainer.max_steps`` without a word; a misspelt flag gets a did-you-mean instead."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if os.environ.get("CHARLM_TRACEBACK") or not getattr(self, "exit_on_error", True):

@@ -6,6 +6,8 @@ Each filter is scoped to one message, so any other warning still shows:
 - torch's "RNN module weights are not part of single contiguous chunk of memory": ``--model.weight_drop``
   hands cuDNN dropped copies of the recurrent weights on every training step, which it copies into one
   block, as intended there;
+- torch's "torch.distributed.nn.functional.all_gather is deprecated", raised inside Lightning's
+  ``LightningModule.all_gather`` under DDP, once per process;
 - Lightning's advertisements "💡 Tip: ... try installing litlogger" (and litmodels);
 - for ``validate`` / ``test`` only: ModelCheckpoint's "The dirpath has changed from ...", which
   concerns resuming a fit (the evaluation writes no checkpoint).
@@ -35,6 +37,7 @@ def quiet_library_noise(subcommand: str | None = None) -> None:
     """Install the filters (idempotent); ``subcommand`` adds those that only make sense for it."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+    warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated")
     logger = lightning_info_logger()
     if _TIPS not in logger.filters:
         logger.addFilter(_TIPS)

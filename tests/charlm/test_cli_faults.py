@@ -42,11 +42,23 @@ TINY = ["--model.num_layers", "1", "--model.hidden_size", "32", "--model.embeddi
         (["--data", "Foo"], ["--data Foo: no such data module", "ShakespeareDataModule"]),
         (["--trainer.val_check_interval", "0"], ["--trainer.val_check_interval must be > 0", "got 0"]),
         (["--trainer.max_epochs", "-3"], ["--trainer: `max_epochs` must be a non-negative integer or -1"]),
+        # issue 20, 14: a misspelt setting of a class, an abbreviation, a union of choices
+        (["--data.pth", "x"], ["--data.pth: ShakespeareDataModule takes no setting 'pth'", "--data.path?"]),
+        (["--data", "Enwik8DataModule", "--data.urll", "x"], ["Enwik8DataModule", "did you mean --data.url?"]),
+        (["--trainer.max_step", "3"], ["unrecognized arguments: --trainer.max_step", "--trainer.max_steps?"]),
+        (["--trainer.precision", "8"], ["--trainer.precision", "64, 32, 16", "16-mixed", "bf16-mixed", "got 8"]),
     ],
 )
 def test_bad_values_are_one_line_naming_the_flag(args, words, shakespeare_path, charlm_main):
     out = charlm_main("fit", "--data.path", shakespeare_path, *args, "--trainer.max_steps", "1")
     assert_one_line(out, *words)
+
+
+def test_a_flag_is_never_taken_for_the_start_of_another(tiny_checkpoint, tmp_path, charlm_main):
+    (tmp_path / "p.txt").write_text("To be")
+    out = charlm_main("visualize", "--ckpt_path", tiny_checkpoint, "--text", "To be", "--out", tmp_path / "v.html")
+    assert_one_line(out, "unrecognized arguments: --text", "did you mean --text_file?")
+    assert not (tmp_path / "v.html").exists()
 
 
 def test_a_damaged_archive_is_one_line(tmp_path, charlm_main):
