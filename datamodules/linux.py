@@ -17,7 +17,8 @@ from datamodules.atomic_files import fsync_dir, temp_name
 from datamodules.base import CharDataModule, Corpus, TarballCorpus
 from datamodules.errors import cache_write_error
 from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, download
-from datamodules.sources import expand_paths, files_chunks
+from datamodules.rank_zero import rank_zero_note
+from datamodules.sources import SKIP_FOLDERS, expand_paths, files_chunks
 
 MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
@@ -57,6 +58,7 @@ class LinuxDataModule(CharDataModule):
         version: str | None = None,
         mirror: str = MIRROR,
         extensions: list[str] | None = None,
+        skip_folders: tuple[str, ...] = SKIP_FOLDERS,
         **kwargs,
     ) -> None:
         """
@@ -65,12 +67,15 @@ class LinuxDataModule(CharDataModule):
             version: a kernel.org release to download instead, e.g. 6.1 or 6.6.30.
             mirror: kernel.org or a mirror with the same layout (v6.x/linux-6.1.tar.xz, v6.x/sha256sums.asc).
             extensions: file name endings to keep (default: .c and .h).
+            skip_folders: in a source tree, folders not entered, by name (patterns): every hidden one (.git, ...),
+                __pycache__ and node_modules; '[]' enters them all. Said on stderr when they held such files.
         """
         super().__init__(**kwargs)
         if (path is None) == (version is None):
             raise ValueError("Give exactly one of --data.path (a kernel tarball or source tree) and --data.version.")
         self.path, self.version, self.mirror = path, version, mirror.rstrip("/")
         self.extensions = list(extensions) if extensions else [".c", ".h"]
+        self.skip_folders = tuple(skip_folders)
 
     def _tarball(self) -> tuple[Path, Download | None]:
         """The local tarball to read: the given one (None: never moved), or the release downloaded and verified.
@@ -121,7 +126,10 @@ class LinuxDataModule(CharDataModule):
         source, fetched = self._tarball()
         ext = "".join(self.extensions)
         if source.is_dir():
-            files = expand_paths(str(source), self.extensions)
+            found = expand_paths(str(source), self.extensions, self.skip_folders)
+            if note := found.skipped_note(str(source)):
+                rank_zero_note(note)
+            files = found.files
             if not files:
                 raise ValueError(f"--data.path: {source} holds no files ending in {', '.join(self.extensions)}.")
             listing = hashlib.sha256()

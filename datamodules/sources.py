@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -27,8 +28,8 @@ from datamodules.compat import block_after_end_marker, end_aware_tarinfo
 from datamodules.errors import CacheWriteError, CorruptArchiveError, cache_write_error, corrupt_archive
 from datamodules.prepare import ChunkSource, is_prepared, prepare
 
-__all__ = ["CorruptArchiveError", "expand_paths", "files_chunks", "prepare_tarball", "spool_chunks",
-           "spool_tar_members", "text_files", "zip_member_chunks", "zip_member_size"]
+__all__ = ["SKIP_FOLDERS", "CorruptArchiveError", "Found", "expand_paths", "files_chunks", "prepare_tarball",
+           "spool_chunks", "spool_tar_members", "text_files", "zip_member_chunks", "zip_member_size"]
 
 CHUNK = 16 << 20
 BINARY_SNIFF = 8000  # like git: a NUL byte in the first 8000 bytes marks a file as binary
@@ -90,69 +91,143 @@ def _no_member(zip_path: Path, member: str) -> CorruptArchiveError:
 
 
 # --- plain files, folders and globs ---------------------------------------------------------------
-def expand_paths(spec: str, extensions: Sequence[str] | None = None) -> list[Path]:
+# Folders a walk (a folder given as --data.path, or ``**`` in a glob) does not enter, as patterns on their
+# names: every hidden one (.git, .hg, .svn: version control, whose text is the history, not the sources;
+# .venv, .tox, .mypy_cache: environments and tool caches) and two without a dot (__pycache__, node_modules).
+# A folder named on its own (--data.path repo/.git, or a glob part such as .git/ or .*/) is read all the same.
+SKIP_FOLDERS = (".*", "__pycache__", "node_modules")
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a file, folder or glob names: its regular files, and the folders the walk did not enter."""
+
+    files: list[Path]
+    skipped: dict[Path, int]  # a folder matching skip_folders -> the files in it the walk would have taken (> 0)
+
+    def skipped_note(self, spec: str) -> str | None:
+        """One line for stderr saying what was skipped and how to read it too; None when nothing was."""
+        if not self.skipped:
+            return None
+        total, base = sum(self.skipped.values()), Path(spec).expanduser()
+        names = [f"{_shown_under(folder, base)} ({count:,})" for folder, count in list(self.skipped.items())[:5]]
+        more = ", ..." if len(self.skipped) > 5 else ""
+        return (f"charlm: --data.path {spec}: skipped {_count(total, 'file')} in {_count(len(self.skipped), 'folder')} "
+                f"that --data.skip_folders names (version control, environments, caches): {', '.join(names)}{more}. "
+                f"To read them too, pass --data.skip_folders '[]' (or a shorter list), or name such a folder itself "
+                f"as --data.path.")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
+def _shown_under(folder: Path, base: Path) -> str:
+    """``folder`` relative to the folder given (or to the glob's fixed part), as the user reads it."""
+    while base != base.parent and not base.is_dir():  # a glob: its part before the first wildcard
+        base = base.parent
+    try:
+        return folder.relative_to(base).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def expand_paths(spec: str, extensions: Sequence[str] | None = None,
+                 skip_folders: Sequence[str] = SKIP_FOLDERS) -> Found:
     """A file, a folder (searched recursively) or a glob (``**`` allowed) -> regular files, sorted.
 
     Every real file comes once: a folder's links are not followed, ``**`` never descends through a
     link to a folder (``d/self -> .`` would repeat the corpus 41 times, ``lib64 -> lib`` twice), and
     a file reached under two names (a hard link, a linked folder matched by ``*``) keeps the first
-    name in sorted order. Like the shell, wildcards skip names that start with a dot.
+    name in sorted order. Like the shell, wildcards skip names that start with a dot. A folder walk or
+    ``**`` does not enter folders whose names match ``skip_folders`` (SKIP_FOLDERS: .git and the other
+    hidden ones, __pycache__, node_modules); ``Found.skipped`` says which held files, and how many.
     """
     path = Path(spec).expanduser()
+    ends = tuple(extensions) if extensions else ("",)  # every name ends in ""
+    walk = _Walk(tuple(skip_folders))
     if path.is_file():
-        return [path]
+        return Found([path], {})
     if path.is_dir():
         # ordered by the relative path as a string, the order a tarball's sorted index uses too;
-        # rglob does not descend into linked folders, and links to files are dropped here
-        files = sorted((p for p in path.rglob("*") if p.is_file() and not p.is_symlink()),
-                       key=lambda p: p.relative_to(path).as_posix())
+        # linked folders are not entered, and links to files are dropped
+        files = sorted(_files_below(path, walk), key=lambda p: p.relative_to(path).as_posix())
+        unwalked = {folder: _files_below(folder, _Walk(())) for folder in walk.skipped}
     elif any(_magic(part) for part in path.parts):
-        files = sorted({p for p in _glob(path) if p.is_file()})
+        files = sorted({p for p in _glob(path, walk) if p.is_file()})
+        unwalked = {folder: (p for p in _match(folder, rest, _Walk(())) if p.is_file())
+                    for folder, rest in walk.skipped.items()}
     else:
         raise FileNotFoundError(f"--data.path: {spec} is not a file, a folder or a glob that exists.")
-    if extensions:
-        files = [p for p in files if p.name.endswith(tuple(extensions))]
-    return _each_file_once(files)
+    files = [p for p in files if p.name.endswith(ends)]
+    counts = {folder: sum(p.name.endswith(ends) for p in found) for folder, found in unwalked.items()}
+    return Found(_each_file_once(files), {folder: n for folder, n in counts.items() if n})
+
+
+@dataclass
+class _Walk:
+    """The folder names a walk does not enter, and the folders it did not enter (each with the rest of the
+    glob that would have been matched below it: ``**`` and what follows)."""
+
+    skip: tuple[str, ...]
+    skipped: dict[Path, tuple[str, ...]] = field(default_factory=dict)
+
+    def enters(self, entry: os.DirEntry, rest: tuple[str, ...] = ()) -> bool:
+        """Whether to walk into the folder ``entry`` (not a link to one, not a skipped one)."""
+        if not entry.is_dir(follow_symlinks=False):
+            return False
+        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in self.skip):
+            self.skipped[Path(entry.path)] = ("**", *rest)
+            return False
+        return True
+
+
+def _files_below(directory: Path, walk: _Walk) -> Iterator[Path]:
+    """The regular files (not links) in ``directory`` and the folders below it that ``walk`` enters."""
+    for folder in _folders_below(directory, walk):
+        yield from (Path(e.path) for e in _entries(folder) if e.is_file(follow_symlinks=False))
 
 
 def _magic(part: str) -> bool:
     return any(ch in part for ch in "*?[")
 
 
-def _glob(pattern: Path) -> Iterator[Path]:
+def _glob(pattern: Path, walk: _Walk) -> Iterator[Path]:
     """The paths ``pattern`` matches, as glob.glob(recursive=True) finds them but without following
-    links to folders in ``**`` (glob.glob follows them, into cycles)."""
+    links to folders in ``**`` (glob.glob follows them, into cycles), nor into the folders ``walk`` skips."""
     parts = pattern.parts
     first = next(i for i, part in enumerate(parts) if _magic(part) or part == "**")
-    yield from _match(Path(*parts[:first]) if first else Path(), parts[first:])
+    yield from _match(Path(*parts[:first]) if first else Path(), parts[first:], walk)
 
 
-def _match(directory: Path, parts: tuple[str, ...]) -> Iterator[Path]:
+def _match(directory: Path, parts: tuple[str, ...], walk: _Walk) -> Iterator[Path]:
     head, rest = parts[0], parts[1:]
     if head == "**":  # zero or more folders below `directory`
-        for folder in _folders_below(directory):
-            yield from _match(folder, rest) if rest else (Path(e.path) for e in _entries(folder) if not _hidden(e))
+        for folder in _folders_below(directory, walk, rest):
+            yield from (_match(folder, rest, walk) if rest
+                        else (Path(e.path) for e in _entries(folder) if not _hidden(e)))
     elif not _magic(head):
         child = directory / head
         if not rest:
             yield child
         elif child.is_dir():
-            yield from _match(child, rest)
+            yield from _match(child, rest, walk)
     else:
         for entry in _entries(directory):
             if fnmatch.fnmatchcase(entry.name, head) and (not _hidden(entry) or head.startswith(".")):
                 if not rest:
                     yield Path(entry.path)
                 elif entry.is_dir():
-                    yield from _match(Path(entry.path), rest)
+                    yield from _match(Path(entry.path), rest, walk)
 
 
-def _folders_below(directory: Path) -> Iterator[Path]:
-    """``directory`` and every folder under it, not through links, not into hidden folders."""
+def _folders_below(directory: Path, walk: _Walk, rest: tuple[str, ...] = ()) -> Iterator[Path]:
+    """``directory`` and every folder under it that ``walk`` enters (never through links); ``rest``: the part
+    of a glob after ``**``, noted with each folder skipped."""
     yield directory
     for entry in _entries(directory):
-        if not _hidden(entry) and entry.is_dir(follow_symlinks=False):
-            yield from _folders_below(Path(entry.path))
+        if walk.enters(entry, rest):
+            yield from _folders_below(Path(entry.path), walk, rest)
 
 
 def _entries(directory: Path) -> list[os.DirEntry]:

@@ -29,7 +29,8 @@ from datamodules.hf_dataset import (
 )
 from datamodules.one_pass import StreamedCorpus
 from datamodules.prepare import ChunkSource
-from datamodules.sources import coalesce, expand_paths, files_chunks, text_files
+from datamodules.rank_zero import rank_zero_note
+from datamodules.sources import SKIP_FOLDERS, coalesce, expand_paths, files_chunks, text_files
 
 
 class TextDataModule(CharDataModule):
@@ -40,6 +41,7 @@ class TextDataModule(CharDataModule):
         path: str | None = None,
         extensions: list[str] | None = None,
         binary: Literal["skip", "error", "include"] = "skip",
+        skip_folders: tuple[str, ...] = SKIP_FOLDERS,
         dataset: str | None = None,
         dataset_config: str | None = None,
         data_files: str | list[str] | None = None,
@@ -55,6 +57,9 @@ class TextDataModule(CharDataModule):
             path: a text file, a folder (read recursively) or a glob such as "src/**/*.py".
             extensions: with a folder or glob, keep only files whose names end so (e.g. [.py]).
             binary: what to do with binary files found in a folder or glob: skip, error or include.
+            skip_folders: folders a folder or ** does not enter, by name (patterns): version control (.git, .hg,
+                .svn), environments and caches (.venv, __pycache__, node_modules): every hidden folder and those
+                two; '[]' enters them all. Said on stderr when they held files. A folder named itself is read.
             dataset: a Hugging Face dataset instead of files: a hub id, or a builder such as
                 "text" or "parquet" together with data_files.
             dataset_config: the dataset's configuration name, if it has several.
@@ -73,7 +78,7 @@ class TextDataModule(CharDataModule):
             raise ValueError("Give exactly one of --data.path (files) and --data.dataset (a Hugging Face dataset).")
         if dataset is not None:
             check_flag_types(dataset, dataset_config, data_files, split, text_column)
-        self.path, self.extensions, self.binary = path, extensions, binary
+        self.path, self.extensions, self.binary, self.skip_folders = path, extensions, binary, tuple(skip_folders)
         self.dataset, self.dataset_config, self.data_files = dataset, dataset_config, data_files
         self.split, self.text_column, self.separator = split, text_column, separator
         if streaming and dataset is None:
@@ -95,7 +100,10 @@ class TextDataModule(CharDataModule):
             self._recorded = True
 
     def _files_corpus(self) -> Corpus:
-        paths = expand_paths(self.path, self.extensions)
+        found = expand_paths(self.path, self.extensions, self.skip_folders)
+        if note := found.skipped_note(self.path):
+            rank_zero_note(note)
+        paths = found.files
         if not paths:
             raise FileNotFoundError(
                 f"--data.path: {self.path} matches no files"

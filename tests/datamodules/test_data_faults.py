@@ -4,13 +4,14 @@ own file checked against the standard checksum."""
 from __future__ import annotations
 
 import os
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from datamodules import Enwik8DataModule, ShakespeareDataModule, TextDataModule
+from datamodules import Enwik8DataModule, LinuxDataModule, ShakespeareDataModule, TextDataModule
 from datamodules.fetch import ChecksumMismatchError
 from datamodules.sources import expand_paths
 from datamodules.streams import EvalStreams
@@ -41,16 +42,90 @@ def linked_tree(tmp_path: Path) -> Path:
 
 def test_glob_visits_each_real_file_once(linked_tree: Path):
     d = linked_tree
-    assert expand_paths(f"{d}/**/*.txt") == [d / "a.txt", d / "sub" / "b.txt"]
-    assert expand_paths(f"{d}/**") == [d / "a.txt", d / "sub" / "b.txt"]
-    assert expand_paths(f"{d}/*/b.txt") == [d / "lib64" / "b.txt"]  # one of the two names, once
-    assert expand_paths(f"{d}/.*/*.txt") == [d / ".hidden" / "h.txt"]  # a pattern with a dot matches dot names
-    assert expand_paths(str(d)) == [d / ".hidden" / "h.txt", d / "a.txt", d / "sub" / "b.txt"]
+    assert expand_paths(f"{d}/**/*.txt").files == [d / "a.txt", d / "sub" / "b.txt"]
+    assert expand_paths(f"{d}/**").files == [d / "a.txt", d / "sub" / "b.txt"]
+    assert expand_paths(f"{d}/*/b.txt").files == [d / "lib64" / "b.txt"]  # one of the two names, once
+    assert expand_paths(f"{d}/.*/*.txt").files == [d / ".hidden" / "h.txt"]  # a pattern with a dot matches dot names
+    assert expand_paths(str(d)).files == [d / "a.txt", d / "sub" / "b.txt"]  # a hidden folder is not walked into...
+    assert expand_paths(str(d), skip_folders=()).files == [d / ".hidden" / "h.txt", d / "a.txt", d / "sub" / "b.txt"]
 
 
 def test_linked_folders_do_not_repeat_the_corpus(linked_tree: Path, tmp_path: Path):
     dm = TextDataModule(path=f"{linked_tree}/**/*.txt", cache_dir=str(tmp_path / "c"), **SMALL)
     assert corpus_bytes(dm) == b"alpha\n" * 100 + b"beta\n" * 100
+
+
+# --- issue 20 item 11: a folder walk skips version control and caches, and says so -----------------
+SOURCES = {"README.md": "# repo\n", "src/a.py": "def a():\n    return 1\n" * 50, "src/b.py": "B = 2\n" * 40}
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository with its sources committed (git keeps text of its own under .git/: config, hooks,
+    logs), a __pycache__ and a node_modules holding text too."""
+    repo = tmp_path / "repo"
+    for name, text in SOURCES.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env, capture_output=True)
+    (repo / "src" / "__pycache__").mkdir()
+    (repo / "src" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\0\0\0\0" + b"code" * 100)
+    (repo / "node_modules" / "pad").mkdir(parents=True)
+    (repo / "node_modules" / "pad" / "index.js").write_text("module.exports = (s) => s;\n")
+    return repo
+
+
+def sources_text(repo: Path) -> bytes:
+    return b"".join((repo / name).read_bytes() for name in sorted(SOURCES))  # in path order
+
+
+def skip_notes(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if "skip_folders" in line]
+
+
+def test_a_git_repository_trains_on_its_sources_not_on_git(git_repo: Path, tmp_path: Path, capsys):
+    assert len([p for p in (git_repo / ".git").rglob("*") if p.is_file()]) > 10  # git's own files are there
+    dm = TextDataModule(path=str(git_repo), cache_dir=str(tmp_path / "c"), **SMALL)
+    assert corpus_bytes(dm) == sources_text(git_repo)
+    notes = skip_notes(capsys)
+    assert len(notes) == 1, notes
+    note = notes[0]
+    assert note.startswith(f"charlm: --data.path {git_repo}: skipped ") and " in 3 folders " in note
+    assert ".git (" in note and "node_modules (1)" in note and "src/__pycache__ (1)" in note
+    assert "--data.skip_folders '[]'" in note and "name such a folder itself as --data.path" in note
+    # as the note says: all folders, or one named itself
+    with pytest.warns(UserWarning, match="binary files"):  # git's index and objects, the .pyc
+        everything = corpus_bytes(TextDataModule(path=str(git_repo), skip_folders=(), cache_dir=str(tmp_path / "c"),
+                                                 **SMALL))
+    assert b"[core]" in everything and b"module.exports" in everything and len(everything) > len(sources_text(git_repo))
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="binary files"):
+        git_only = corpus_bytes(TextDataModule(path=str(git_repo / ".git"), cache_dir=str(tmp_path / "c"), **SMALL))
+    assert b"[core]" in git_only and not skip_notes(capsys)
+
+
+def test_a_glob_skips_them_too_unless_it_names_them(git_repo: Path, capsys):
+    assert expand_paths(f"{git_repo}/**/*.js").files == []
+    notes = skip_notes(capsys)
+    assert expand_paths(f"{git_repo}/**/*.js").skipped == {git_repo / "node_modules": 1}
+    assert expand_paths(f"{git_repo}/node_modules/**/*.js").files == [git_repo / "node_modules" / "pad" / "index.js"]
+    assert expand_paths(f"{git_repo}/**/*.py").skipped == {}  # no .py file in them: nothing to say
+    assert not notes  # expand_paths says nothing itself: its callers do, once
+
+
+def test_a_linux_tree_skips_them_and_says_so(tmp_path: Path, capsys):
+    tree = tmp_path / "linux"
+    for name, text in {"kernel/fork.c": "int fork;\n", ".pc/old.c": "int old;\n", "include/a.h": "#define A\n"}.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    dm = LinuxDataModule(path=str(tree), cache_dir=str(tmp_path / "c"), batch_size=1, seq_len=4, eval_batch_size=1,
+                         val_fraction=0.1, test_fraction=0.1)
+    dm.setup("fit")
+    assert dm.vocab.decode(torch.cat(list(dm.splits.values())).tolist()) == b"#define A\nint fork;\n"
+    notes = skip_notes(capsys)
+    assert len(notes) == 1 and "skipped 1 file in 1 folder " in notes[0] and ".pc (1)" in notes[0], notes
 
 
 # --- item 19: sizes are checked against the splits before anything is allocated -----------------
