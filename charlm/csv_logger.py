@@ -4,7 +4,8 @@ Lightning's writer deletes the ``metrics.csv`` it finds in its folder ("Previous
 directory will be deleted"), so a resumed fit that continues its run folder (``charlm.resume_folder``)
 would lose every row logged before the interrupt. This one keeps them, adopts the file's header,
 and drops the rows logged after the checkpoint was written (the resumed fit logs those steps again).
-Every rewrite of the file is atomic: a temp file in the same folder, fsynced, renamed over it.
+Every rewrite of the file is atomic: a temp file in the same folder, fsynced, renamed over it. The logger
+holds its run folder's lock while it writes (``charlm.run_lock``: one writer per run folder).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 
+from charlm import run_lock
 from charlm.checkpoint_io import write_atomically
-from charlm.compat import csv_experiment
+from charlm.compat import csv_experiment, is_local_path
 
 
 def _step(row: dict[str, str]) -> int | None:
@@ -28,6 +31,11 @@ def _step(row: dict[str, str]) -> int | None:
         return int(float(row.get("step") or ""))
     except ValueError:
         return None
+
+
+def _only_the_lock(folder: str) -> bool:
+    """Whether ``folder`` holds nothing but the lock its writer took (charlm.run_lock)."""
+    return is_local_path(folder) and os.path.isdir(folder) and os.listdir(folder) == [run_lock.LOCK_NAME]
 
 
 def write_rows_atomically(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
@@ -53,7 +61,8 @@ class ContinuingWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         if self.continue_from_step is None:
-            super()._check_log_dir_exists()  # a new run: Lightning's (an old metrics.csv is replaced)
+            if not _only_the_lock(self.log_dir):  # else Lightning warns of "previous log files" in a new folder
+                super()._check_log_dir_exists()  # a new run: Lightning's (an old metrics.csv is replaced)
         elif os.path.isfile(self.metrics_file_path):
             self._keep_rows_before(self.continue_from_step)
 
@@ -108,9 +117,25 @@ class ResumableCSVLogger(_LightningCSVLogger):
         super().__init__(save_dir, name=name, version=version, prefix=prefix,
                          flush_logs_every_n_steps=flush_logs_every_n_steps)
         self.continue_from_step = continue_from_step
+        self._locked: str | None = None  # the run folder whose lock this logger holds
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ContinuingWriter:
         """The metrics writer (rank 0 only; created on first use)."""
-        return csv_experiment(self, lambda log_dir: ContinuingWriter(log_dir, self.continue_from_step))
+        return csv_experiment(self, self._writer)
+
+    def _writer(self, log_dir: str) -> ContinuingWriter:
+        # before metrics.csv is touched: a run folder has one writer (charlm.run_lock), released in finalize
+        if is_local_path(log_dir):  # (a remote folder, s3://..., cannot be locked so)
+            run_lock.hold(log_dir)
+            self._locked = log_dir
+        return ContinuingWriter(log_dir, self.continue_from_step)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Write what is left and give back the run folder's lock (the fit's end, however it ended)."""
+        super().finalize(status)
+        if self._locked is not None:
+            run_lock.release(self._locked)
+            self._locked = None

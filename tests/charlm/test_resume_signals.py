@@ -59,6 +59,7 @@ def test_a_signal_at_a_boundary_resumes_to_the_uninterrupted_records(name, at, s
     assert stopped.value.code == EXIT_STATUS[name]
     saved = tmp_path / "runs" / "shakespeare" / "version_0" / "checkpoints" / "interrupted.ckpt"
     assert torch.load(saved, weights_only=True)["global_step"] == step
+    assert not (saved.parent.parent / "charlm.lock").exists()  # the run folder given back (charlm.run_lock)
 
     resumed = fit(tmp_path, tmp_path / "cache", "--ckpt_path", str(saved))
     assert resumed.trainer.global_step == 30
