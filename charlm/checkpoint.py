@@ -85,15 +85,59 @@ def check_ckpt_path(ckpt_path: str | Path | None, subcommand: str, root_dir: str
         return
     name = str(ckpt_path)
     if name in ("last", "best") and not Path(name).exists():
-        newest = sorted(Path(root_dir).glob("*/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        example = newest[-1] if newest else Path(root_dir) / "<corpus>/version_N/checkpoints/last.ckpt"
         raise ValueError(
             f"--ckpt_path {name}: a new {subcommand} has no checkpoints of its own to pick from (each run gets a "
-            f"new version_N folder); give the checkpoint file, e.g. --ckpt_path {example}"
+            f"new version_N folder); give the checkpoint file, e.g. --ckpt_path {_example_checkpoint(root_dir)}"
         )
     if (name == "hpc" or name.lower().startswith("registry")) and not Path(name).exists():
         return
     (check_resume_checkpoint if subcommand == "fit" else check_checkpoint_file)(ckpt_path)
+
+
+def _example_checkpoint(root_dir: str | Path) -> Path:
+    """The newest ``last.ckpt`` under ``root_dir``'s run folders, for a message (a placeholder if none)."""
+    newest = sorted(Path(root_dir).glob("*/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return newest[-1] if newest else Path(root_dir) / "<corpus>/version_N/checkpoints/last.ckpt"
+
+
+def check_weights_to_evaluate(subcommand: str, ckpt_path: str | None, init_from: str | None,
+                              root_dir: str | Path = ".") -> None:
+    """``validate`` / ``test`` score a checkpoint's weights (``--ckpt_path``, or ``--model.init_from`` for a
+    fine-tune's starting point on another corpus): without either the model is untrained, and its bpc
+    (about log2 of the vocabulary size) says nothing, so that is refused in one line."""
+    if subcommand in ("validate", "test") and not ckpt_path and not init_from:
+        raise ValueError(
+            f"`charlm {subcommand}` scores a trained model: give its checkpoint, e.g. --ckpt_path "
+            f"{_example_checkpoint(root_dir)} (without one the model is untrained and its bpc means nothing; "
+            f"--model.init_from FILE scores a checkpoint's weights on another corpus before fine-tuning)."
+        )
+
+
+# what a resumed fit must batch as before: the carried hidden state is (layers, batch_size, hidden) and the
+# position in the epoch is a count of (batch_size x seq_len) batches
+BATCHING = ("batch_size", "seq_len")
+
+
+def check_resume_batching(ckpt_path: str | Path, data_args: Any) -> None:
+    """Refuse ``fit --ckpt_path FILE`` with another ``--data.batch_size`` or ``--data.seq_len`` than FILE was
+    trained with (``charlm.batching`` in the checkpoint; files written before it are not checked): its hidden
+    state would restart and its place in the epoch would mean another stretch of the corpus."""
+    if not Path(ckpt_path).is_file():
+        return  # "hpc", a URL: Lightning's
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    saved = (ckpt.get("charlm") or {}).get("batching") or {}
+    given = {name: data_args.get(name) for name in BATCHING}
+    differ = [name for name in BATCHING if name in saved and given[name] is not None and given[name] != saved[name]]
+    if not differ:
+        return
+    ours = " ".join(f"--data.{name} {given[name]}" for name in differ)
+    theirs = " ".join(f"--data.{name} {saved[name]}" for name in differ)
+    raise ValueError(
+        f"--ckpt_path {ckpt_path} was trained with {theirs}, and this fit asks for {ours}: resuming would restart "
+        f"the hidden state it carries and read its place in the epoch as another stretch of the corpus. Resume "
+        f"with {theirs}, or start a new run from its weights with --model.init_from {ckpt_path} (instead of "
+        f"--ckpt_path: fresh optimizer, schedule and step count)."
+    )
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", arg: str = "--ckpt_path") -> LoadedModel:

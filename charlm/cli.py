@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import charlm.callbacks
 import charlm.wandb_logger  # noqa: F401
-from charlm.checkpoint import check_ckpt_path
+from charlm.checkpoint import check_ckpt_path, check_resume_batching, check_weights_to_evaluate
 from charlm.checkpoint_io import use_atomic_checkpoints
 from charlm.commands import DESCRIPTION, TRAINING
 from charlm.compat import drop_old_defaults_on_class_switch, entry_is, original_error
@@ -75,7 +75,11 @@ class CharLMCLI(LightningCLI):
         self._given_model: dict = {}
         if subcommand:
             config = self.config[subcommand]
-            check_ckpt_path(config.get("ckpt_path"), subcommand, config.trainer.get("default_root_dir") or ".")
+            root = config.trainer.get("default_root_dir") or "."
+            check_ckpt_path(config.get("ckpt_path"), subcommand, root)
+            check_weights_to_evaluate(subcommand, config.get("ckpt_path"), config.model.get("init_from"), root)
+            if subcommand == "fit" and config.get("ckpt_path"):
+                check_resume_batching(config.ckpt_path, config.data.get("init_args") or {})
             drop_init_from_when_resuming(config, subcommand)  # the checkpoint's weights, not init_from's
             if config.get("ckpt_path") or config.model.get("init_from"):
                 self._given_model = given_model_settings(parser, args, self.config, subcommand)

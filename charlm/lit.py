@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 
+from charlm.checkpoint import BATCHING
 from charlm.compat import attached_trainer, fit_interrupted
 from charlm.faults import (
     DivergedError,
@@ -242,6 +243,9 @@ class CharLM(L.LightningModule):
             "validated_at_step": self._validated_at_step,
             # the epoch's train/bpc_epoch so far, so that a resumed epoch logs the whole epoch's mean
             "train_bpc": self._train_bpc_sums(),
+            # --data.batch_size and --data.seq_len: a resume with others is refused (charlm.checkpoint)
+            "batching": {name: getattr(self.trainer.datamodule, name) for name in BATCHING
+                         if isinstance(getattr(self.trainer.datamodule, name, None), int)},
         }
 
     def _train_bpc_sums(self) -> dict[str, float] | None:

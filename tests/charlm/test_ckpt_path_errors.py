@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charlm.checkpoint import check_ckpt_path
-from tests.cli_runs import small_run
+from tests.cli_runs import assert_one_line, small_run
 
 COMMANDS = ["fit", "validate", "test"]
 
@@ -75,3 +75,32 @@ def test_lightnings_last_and_best_are_refused_naming_a_real_file(command, name, 
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith(f"charlm: error: --ckpt_path {name}: a new {command} has no checkpoints"), done.stderr
     assert "--ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_validate_and_test_without_a_checkpoint_are_refused(command, charlm_main, tmp_path, shakespeare_path):
+    """They scored the untrained model (val bpc ~6.0, about log2 of the vocabulary) with exit 0 and no word."""
+    earlier = tmp_path / "runs" / "shakespeare" / "version_0" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.touch()
+    done = charlm_main(*small_run(shakespeare_path, cmd=command))
+    assert_one_line(done, f"`charlm {command}` scores a trained model", "--ckpt_path runs/shakespeare/version_0/"
+                    "checkpoints/last.ckpt", "untrained", "--model.init_from")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["shakespeare"]  # refused before any run
+
+
+def test_a_resume_with_other_batches_is_refused_naming_both_values(charlm_main, tiny_checkpoint, tmp_path,
+                                                                   shakespeare_path):
+    """A resume with another --data.batch_size restarted the hidden state it carries (its batch dimension no
+    longer fits) and took its count of batches done in the epoch for another stretch of the corpus."""
+    assert torch.load(tiny_checkpoint, weights_only=True)["charlm"]["batching"] == {"batch_size": 16, "seq_len": 32}
+    done = charlm_main(*small_run(shakespeare_path, "--data.batch_size", "8", "--ckpt_path", tiny_checkpoint))
+    line = assert_one_line(done, f"--ckpt_path {tiny_checkpoint} was trained with --data.batch_size 16, and this fit "
+                           "asks for --data.batch_size 8", "Resume with --data.batch_size 16",
+                           f"--model.init_from {tiny_checkpoint}")
+    assert "seq_len" not in line  # only what differs
+    done = charlm_main(*small_run(shakespeare_path, "--data.batch_size", "8", "--data.seq_len", "64",
+                                  "--ckpt_path", tiny_checkpoint))
+    assert_one_line(done, "trained with --data.batch_size 16 --data.seq_len 32, and this fit asks for "
+                    "--data.batch_size 8 --data.seq_len 64")
+    assert not (tmp_path / "runs").exists()  # refused before any run folder or data
