@@ -2,7 +2,9 @@
 
 Files are concatenated in path order and split contiguously (train first, then val, then test).
 Binary files (a NUL byte in their first 8000 bytes, git's rule) are skipped by default with a
-warning that names them; ``binary: error`` refuses them instead, ``binary: include`` keeps them.
+warning that names them; ``binary: error`` refuses them instead, ``binary: include`` keeps them. A
+folder walk does not enter version control or caches (``skip_folders``: .git and every other hidden
+folder, __pycache__, node_modules), saying on stderr which held files.
 Inputs larger than memory are fine: they are streamed twice in chunks and memory-mapped. A
 dataset can be streamed instead of downloaded whole (datamodules.hf_dataset), and ``max_bytes``
 takes a slice from the start of any corpus (datamodules.byte_limit). A dataset that cannot be resolved
