@@ -18,7 +18,7 @@ import torch
 
 from datamodules.compat import batches_done_before_resume
 from datamodules.device_feed import DEFAULT_RESIDENT_FRACTION, DeviceFeed, free_memory, place_train_streams
-from datamodules.fetch import Download, download, set_aside_if_bad
+from datamodules.fetch import OWN_FILE, Download, cached_download, set_aside_if_bad
 from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
 from datamodules.sizes import BatchSettings, check_corpus_fits, split_sizes
 from datamodules.sources import prepare_tarball
@@ -127,14 +127,20 @@ class CharDataModule(L.LightningDataModule):
     def _corpus(self) -> Corpus | TarballCorpus:
         """Obtain the corpus (download it, or find the local copy) and describe it."""
 
-    def _local_or_downloaded(self, path: str | None, url: str, filename: str, sha256: str | None) -> Path:
-        """The corpus file: ``path`` as given (it must exist), else ``url`` downloaded into the cache."""
+    def _local_or_downloaded(
+        self, path: str | None, url: str, filename: str, sha256: str | None
+    ) -> tuple[Path, Download | None]:
+        """The corpus file: ``path`` as given (it must exist; no Download: it is never moved), else ``url``
+        downloaded into the cache, checked against ``sha256`` (the module's --data.sha256)."""
         if path is not None:
             file = Path(path).expanduser()
             if not file.is_file():
                 raise FileNotFoundError(f"--data.path: {file} does not exist or is not a file.")
-            return file
-        return download(url, self.cache_dir / "downloads" / filename, sha256)
+            return file, None
+        # a file in the cache that fails the checksum (put there by hand): how to train on it anyway
+        own_file = OWN_FILE.removesuffix(".") + ", or leave it there and pass --data.sha256 null to accept it."
+        got = cached_download(url, self.cache_dir / "downloads" / filename, sha256, own_file)
+        return got.file, got
 
     # --- caching --------------------------------------------------------------------------------
     @property

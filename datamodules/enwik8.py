@@ -8,7 +8,7 @@ the literature (test bpc: AWD-LSTM 1.232, Mogrifier LSTM 1.146, ...).
 from __future__ import annotations
 
 from datamodules.base import CharDataModule, Corpus
-from datamodules.fetch import Download, set_aside_if_bad
+from datamodules.fetch import set_aside_if_bad
 from datamodules.prepare import file_chunks
 from datamodules.sources import zip_member_chunks, zip_member_size
 
@@ -42,14 +42,13 @@ class Enwik8DataModule(CharDataModule):
 
     def _corpus(self) -> Corpus:
         # the zip has no published checksum: its member's sha256 is checked while preparing
-        file = self._local_or_downloaded(self.path, self.url, "enwik8.zip", sha256=None)
+        file, download = self._local_or_downloaded(self.path, self.url, "enwik8.zip", sha256=None)
         key = f"enwik8-{(self.sha256 or 'unverified')[:16]}-{file.stat().st_size}-{file.stat().st_mtime_ns}"
-        if self.path is None:
-            hint = "Check --data.url."
-        else:  # the user's own file: never suggest deleting it
+        if download is None:  # the user's own file: never suggest deleting it (and it is never moved)
             hint = (f"It is not the standard enwik8; to train on it anyway, pass --data.sha256 null "
                     f"(or check that --data.path {self.path} is the file you meant).")
-        download = Download(file, self.url) if self.path is None else None  # the user's own file is never moved
+        else:  # set_aside_if_bad says the rest: where it went, and what to do
+            hint = "Check --data.url." if download.fetched else ""
         if file.suffix == ".zip":
             with set_aside_if_bad(download):
                 size = zip_member_size(file, MEMBER)

@@ -16,7 +16,7 @@ from pathlib import Path
 from datamodules.atomic_files import fsync_dir, temp_name
 from datamodules.base import CharDataModule, Corpus, TarballCorpus
 from datamodules.errors import cache_write_error
-from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, download
+from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, cached_download, download
 from datamodules.rank_zero import rank_zero_note
 from datamodules.sources import SKIP_FOLDERS, expand_paths, files_chunks
 
@@ -108,7 +108,7 @@ class LinuxDataModule(CharDataModule):
                 ) from None
             expected, cached = release_sha256(sums, name), False  # the current list: a mismatch is not its age
         try:
-            tarball = download(url, folder / name, expected)
+            got = cached_download(url, folder / name, expected)
         except ChecksumMismatchError as mismatch:
             if not cached:
                 raise
@@ -119,8 +119,8 @@ class LinuxDataModule(CharDataModule):
             current = release_sha256(sums, name)
             if current == expected:
                 raise mismatch from None  # the current list agrees: downloading again would fail the same way
-            tarball = download(url, folder / name, current)
-        return tarball, Download(tarball, url)
+            got = cached_download(url, folder / name, current)
+        return got.file, got
 
     def _corpus(self) -> Corpus | TarballCorpus:
         source, fetched = self._tarball()

@@ -29,5 +29,5 @@ class ShakespeareDataModule(CharDataModule):
         self.path, self.url, self.sha256 = path, url, sha256
 
     def _corpus(self) -> Corpus:
-        file = self._local_or_downloaded(self.path, self.url, "tinyshakespeare.txt", self.sha256)
+        file, _ = self._local_or_downloaded(self.path, self.url, "tinyshakespeare.txt", self.sha256)
         return Corpus(file_chunks(file), str(file), file.stat().st_size, f"shakespeare-{sha256_of(file)[:16]}")

@@ -83,3 +83,26 @@ def test_unzipped_local_file(tmp_path, member):
                           cache_dir=str(tmp_path / "c"))
     dm.setup("fit")
     assert sum(len(v) for v in dm.splits.values()) == SIZE
+
+
+def test_a_zip_put_in_the_cache_by_hand_is_not_called_a_download(http_root, tmp_path, member):
+    """Issue 20 item 13: a zip found in the cache that fails the member's checksum was not downloaded by this run:
+    the message says so (not "downloaded from"), where it went, and how to train on it."""
+    folder, url = http_root
+    make_zip(folder / "enwik8.zip", member)
+    (tmp_path / "c" / "downloads").mkdir(parents=True)
+    make_zip(tmp_path / "c" / "downloads" / "enwik8.zip", b"my own dump\n" * 1000)
+    dm = Enwik8DataModule(url=f"{url}/enwik8.zip", sha256=hashlib.sha256(member).hexdigest(),
+                          cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ChecksumMismatchError) as caught:
+        dm.prepare_data()
+    message = str(caught.value)
+    assert "enwik8.zip (in the cache already: put there by hand or by an earlier run, not downloaded now)" in message
+    assert f"moved aside to enwik8.zip.bad; run again to download it from {url}/enwik8.zip" in message
+    assert "--data.path" in message and "--data.sha256 null" in message
+    assert "downloaded from" not in message and "Check --data.url" not in message and "\n" not in message
+    assert (tmp_path / "c" / "downloads" / "enwik8.zip.bad").is_file()
+    again = Enwik8DataModule(url=f"{url}/enwik8.zip", sha256=hashlib.sha256(member).hexdigest(),
+                             cache_dir=str(tmp_path / "c"), batch_size=4, seq_len=32)
+    again.setup("fit")  # as the message says: the next run downloads it
+    assert again.vocab.decode(again.splits["train"][:50].tolist()) == member[:50]

@@ -217,6 +217,36 @@ def test_the_current_list_is_fetched_once_even_when_the_download_then_fails_it(t
     assert requested == ["/v6.x/sha256sums.asc", "/v6.x/linux-6.1.tar.xz"]
 
 
+def test_a_tarball_put_by_hand_that_fails_the_listed_checksum_is_named_and_kept(tmp_path):
+    """Issue 20 item 13: offline, a tarball put where the error said but not the listed release: the error says it
+    failed its checksum, that it was left as it is, and how to train on it; online, it is moved aside, saying so."""
+    www, downloads = tmp_path / "www", tmp_path / "c" / "downloads" / "linux"
+    www.mkdir()
+    downloads.mkdir(parents=True)
+    good = make_tarball(tmp_path / "good.tar.xz").read_bytes()
+    publish(www, good)
+    (downloads / "sha256sums-v6.x.asc").write_bytes((www / "v6.x" / "sha256sums.asc").read_bytes())
+    other = tmp_path / "other.tar.xz"
+    with tarfile.open(other, "w:xz") as archive:
+        add(archive, "linux-6.1/mine.c", b"int mine;\n" * 4)
+    put = downloads / "linux-6.1.tar.xz"
+    put.write_bytes(other.read_bytes())
+    with pytest.raises(ChecksumMismatchError) as caught:
+        release(stopped_mirror(www), tmp_path / "c").prepare_data()
+    message = str(caught.value)
+    assert message.startswith(f"{put} failed its checksum (sha256 {hashlib.sha256(other.read_bytes()).hexdigest()}, "
+                              f"expected {hashlib.sha256(good).hexdigest()})") and "left as it is" in message
+    assert f"pass --data.path {put}" in message and "\n" not in message
+    assert put.read_bytes() == other.read_bytes() and not list(downloads.glob("*.bad*"))
+    own = LinuxDataModule(path=str(put), cache_dir=str(tmp_path / "c"), batch_size=1, seq_len=4, eval_batch_size=1,
+                          val_fraction=0.1, test_fraction=0.1)
+    assert prepared_bytes(own) == b"int mine;\n" * 4  # as the message says
+    serving = _serve(www, _QuietHandler)
+    assert prepared_bytes(release(next(serving), tmp_path / "c")) == EXPECTED  # online: the release, and...
+    serving.close()
+    assert (downloads / "linux-6.1.tar.xz.bad").read_bytes() == other.read_bytes()  # ...the file kept aside
+
+
 @pytest.mark.parametrize("name", ["linux-6.1.tar.xz", "linux-6.1.tar.gz"])
 def test_a_damaged_tarball_of_the_users_own_is_left_as_it_is(tmp_path, name):
     mode = "w:xz" if name.endswith(".xz") else "w:gz"

@@ -56,3 +56,25 @@ def test_corpus_shorter_than_one_batch(tmp_path):
 def test_nonsense_sizes(arg):
     with pytest.raises(ValueError, match=f"--data.{arg}"):
         ShakespeareDataModule(**{arg: 0})
+
+
+def test_a_file_put_where_the_offline_error_says_with_other_content_is_named(tmp_path):
+    """Issue 20 item 13, through the command: the file failed its checksum, it is where it was, and the line says
+    how to train on it; each way it gives then works."""
+    from tests.cli_runs import assert_one_line, charlm
+    from tests.datamodules.test_fetch import stopped_server
+
+    cache, own = tmp_path / "c", b"my own play\n" * 400
+    (cache / "downloads").mkdir(parents=True)
+    put = cache / "downloads" / "tinyshakespeare.txt"
+    put.write_bytes(own)
+    url = f"{stopped_server()}/input.txt"
+    out = charlm("fit", "--data.url", url, "--trainer.max_steps", "1", cwd=tmp_path, cache=cache,
+                 env={"WANDB_MODE": "disabled"})
+    line = assert_one_line(out, f"{put} failed its checksum (sha256 {hashlib.sha256(own).hexdigest()}, expected "
+                                f"{SHA256})", "left as it is", f"--data.path {put}", "--data.sha256 null")
+    assert "Could not download" in line and put.read_bytes() == own and not list(put.parent.glob("*.bad*"))
+    for flags in ({"path": str(put)}, {"url": url, "sha256": None}):
+        dm = ShakespeareDataModule(**flags, cache_dir=str(cache), batch_size=2, seq_len=8, eval_batch_size=2)
+        dm.setup("fit")
+        assert dm.vocab.decode(dm.splits["train"][:12].tolist()) == b"my own play\n"
