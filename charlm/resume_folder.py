@@ -6,8 +6,8 @@ folder, where Lightning's ModelCheckpoint forgets the best score so far ("The di
 and can name a worse checkpoint "best". Here the CSV logger is given that run's version, so its
 folder and the checkpoints' folder are the same as before, and ``continue_from_step`` (charlm's
 ResumableCSVLogger) so that its metrics.csv is continued, not deleted. The version comes from the path
-alone, so every DDP process picks the same one. A folder another process is writing is refused here,
-before anything is prepared (``charlm.run_lock``).
+alone, so every DDP process picks the same one. The folder's lock is taken here, before anything is
+prepared: a folder another process is writing is refused (``charlm.run_lock``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from charlm.compat import entry_is
 from charlm.csv_logger import ResumableCSVLogger
 from charlm.run_folders import loggers_of
-from charlm.run_lock import check_not_in_use
+from charlm.run_lock import hold
 from datamodules.rank_zero import is_rank_zero, rank_zero_note
 
 
@@ -61,8 +61,8 @@ def continue_run_folder(config: Any) -> Path | None:
         if version is None:
             continue
         continued = Path(args.get("save_dir") or ".") / (args.get("name") or "") / f"version_{version}"
-        if is_rank_zero():  # before anything is prepared; the logger takes the lock itself before it writes
-            check_not_in_use(continued)
+        if is_rank_zero():  # before anything is prepared or any logger starts (the CSV logger keeps it, then)
+            hold(continued)
         args.version, args.continue_from_step = version, checkpoint_step(ckpt_path)
         rank_zero_note(f"charlm: continuing the run in {continued} from step {args.continue_from_step} "
                        f"(metrics.csv, samples, neuron pages and checkpoints go on in that folder).")

@@ -3,10 +3,11 @@
 Two fits in one folder (``fit --ckpt_path same.ckpt`` twice at once) would each write metrics.csv,
 samples.jsonl and checkpoints there: rows twice, ``last-v1.ckpt``, a "best" of either. The folder's
 writer (charlm's CSV logger, on rank 0 only: the process that writes the folder) takes the lock before
-it touches metrics.csv and gives it back when the fit ends however it ends (Lightning finalizes the
-logger after Ctrl-C, SIGTERM and crashes too; an exit handler is the backstop). A second process is
-refused in one line naming the first one's pid. A lock whose process is gone (killed with SIGKILL, a
-machine that went down) is taken over, with a note.
+it touches metrics.csv (a resumed fit, before anything is prepared: ``charlm.resume_folder``) and gives
+it back when the fit ends however it ends (Lightning finalizes the logger after Ctrl-C, SIGTERM and
+crashes too; an exit handler is the backstop). A second process is refused in one line naming the first
+one's pid. A lock whose process is gone (killed with SIGKILL, a machine that went down) is taken over,
+with a note.
 
 The lock file is written whole before it is linked into place (``os.link`` fails if the name exists),
 so a reader never sees half of one. A process is told from a later one that reuses its pid by its
@@ -87,16 +88,9 @@ def _in_use(folder: Path, holder: dict[str, Any]) -> RunFolderInUse:
     where = "" if holder.get("host") == socket.gethostname() else f" on {holder.get('host')}"
     return RunFolderInUse(
         f"the run folder {folder} is being written by another process: pid {holder['pid']}{where}, since "
-        f"{holder.get('since', '?')} ({holder.get('command', 'charlm')}); a run folder has one writer. Wait for it to "
-        f"end, or stop it (kill {holder['pid']}: it saves interrupted.ckpt) and resume then; to train a second "
-        f"copy, copy the checkpoint out of the run folder first (it then starts a new version_N).")
-
-
-def check_not_in_use(folder: str | os.PathLike) -> None:
-    """Raise :class:`RunFolderInUse` if another live process holds ``folder``'s lock (nothing is taken)."""
-    holder = _read(Path(folder) / LOCK_NAME)
-    if holder and not _is_mine(holder) and _alive(holder):
-        raise _in_use(Path(folder), holder)
+        f"{holder.get('since', '?')} (its command line is in {folder / LOCK_NAME}); a run folder has one writer. "
+        f"Wait for it to end, or stop it (kill {holder['pid']}: it saves interrupted.ckpt) and resume then; to "
+        f"train a second copy, copy the checkpoint out of the run folder first (it then starts a new version_N).")
 
 
 def hold(folder: str | os.PathLike) -> None:
