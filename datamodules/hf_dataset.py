@@ -6,8 +6,8 @@ file in one pass (datamodules.one_pass): no Arrow copy, and with ``--data.max_by
 slice taken is ever fetched. Both give the same bytes, so the same token file. A request that cannot
 be resolved now (offline, data files moved) falls back on the copy prepared before
 (datamodules.dataset_index). A flag that names what is not there (a text column that is missing or not
-text, a split, data files that match nothing, a builder such as parquet given none) is refused in one
-line naming it, before the model is built.
+text, a configuration or split, data files that match nothing, a builder such as parquet given none) is
+refused in one line naming it, before the model is built.
 """
 
 from __future__ import annotations
@@ -158,8 +158,9 @@ def _raise_if_flag_at_fault(spec: DatasetSpec, err: Exception, builder: Any = No
         reason = f"FileNotFoundError: {pattern} matches no file"
         raise DatasetUnresolvedError(f"--data.data_files: {pattern}{where} matches no file; check the path or "
                                      f"glob", reason) from None
-    if not isinstance(err, ValueError):  # datasets words an unknown split as a ValueError; others: not the split
+    if not isinstance(err, ValueError):  # datasets words an unknown config or split so; others: not these flags
         return
+    _check_config(spec)
     splits = _splits_of(spec, builder)
     asked = [part.split("[", 1)[0].strip() for part in spec.split.split("+")]  # "train[:10%]+test" reads two
     if splits and any(name not in splits for name in asked):
@@ -182,6 +183,22 @@ def _unmatched_data_files(spec: DatasetSpec) -> tuple[str, str] | None:
         if "://" not in pattern and not glob.glob(os.path.join(base, pattern), recursive=True):
             return pattern, base
     return None
+
+
+def _check_config(spec: DatasetSpec) -> None:
+    """A configuration the dataset does not have, or none where it has several: a ValueError naming the flag."""
+    import datasets
+
+    try:
+        names = datasets.get_dataset_config_names(spec.dataset, data_files=spec.data_files)
+    except Exception:  # noqa: BLE001 — the configurations cannot be listed; the caller words the original error
+        return
+    if spec.config is None and len(names) > 1:
+        raise ValueError(f"--data.dataset_config: {spec.dataset!r} has several configurations, {names}; choose one "
+                         f"with --data.dataset_config.") from None
+    if spec.config is not None and names and spec.config not in names:
+        raise ValueError(f"--data.dataset_config: {spec.dataset!r} has no configuration {spec.config!r}; its "
+                         f"configurations are {names}.") from None
 
 
 def _splits_of(spec: DatasetSpec, builder: Any = None) -> list[str] | None:

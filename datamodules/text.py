@@ -80,6 +80,10 @@ class TextDataModule(CharDataModule):
             raise ValueError("Give exactly one of --data.path (files) and --data.dataset (a Hugging Face dataset).")
         if dataset is not None:
             check_flag_types(dataset, dataset_config, data_files, split, text_column)
+        else:
+            _check_file_flag_types(path, extensions, binary, skip_folders)
+        if separator is not None and not isinstance(separator, str):
+            raise ValueError(f"--data.separator: expected a string, got {separator!r} ({type(separator).__name__}).")
         self.path, self.extensions, self.binary, self.skip_folders = path, extensions, binary, tuple(skip_folders)
         self.dataset, self.dataset_config, self.data_files = dataset, dataset_config, data_files
         self.split, self.text_column, self.separator = split, text_column, separator
@@ -153,6 +157,18 @@ class TextDataModule(CharDataModule):
                                              f"--data flags is in {self.cache_dir} to fall back on.",
                                              err.reason) from None
             return copy
+
+
+def _check_file_flag_types(path: object, extensions: object, binary: object, skip_folders: object) -> None:
+    """Refuse a file flag of the wrong type now, naming it (from Python: the CLI checks types itself): a string
+    for a list would be taken letter by letter (extensions="py" keeps names ending in p or y)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"--data.path: expected a file, folder or glob (a string), got {path!r}.")
+    for flag, value, example in (("extensions", extensions, ".py"), ("skip_folders", skip_folders, ".git")):
+        if value is not None and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            raise ValueError(f"--data.{flag}: expected a list of strings, e.g. [{example}], got {value!r}.")
+    if binary not in ("skip", "error", "include"):
+        raise ValueError(f"--data.binary: expected skip, error or include, got {binary!r}.")
 
 
 def _limited(chunks: ChunkSource, limit: ByteLimit) -> ChunkSource:

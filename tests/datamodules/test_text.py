@@ -178,3 +178,42 @@ def test_bad_dataset_flags_are_one_line_from_the_command(flags, words, numbers_a
                  env={"HF_DATASETS_CACHE": str(tmp_path / "hf"), "WANDB_MODE": "disabled"})
     assert_one_line(out, *words)
     assert "vocab" not in out.stderr
+
+
+@pytest.fixture
+def two_configs(tmp_path):
+    """A local dataset folder whose card declares two configurations, a and b."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: a\n  data_files: a.jsonl\n"
+                                      "- config_name: b\n  data_files: b.jsonl\n---\n")
+    for name in "ab":
+        (folder / f"{name}.jsonl").write_text("".join(f'{{"text": "{name} row {i}"}}\n' for i in range(50)))
+    return folder
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("nope", r"^--data\.dataset_config: '.*two' has no configuration 'nope'; its configurations are \['a', 'b'\]\.$"),
+    (None, r"^--data\.dataset_config: '.*two' has several configurations, \['a', 'b'\]; choose one with "),
+])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_configuration_that_does_not_exist_names_the_flag(two_configs, tmp_path, config, message, streaming):
+    dm = TextDataModule(dataset=str(two_configs), dataset_config=config, streaming=streaming,
+                        cache_dir=str(tmp_path / "c"), **SMALL)
+    with pytest.raises(ValueError, match=message):
+        dm.prepare_data()
+    b = TextDataModule(dataset=str(two_configs), dataset_config="b", streaming=streaming, cache_dir=str(tmp_path / "c"),
+                       **SMALL)
+    assert corpus_bytes(b).startswith(b"b row 0\nb row 1\n")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"path": 3}, r"^--data\.path: expected a file, folder or glob \(a string\), got 3\.$"),
+    ({"extensions": ".py"}, r"^--data\.extensions: expected a list of strings, e.g\. \[\.py\], got '\.py'\.$"),
+    ({"skip_folders": ".git"}, r"^--data\.skip_folders: expected a list of strings"),
+    ({"binary": "keep"}, r"^--data\.binary: expected skip, error or include, got 'keep'\.$"),
+    ({"separator": 0}, r"^--data\.separator: expected a string, got 0 \(int\)\.$"),
+])
+def test_file_flags_of_the_wrong_type_are_refused_at_once(flags, message):
+    with pytest.raises(ValueError, match=message):
+        TextDataModule(**{"path": "corpus.txt", **flags})
