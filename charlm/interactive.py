@@ -42,6 +42,7 @@ import torch
 from charlm.beam import check_beam_memory
 from charlm.checkpoint import LoadedModel
 from charlm.commands.sample import Settings, check_settings, encode_prompt, seeded, write_beams, write_samples
+from charlm.model import CharRNNConfig
 
 HELP = """\
 commands (a line starting with ':'):
@@ -51,14 +52,16 @@ commands (a line starting with ':'):
   :set NAME=VALUE ...   change several at once, e.g. :set top_k=5 top_p=0.9
   :quit                 end the session (as end of input, Ctrl-D, does)
 settings: length, temperature, top_k, top_p, seed (seeds the generator now), beam (beam search of
-  that width instead of sampling), num_samples (beams to print, at most beam). 'none' clears top_k,
-  top_p, seed and beam.
+  that width instead of sampling), num_samples (beams to print, at most beam), unknown (prompt bytes
+  the model never saw: error refuses the prompt, skip leaves them out). 'none' clears top_k, top_p,
+  seed and beam.
 prompts: one per line; end a line with \\ to go on with the next; an empty line is the prompt "\\n";
   '::text' is the prompt ':text'. Ctrl-C stops a sample; twice at the prompt, it ends the session."""
 
-NAMES = ("length", "temperature", "top_k", "top_p", "seed", "beam", "num_samples")
-FLOATS = ("temperature", "top_p")  # the others are integers
+NAMES = ("length", "temperature", "top_k", "top_p", "seed", "beam", "num_samples", "unknown")
+FLOATS = ("temperature", "top_p")  # the others are integers, but for the words of WORDS
 CLEARABLE = ("top_k", "top_p", "seed", "beam")
+WORDS = {"unknown": ("error", "skip")}  # settings that take one of these words
 
 
 def parse_command(line: str) -> dict[str, object] | str:
@@ -89,8 +92,12 @@ def parse_command(line: str) -> dict[str, object] | str:
     return changes
 
 
-def parse_value(name: str, text: str) -> int | float | None:
+def parse_value(name: str, text: str) -> int | float | str | None:
     """The value of setting ``name`` written as ``text`` ('none' or 'off' clears an optional one)."""
+    if name in WORDS:
+        if text not in WORDS[name]:
+            raise ValueError(f":{name} takes {' or '.join(WORDS[name])}, got {text!r}")
+        return text
     if text.lower() in ("none", "off") and name in CLEARABLE:
         return None
     try:
@@ -99,6 +106,14 @@ def parse_value(name: str, text: str) -> int | float | None:
         kind = "a number" if name in FLOATS else "an integer"
         clear = " or none" if name in CLEARABLE else ""
         raise ValueError(f":{name} takes {kind}{clear}, got {text!r}") from None
+
+
+def banner(config: CharRNNConfig) -> str:
+    """What a terminal user reads first: the model, and how to talk to it, in lines of at most 80 columns."""
+    return (f"charlm: sampling interactively from a {config.num_layers} x {config.hidden_size} {config.cell.upper()} "
+            f"({config.vocab_size} symbols).\n"
+            "One prompt per line; end a line with \\ to go on with the next.\n"
+            ":help lists the commands; Ctrl-C stops a sample; Ctrl-D quits.")
 
 
 def as_command(message: str) -> str:
@@ -176,10 +191,7 @@ class Session:
     def loop(self) -> None:
         """Read and handle lines until end of input, :quit, or Ctrl-C twice at the prompt."""
         if self.terminal:
-            config = self.loaded.model.config
-            self.say(f"charlm: sampling interactively ({config.describe()}, {config.vocab_size} "
-                     f"symbols). One prompt per line; end a line with \\ to go on; :help for the commands; Ctrl-D "
-                     f"to quit.")
+            self.say(banner(self.loaded.model.config))
         pending: bytes | None = None  # the lines so far of a prompt continued with a backslash
         interrupted = False  # Ctrl-C at the prompt once already
         while True:
@@ -247,7 +259,8 @@ class Session:
             how = ""
         except ValueError as err:
             self.error(as_command(str(err)))
-            how = " (refused, see stderr)"
+            # over a pipe, stdout holds the samples only; at a terminal the reason is the line just above
+            how = " (refused: the reason is above)" if self.terminal else " (refused, see stderr)"
         except KeyboardInterrupt:
             sys.stdout.write("\n")
             how = " (stopped by Ctrl-C)"
@@ -282,6 +295,7 @@ class Session:
 
     def change(self, changes: dict[str, object]) -> None:
         """Apply settings all together, or none of them if any is refused."""
+        unknown = changes.pop("unknown", self.unknown)  # the session's, not a sample's setting
         new = dataclasses.replace(self.settings, **changes)
         if "beam" in changes and "num_samples" not in changes and new.beam is None and new.num_samples > 1:
             new = dataclasses.replace(new, num_samples=1)  # :beam none alone goes back to one sample per prompt
@@ -292,7 +306,7 @@ class Session:
         check_settings(new)
         if new.beam is not None:
             check_beam_memory(new.beam, new.length, self.loaded.model, self.device, keep=new.num_samples)
-        self.settings = new
+        self.settings, self.unknown = new, unknown
         if "seed" in changes:
             seeded(self.generator, new.seed)
         unused = [n for n in ("temperature", "top_k", "top_p") if n in changes and new.beam is not None]
@@ -302,7 +316,7 @@ class Session:
         s = self.settings
         return ", ".join(f"{name} {'none' if value is None else value}" for name, value in [
             ("length", s.length), ("temperature", s.temperature), ("top_k", s.top_k), ("top_p", s.top_p),
-            ("seed", s.seed), ("beam", s.beam), ("num_samples", s.num_samples)])
+            ("unknown", self.unknown), ("seed", s.seed), ("beam", s.beam), ("num_samples", s.num_samples)])
 
     def say(self, text: str, end: str = "\n", always: bool = False) -> None:
         """A line for the person at the terminal (stderr; nothing over a pipe unless ``always``)."""

@@ -59,7 +59,7 @@ def test_a_script_pipes_prompts_and_settings(charlm_main):
     assert errors[0].startswith("charlm: error: line 4: ") and errors[1].startswith("charlm: error: line 5: ")
     assert errors[2].startswith("charlm: error: line 6: ") and "'€' (U+20AC, bytes e2 82 ac)" in errors[2]
     assert errors[3].startswith("charlm: error: line 7: ") and "'K' (0x4b)" in errors[3]
-    assert "--unknown skip" in errors[2]
+    assert ":unknown skip" in errors[2]  # the session's own command (issue 20, 7), not the flag
     again = charlm(*args, input="\n".join(lines) + "\n")
     assert again.stdout == first.stdout  # same seed, same input: same output
 
@@ -71,7 +71,7 @@ def test_unknown_skip_and_settings_answers_over_a_pipe():
     ((text, how),) = records(out.stdout)
     assert how == "" and text.startswith("badline")
     assert "note: line 1: skipped 3 bytes" in out.stderr
-    assert "length 5, temperature 0.8, top_k none, top_p none, seed 2, beam none, num_samples 1" in out.stderr
+    assert "length 5, temperature 0.8, top_k none, top_p none, unknown skip, seed 2, beam none, num_samples 1" in out.stderr
     assert ":set NAME=VALUE" in out.stderr  # :help
     assert "charlm: error: line 4: :num_samples above 1 needs :beam" in out.stderr
 
@@ -295,3 +295,37 @@ def read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 65536):
         data += chunk
     return data
+
+
+def test_unknown_can_be_set_within_a_session(charlm_main):
+    args = ["sample", "--ckpt_path", OLD_CKPT, "--interactive", "--length", "5", "--seed", "1"]
+    out = charlm(*args, input="Ka\n:unknown skip\nKa\n:show\n:unknown maybe\n")
+    got = records(out.stdout)
+    assert [how for _, how in got] == [" (refused, see stderr)", ""]
+    assert got[1][0].startswith("a") and len(got[1][0]) == len("a") + 5 + 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("charlm: error:")]
+    assert "or use :unknown skip" in errors[0]  # the session's own command, not the flag
+    assert errors[1] == "charlm: error: line 5: :unknown takes error or skip, got 'maybe'"
+    assert "unknown skip" in out.stderr.split("note: line 3")[1]  # :show
+
+
+def test_the_banner_fits_80_columns():
+    from charlm.interactive import banner
+    from charlm.model import CharRNNConfig
+
+    text = banner(CharRNNConfig(vocab_size=205, cell="lstm", num_layers=12, hidden_size=4096, embedding_dim=512))
+    assert text.startswith("charlm: sampling interactively from a 12 x 4096 LSTM (205 symbols).")
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+
+
+def test_a_refusal_at_a_terminal_is_shown_there_in_full():
+    term = Terminal("sample", "--ckpt_path", OLD_CKPT, "--interactive", "--length", "5")
+    try:
+        at = term.wait_for(r"Ctrl-D quits\.\n> ")
+        term.type("K\n")
+        at = term.wait_for(r"charlm: error: line 1: the prompt contains the characters 'K' \(0x4b\).*Known symbols: "
+                           r".*\n===== end of sample 1 \(refused: the reason is above\) =====\n> ", at)
+        term.type("\x04")
+        assert term.close() == 0
+    finally:
+        term.proc.kill()
