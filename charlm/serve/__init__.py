@@ -1,6 +1,7 @@
 """``charlm serve``: the models in a browser — write with them, look inside them, compare them.
 
-The pieces, one concern each: ``limits`` (what one request may ask for), ``models`` (the checkpoints
+The pieces, one concern each: ``limits`` (what one request may ask for), ``body`` (a request's JSON read
+and checked field by field: every refusal a 4xx naming the field), ``models`` (the checkpoints
 chosen on the command line, by index), ``writing`` (a sample streamed as charlm.generate writes it),
 ``looking`` (neuron activations, top-5 guesses, surprise and saliency of a text), ``comparing``
 (which model wrote this: classify's verdict with per-byte surprise), ``app`` (the Starlette routes;

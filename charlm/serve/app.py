@@ -6,16 +6,16 @@ built and served from memory, so a request's path is never a file name):
     GET  /api/models   the models and limits POST /api/write    a sample as server-sent events
     POST /api/look     Look inside           POST /api/saliency one prediction's saliency
     POST /api/compare  Who wrote this        GET  /api/status   generations and analyses: running, done
-Every request passes charlm.serve.guard first (Host, Origin, Content-Type). The analyses (Look inside,
-saliency, Who wrote this) take one of ANALYSES_AT_ONCE places each, so a burst of them (a page sends one
-per pause in typing) queues instead of filling the worker threads and the memory; one whose client went
-away while it waited is not computed.
+Every request passes charlm.serve.guard first (Host, Origin, Content-Type), and every body
+charlm.serve.body (size, UTF-8, JSON, each field read by its kind): a bad one is a 4xx naming the field.
+The analyses (Look inside, saliency, Who wrote this) take one of ANALYSES_AT_ONCE places each, so a burst
+of them (a page sends one per pause in typing) queues instead of filling the worker threads and the memory;
+one whose client went away while it waited is not computed.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -31,9 +32,10 @@ from starlette.routing import Route
 
 from charlm import __version__
 from charlm.serve import limits, writing
+from charlm.serve.body import read_body
 from charlm.serve.comparing import compare
 from charlm.serve.guard import Guard
-from charlm.serve.limits import ANALYSES_AT_ONCE, MAX_BODY, LimitError
+from charlm.serve.limits import ANALYSES_AT_ONCE, MAX_COMPARE, MAX_LOOK, MAX_PROMPT, LimitError
 from charlm.serve.looking import TraceCache, look, saliency
 from charlm.serve.models import Served, pick
 
@@ -81,38 +83,6 @@ class Generations:
             self.steps += steps
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object, refusing a body over MAX_BODY before reading past it."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise LimitError(f"The request is {int(declared):,} bytes; this server takes at most {MAX_BODY:,}.", 413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise LimitError(f"The request is over {MAX_BODY:,} bytes, this server's limit.", 413)
-    try:
-        value = json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
-    except LimitError:
-        raise
-    except ValueError:
-        raise LimitError("The request is not JSON.") from None
-    if not isinstance(value, dict):
-        raise LimitError("The request must be a JSON object.")
-    return value
-
-
-def _not_a_number(word: str) -> float:
-    raise LimitError(f"{word} is not a number this server takes: give finite numbers.")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 overflows to inf
-        raise LimitError(f"{text} is out of range: give finite numbers.")
-    return value
-
-
 def refusing(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """A LimitError becomes a JSON {"error": message} with its status, for the page to show."""
     async def route(request: Request) -> Response:
@@ -122,6 +92,14 @@ def refusing(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
             return JSONResponse({"error": str(err)}, status_code=err.status)
 
     return route
+
+
+async def http_error(request: Request, err: HTTPException) -> Response:
+    """Starlette's own refusals (no such path: 404; a method the route lacks: 405) as JSON errors, as the routes'."""
+    allowed = (err.headers or {}).get("Allow")
+    why = (f"{request.url.path} takes {allowed}, not {request.method}" if allowed else
+           f"{request.url.path} is neither the page nor one of its /api routes")
+    return JSONResponse({"error": f"{err.detail}: {why}."}, status_code=err.status_code, headers=err.headers)
 
 
 def once(action: Callable[[], None]) -> Callable[[], None]:
@@ -176,7 +154,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
 
     @refusing
     async def write(request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_body(request, "prompt", MAX_PROMPT)
         served, asked = pick(models, body.get("model", 0)), writing.parse(body)
         generations.enter()  # before the response starts: a refusal is a plain 429 with its message
         release = once(generations.leave)
@@ -221,31 +199,23 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
 
     @refusing
     async def look_route(request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_body(request, "text", MAX_LOOK)
         index = body.get("model", 0)
-        served = pick(models, index)
-        text = body.get("text", "")
-        if not isinstance(text, str):
-            raise LimitError("text must be a string")
-        return await analysed(request, lambda: look(
-            served, index, cache, text, body.get("state", "hidden"), body.get("layer", -1), body.get("unit", 0)))
+        served, text = pick(models, index), body.text()
+        state = body.choice("state", ("hidden", "cell"), "hidden")
+        layer, unit = body.integer("layer", -1), body.integer("unit", 0)
+        return await analysed(request, lambda: look(served, index, cache, text, state, layer, unit))
 
     @refusing
     async def saliency_route(request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_body(request, "text", MAX_LOOK)
         index = body.get("model", 0)
-        served = pick(models, index)
-        text = body.get("text", "")
-        if not isinstance(text, str):
-            raise LimitError("text must be a string")
-        return await analysed(request, lambda: saliency(served, text, body.get("position"), cache=cache, index=index))
+        served, text, position = pick(models, index), body.text(), body.integer("position")
+        return await analysed(request, lambda: saliency(served, text, position, cache=cache, index=index))
 
     @refusing
     async def compare_route(request: Request) -> Response:
-        body = await read_json(request)
-        text = body.get("text", "")
-        if not isinstance(text, str):
-            raise LimitError("text must be a string")
+        text = (await read_body(request, "text", MAX_COMPARE)).text()
         return await analysed(request, lambda: compare(models, text))
 
     routes = [Route(path, page_file) for path in PAGE_FILES] + [
@@ -254,4 +224,5 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         Route("/api/saliency", saliency_route, methods=["POST"]),
         Route("/api/compare", compare_route, methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=[host])])
+    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=[host])],
+                     exception_handlers={HTTPException: http_error})

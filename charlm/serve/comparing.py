@@ -26,7 +26,8 @@ def compare(models: list[Served], text: str) -> dict[str, Any]:
     data, missing = skip_unknown(sent, {served.name: served.loaded.vocab for served in models})
     notes = [f"{name}: {known_bytes(sent, vocab)[1]}" for name, vocab in missing.items()]
     if len(data) < 2:
-        raise LimitError("Give at least two characters the models know: the first byte is context only.")
+        raise LimitError(f"text needs two bytes every model knows at least (the first byte is context only); it "
+                         f"has {len(data)}.")
     scores, bpcs = [], []
     for index, served in enumerate(models):
         bits = surprise_bits(served, data)  # (N-1,)

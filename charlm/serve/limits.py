@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-MAX_BODY = 2_000_000  # bytes of one request's JSON: a 1 MB paste arrives, and is then cut or refused below
+from typing import Any
+
 MAX_PROMPT = 10_000  # bytes of a Write prompt
 MAX_LENGTH = 10_000  # bytes one sample may generate
 MAX_LOOK = 5_000  # bytes Look inside reads (the page sends the first MAX_LOOK and says so)
 MAX_COMPARE = 20_000  # bytes Who wrote this reads
+# bytes of one request's JSON: the longest text field with every byte escaped (\u001f: 6 bytes), and the other
+# fields. No more is read (a refusal names the route's text field and its bound), so parsing a body takes a few MB
+# at most: 2 MB of "[{},{},...]" took 46 MB as Python objects.
+MAX_BODY = 6 * max(MAX_PROMPT, MAX_LOOK, MAX_COMPARE) + 10_000
 SALIENCY_WINDOW = 100  # earlier bytes whose influence on one prediction is measured
 MAX_SAMPLES = 8  # samples side by side in one click (each is one generation)
 DEFAULT_GENERATIONS = 8  # generations running at once, all tabs together (--max_generations)
@@ -27,6 +32,21 @@ def check_size(data: bytes, limit: int, what: str) -> None:
     if len(data) > limit:
         raise LimitError(f"{what} is {len(data):,} bytes; this server takes at most {limit:,}. "
                          f"Use a shorter text.", 413)
+
+
+JSON_WORDS = {None: "null", True: "true", False: "false"}
+
+
+def shown(value: Any) -> str:
+    """``value`` as a message quotes it: in JSON's words, a string cut at 40 characters, a container by its kind only
+    (its contents may be nested hundreds deep, or a megabyte long)."""
+    if value is None or isinstance(value, bool):
+        return JSON_WORDS[value]
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "an array"
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:37] + "..."
+    return repr(value)  # a str's repr escapes lone surrogates and control characters: the message stays UTF-8
 
 
 def as_dict() -> dict[str, int]:

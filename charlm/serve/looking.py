@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from charlm.commands.score import nats_per_byte
+from charlm.generate import read_prompt
 from charlm.model import Hidden
 from charlm.neuron_page import _colour
 from charlm.neurons import Trace, check_view, display, features, rank_neurons, trace
-from charlm.serve.limits import MAX_LOOK, SALIENCY_WINDOW, TRACE_CACHE_BYTES, LimitError, check_size
+from charlm.serve.limits import MAX_LOOK, SALIENCY_WINDOW, TRACE_CACHE_BYTES, LimitError, check_size, shown
 from charlm.serve.models import Served
 from datamodules.vocab import Vocabulary, skip_unknown
 
@@ -209,10 +210,13 @@ def look(served: Served, index: int, cache: TraceCache, text: str, state: str, l
     with their probabilities; surprise[t]: bits for byte t (None for byte 0, which nothing predicts).
     """
     if state not in ("hidden", "cell"):
-        raise LimitError(f"state must be hidden or cell, got {state!r}")
+        raise LimitError(f"state must be hidden or cell, got {shown(state)}")
     for name, value in (("layer", layer), ("unit", unit)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise LimitError(f"{name} must be an integer, got {value!r}")
+            raise LimitError(f"{name} must be an integer, got {shown(value)}")
+    size = served.loaded.model.hidden_size
+    if not 0 <= unit < size:  # before check_view, whose message calls it a neuron (the page says unit)
+        raise LimitError(f"unit must be in [0, {size - 1}] (hidden_size {size}), got {unit}")
     try:
         check_view(served.loaded.model, state, layer, unit, name="")
     except ValueError as err:
@@ -256,9 +260,12 @@ def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WI
     sent = text.encode()
     check_size(sent, MAX_LOOK, "The text")
     data, _ = known_bytes(sent, served.loaded.vocab)
+    if len(data) < 2:
+        raise LimitError(f"text needs two bytes the model knows at least for a saliency (one read, the next "
+                         f"predicted); it has {len(data)}.")
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < len(data) - 1:
         raise LimitError(f"position must be a byte with a next byte to predict, in [0, {len(data) - 2}], "
-                         f"got {position!r}")
+                         f"got {shown(position)}")
     model, vocab = served.loaded.model, served.loaded.vocab
     device = next(model.parameters()).device
     ids = torch.as_tensor(vocab.encode(data[: position + 2]), dtype=torch.long, device=device)[None]  # (1, t+2)
@@ -266,7 +273,7 @@ def saliency(served: Served, text: str, position: int, window: int = SALIENCY_WI
     hidden = cache.state_after(index, served, data, start - 1) if cache is not None and start else None
     if start and hidden is None:
         with torch.inference_mode():
-            _, hidden = model(ids[:, :start])  # the state entering the window: a constant here
+            _, hidden = read_prompt(model, ids[:, :start])  # the state entering the window: a constant here
         hidden = tuple(h.clone() for h in hidden) if isinstance(hidden, tuple) else hidden.clone()
     seen, handle = _embeddings_of(model)
     try:

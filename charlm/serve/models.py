@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from charlm.checkpoint import LoadedModel, load_checkpoint
-from charlm.serve.limits import LimitError
+from charlm.serve.limits import LimitError, shown
 
 
 @dataclass
@@ -48,5 +48,5 @@ def pick(models: list[Served], index: Any) -> Served:
     """The model a request names by ``index`` (an integer); anything else is refused."""
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(models):
         raise LimitError(f"model must be an index in [0, {len(models) - 1}] (the models this server was started "
-                         f"with), got {index!r}")
+                         f"with), got {shown(index)}")
     return models[index]

@@ -12,13 +12,13 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from charlm.commands.sample import SEEDS
 from charlm.generate import Utf8Stream, check_sampling_args, generate
-from charlm.serve.limits import MAX_LENGTH, MAX_PROMPT, LimitError, check_size
+from charlm.serve.body import Body
+from charlm.serve.limits import MAX_LENGTH, LimitError
 from charlm.serve.models import Served
 
 
@@ -34,40 +34,27 @@ class WriteRequest:
     seed: int
 
 
-def _number(body: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    value = body.get(key, default)
-    if value is None or value == "":
-        return default
-    # no NaN or infinity gets here: app.read_json refuses them in every body
-    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and int(value) != value):
-        raise LimitError(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    return kind(value)
-
-
-def parse(body: dict[str, Any]) -> WriteRequest:
-    """Check a Write request against the sampling rules and the server's limits (one message each)."""
-    prompt = body.get("prompt", "\n")
-    if not isinstance(prompt, str):
-        raise LimitError(f"prompt must be text, got {type(prompt).__name__}")
-    data = prompt.encode()
-    if not data:
-        raise LimitError("The prompt is empty; give at least one character (a newline will do).")
-    check_size(data, MAX_PROMPT, "The prompt")
-    length = _number(body, "length", int, 500)
+def parse(body: Body) -> WriteRequest:
+    """Check a Write request against the sampling rules and the server's limits (one message each, naming the
+    field); null in a number field means its default, as the page sends an empty box."""
+    prompt = body.text(default="\n")  # at most MAX_PROMPT bytes: read_body was told so
+    if not prompt:
+        raise LimitError("prompt is empty; give at least one character (a newline will do).")
+    length = body.integer("length", 500)
     if not 0 <= length <= MAX_LENGTH:
         raise LimitError(f"length must lie in [0, {MAX_LENGTH:,}] bytes (this server's limit), got {length:,}")
-    temperature = _number(body, "temperature", float, 0.8)
-    top_k, top_p = _number(body, "top_k", int, None), _number(body, "top_p", float, None)
+    temperature = body.number("temperature", 0.8)
+    top_k, top_p = body.integer("top_k", None), body.number("top_p", None)
     try:
         check_sampling_args(temperature, top_k, top_p)
     except ValueError as err:
         raise LimitError(str(err).replace("--", "")) from None
-    seed = _number(body, "seed", int, None)
+    seed = body.integer("seed", None)
     if seed is None:
         seed = random.randrange(2**31)  # told to the page, so the sample can be had again
     if not 0 <= seed < SEEDS:
         raise LimitError(f"seed must lie in [0, 2^64), got {seed}")
-    return WriteRequest(data, length, temperature, top_k, top_p, seed)
+    return WriteRequest(prompt.encode(), length, temperature, top_k, top_p, seed)
 
 
 def pieces(served: Served, request: WriteRequest) -> Iterator[str]:

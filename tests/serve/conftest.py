@@ -48,17 +48,19 @@ def slow_ckpt(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``python -m charlm serve ARGS --port 0``: (its URL, the process), ended after the block."""
+def serving(*args: str, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m charlm serve ARGS --port 0``: (its URL, the process), ended after the block. Its stderr goes
+    to ``log`` if given (a file a test can read as it grows: an unread pipe would fill and stall the server)."""
+    stderr = subprocess.PIPE if log is None else log.open("w")
     proc = start_python("-m", "charlm", "serve", *args, "--port", "0", stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True, env={"OMP_NUM_THREADS": "1"})
+                        stderr=stderr, text=True, env={"OMP_NUM_THREADS": "1"})
     try:
         url = None
         for line in proc.stdout:
             if "open http://" in line:
                 url = line.split("open ", 1)[1].split()[0]
                 break
-        assert url is not None, proc.stderr.read()
+        assert url is not None, proc.stderr.read() if log is None else log.read_text()
         yield url, proc
     finally:
         proc.terminate()
@@ -67,6 +69,8 @@ def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if log is not None:
+            stderr.close()
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_bytes_the_model_never_saw_are_left_out_with_a_note(served):
 
 @pytest.mark.parametrize(("args", "words"), [
     (("cell", 1, 0), ["layer must be in [0, 0]"]),
-    (("hidden", 0, 16), ["neuron must be in [0, 15]"]),
+    (("hidden", 0, 16), ["unit must be in [0, 15]"]),
     (("inside", 0, 0), ["state must be hidden or cell"]),
     (("hidden", "0", 0), ["layer must be an integer"]),
 ])

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from charlm.serve.limits import MAX_BODY
 from tests.serve.conftest import SHAKESPEARE_CKPT, in_process
 
 OPENED: list[str] = []
@@ -68,7 +69,7 @@ def test_the_page_loads_nothing_from_the_internet(server):
 
 
 @pytest.mark.parametrize(("route", "body", "code", "words"), [
-    ("api/look", b'{"text": "' + b"a" * 2_000_001 + b'"}', 413, ["at most 2,000,000"]),
+    ("api/look", b'{"text": "' + b"a" * (MAX_BODY + 1) + b'"}', 413, [f"at most {MAX_BODY:,}", "text at most 5,000"]),
     ("api/look", b"[1, 2]", 400, ["JSON object"]),
     ("api/look", b"{not json", 400, ["not JSON"]),
     ("api/compare", b'{"text": "' + b"a" * 20_001 + b'"}', 413, ["20,001 bytes", "at most 20,000"]),
