@@ -17,7 +17,13 @@ import charlm.wandb_logger  # noqa: F401
 from charlm.checkpoint import check_ckpt_path, check_resume_batching, check_weights_to_evaluate
 from charlm.checkpoint_io import use_atomic_checkpoints
 from charlm.commands import DESCRIPTION, TRAINING
-from charlm.compat import drop_old_defaults_on_class_switch, entry_is, original_error
+from charlm.compat import (
+    drop_old_defaults_on_class_switch,
+    entry_is,
+    original_error,
+    parser_actions,
+    subcommand_parsers,
+)
 from charlm.devices import check_accelerator
 from charlm.lit import CharLM
 from charlm.model_flags import (
@@ -45,12 +51,31 @@ from datamodules import (  # noqa: F401  (imported so that --data accepts each c
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
 
+CKPT_PATH_HELP = {
+    "fit": "a checkpoint to resume (weights, optimizer, step count, hidden state and position in the epoch), "
+           "with the batch size and window it was trained with; one in a run folder (runs/<corpus>/version_N) "
+           "continues that folder. To start a new run from a checkpoint's weights instead, use --model.init_from.",
+    "validate": "the checkpoint whose weights are evaluated (required, unless --model.init_from names them).",
+    "test": "the checkpoint whose weights are evaluated (required, unless --model.init_from names them).",
+}
+
+
 class CharLMParser(OneLineErrors, LightningArgumentParser):
     """LightningCLI's parser, with one-line errors (charlm.parse_errors)."""
 
 
 class CharLMCLI(LightningCLI):
     """LightningCLI with charlm's checks before anything runs, atomic checkpoints and one-line errors."""
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        # one usage form for every command ("charlm fit", as "charlm sample"), and --ckpt_path described as
+        # charlm takes it: Lightning's help offers "last", "hpc" and "registry", which charlm refuses
+        for name, parser in subcommand_parsers(self).items():
+            parser.prog = f"charlm {name}"
+            for action in parser_actions(parser):
+                if action.dest == "ckpt_path":
+                    action.help = CKPT_PATH_HELP[name]
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

@@ -158,6 +158,12 @@ def csv_experiment(logger: CSVLogger, make_writer: Callable[[str], ExperimentWri
     return logger._experiment
 
 
+def subcommand_parsers(cli: Any) -> dict[str, Any]:
+    """LightningCLI's parser of each subcommand (fit, validate, test), by name: it keeps them private, and
+    their ``prog`` and the help of the flags it adds from the Trainer's methods are only reachable there."""
+    return cli._subcommand_parsers
+
+
 def lightning_info_logger() -> logging.Logger:
     """The ``logging`` logger behind Lightning's ``rank_zero_info`` / ``rank_zero_warn`` messages:
     its name is an implementation detail, and filtering it is the only way to drop one message."""

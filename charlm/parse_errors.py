@@ -9,12 +9,17 @@ hint (CHARLM_TRACEBACK=1 shows jsonargparse's full report). No Lightning import 
 
 from __future__ import annotations
 
+import argparse
+import copy
 import difflib
 import itertools
+import json
 import os
 import re
 import sys
 from typing import NoReturn
+
+from jsonargparse import DefaultHelpFormatter
 
 from charlm.compat import parser_actions
 
@@ -186,6 +191,17 @@ def _missing_flags(message: str) -> tuple[str, str] | None:
         return None
     flags = ", ".join("--" + key.split(".", 1)[1] for key in keys)
     return commands.pop(), f"the following arguments are required: {flags}"
+
+
+class ReadableDefaults(DefaultHelpFormatter):
+    """jsonargparse's help formatter, showing a default that holds a newline or a tab as it is written on a
+    command line (``default: "\\n"``): printed as it is, it broke the help line (``default: `` and a blank)."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        if isinstance(action.default, str) and not action.default.isprintable():
+            action = copy.copy(action)
+            action.default = json.dumps(action.default)
+        return super()._expand_help(action)
 
 
 class OneLineErrors:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 # LightningCLI's commands (charlm.cli), each with its line for `charlm --help` (and `charlm fit --help`)
 TRAINING = {
     "fit": "Train a model (the default run: a 2 x 256 LSTM on Tiny Shakespeare).",
-    "validate": "Bits per byte of --ckpt_path on the validation split.",
-    "test": "Bits per byte of --ckpt_path on the test split.",
+    "validate": "The bpc of --ckpt_path on the validation split.",
+    "test": "The bpc of --ckpt_path on the test split.",
 }
 # the commands that need only a checkpoint, as module:function; each line in `charlm --help` is the
 # first line of the function's docstring. A module is imported only when charlm builds this parser.
@@ -47,7 +47,8 @@ def _listing(names: Iterable[str]) -> str:
 
 DESCRIPTION = (f"Character-level RNN / GRU / LSTM language models. {_listing(TRAINING)} read the default run "
                f"(charlm/defaults.yaml) before any --config; {_listing(CHECKPOINT)} need only a checkpoint. "
-               f"Add --help to any command.")
+               f"Add --help to any command. Scores are in bpc, bits per character: the mean number of bits the "
+               f"model needs to encode each byte of a text (fewer is better; 8 would be no model at all).")
 
 
 def load(name: str) -> Callable[..., Any]:
@@ -85,18 +86,26 @@ def _add_function(parser: ArgumentParser, function: Callable[..., Any]) -> None:
 
     parameters = inspect.signature(function).parameters
     hints = typing.get_type_hints(function)
-    many = [name for name in parameters if hints.get(name) == list[str]]
+    many = [name for name in parameters if hints.get(name) in (list[str], list[str] | None)]
     switches = [name for name in parameters if hints.get(name) is bool]
     if many or switches:
         scratch = ArgumentParser()
         scratch.add_function_arguments(function, as_group=False)
         helps = {action.dest: action.help for action in parser_actions(scratch)}
-    for name in many:
+    def add_many(name: str) -> None:
         default = parameters[name].default
         required = default is inspect.Parameter.empty
         parser.add_argument(f"--{name}", type=str, nargs="+", required=required, help=helps[name],
                             **({} if required else {"default": default}))
+
+    # in the signature's order, as far as it goes: a list that comes first (classify's --ckpt_path) stays first
+    leading = [name for name in many if name == next(iter(parameters))]
+    for name in leading:
+        add_many(name)
     parser.add_function_arguments(function, as_group=False, skip={*many, *switches}, sub_configs=True)
+    for name in many:
+        if name not in leading:
+            add_many(name)
     for name in switches:
         parser.add_argument(f"--{name}", type=bool, nargs="?", const=True, default=parameters[name].default,
                             help=helps[name])
@@ -110,18 +119,18 @@ def build_parser() -> ArgumentParser:
     fit / validate / test are listed only (run_command hands them to LightningCLI before parsing)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from charlm.parse_errors import OneLineErrors
+    from charlm.parse_errors import OneLineErrors, ReadableDefaults
 
     class CommandParser(OneLineErrors, ArgumentParser):
         """jsonargparse's parser with one-line errors (charlm.parse_errors)."""
 
-    root = CommandParser(prog="charlm", description=DESCRIPTION)
+    root = CommandParser(prog="charlm", description=DESCRIPTION, formatter_class=ReadableDefaults)
     commands = root.add_subcommands(required=True)
     for name, line in TRAINING.items():
-        commands.add_subcommand(name, CommandParser(description=line), help=line)
+        commands.add_subcommand(name, CommandParser(description=line, formatter_class=ReadableDefaults), help=line)
     for name in CHECKPOINT:
         function = load(name)
-        parser = CommandParser(description=description(function))
+        parser = CommandParser(description=description(function), formatter_class=ReadableDefaults)
         parser.add_argument("--config", action=ActionConfigFile, help="Settings from a YAML file (flags override).")
         _add_function(parser, function)
         commands.add_subcommand(name, parser, help=summary(function))

@@ -37,11 +37,11 @@ def classify(
     text_file: str | None = None,
     text: str | None = None,
     unknown: Literal["error", "skip"] = "error",
-    device: str = "cpu",
+    device: str = "auto",
 ) -> list[tuple[str, float]]:
     """Which model's training text does a passage resemble?
 
-    The model that compresses it best: fewest bits per byte.
+    The model that compresses it best: the fewest bpc.
 
     Args:
         ckpt_path: two or more charlm checkpoints, one after another (--ckpt_path a.ckpt b.ckpt).

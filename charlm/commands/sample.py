@@ -161,7 +161,7 @@ def write_samples(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settin
 def write_beams(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settings, echo_prompt: bool,
                 out: TextIO) -> list[str]:
     """Beam search of width ``s.beam``; the best ``s.num_samples`` continuations, best first, each
-    under a ``===== beam i/k: B bits per character =====`` line. Returns the continuations."""
+    under a ``===== beam i/k: B bpc =====`` line. Returns the continuations."""
     device = next(loaded.model.parameters()).device
     check_beam_memory(s.beam, s.length, loaded.model, device, len(ids), s.num_samples)
     prompt_ids = torch.as_tensor(ids, device=device)  # (P,) uint8: read_prompt widens a slice at a time
@@ -169,7 +169,7 @@ def write_beams(loaded: LoadedModel, prompt: bytes, ids: np.ndarray, s: Settings
     head = decode(prompt) if echo_prompt else ""
     texts = [decode(loaded.vocab.decode(b.ids)) for b in beams]
     for i, (b, text) in enumerate(zip(beams, texts, strict=True)):
-        out.write(f"===== beam {i + 1}/{len(beams)}: {b.bpc:.4f} bits per character =====\n{head}{text}\n")
+        out.write(f"===== beam {i + 1}/{len(beams)}: {b.bpc:.4f} bpc =====\n{head}{text}\n")
     out.flush()
     return texts
 
@@ -190,7 +190,7 @@ def sample(
     top_p: float | None = None,
     num_samples: int = 1,
     seed: int | None = None,
-    stop: str | list[str] | None = None,
+    stop: list[str] | None = None,
     echo_prompt: bool = True,
     device: str = "auto",
     beam: int | None = None,
@@ -201,7 +201,7 @@ def sample(
 
     Args:
         ckpt_path: a checkpoint written by ``charlm fit`` (trained on any device).
-        prompt: text the model reads before it starts writing (default: a newline).
+        prompt: text the model reads before it starts writing ("\\n", a new line, by default).
         prompt_file: read the prompt from this file instead of ``--prompt``.
         length: bytes to generate per sample.
         temperature: 0 = always the most likely byte; below 1 more conservative, above 1 wilder
@@ -211,13 +211,13 @@ def sample(
         num_samples: independent samples, generated together as one batch (with --beam: how many of
             the best continuations to print, at most --beam).
         seed: random seed; the same seed gives the same text (on the same device).
-        stop: end a sample when it writes this string (or any string of a list; not printed).
-            ``\\n`` and ``\\t`` mean newline and tab: --stop "\\n\\n" ends at a blank line.
+        stop: end a sample when it writes one of these strings (not printed), one after another
+            (--stop "THE END" "\\n\\n"). ``\\n`` and ``\\t`` mean newline and tab: "\\n\\n" is a blank line.
         echo_prompt: print the prompt before the generated text.
         device: {devices} (auto: a GPU if there is one).
         beam: beam search of this width instead of sampling: the most likely continuations of --length
             bytes by the model's own total log-probability (all of one length, so no normalisation),
-            printed with their bits per character; 1 = greedy. Deterministic; takes no --temperature,
+            printed with their bpc; 1 = greedy. Deterministic; takes no --temperature,
             --top_k, --top_p or --stop. At most 10,000.
         interactive: read prompts from standard input, one per line, keeping the model loaded; a line
             ending in a backslash goes on with the next; ``:help`` lists the commands that change the

@@ -75,11 +75,11 @@ def score(
     text_file: str | None = None,
     text: str | None = None,
     unknown: Literal["error", "skip"] = "error",
-    device: str = "cpu",
+    device: str = "auto",
 ) -> float:
-    """Bits per byte of a text under a checkpoint.
+    """The bpc of a text under a checkpoint.
 
-    The fewer, the better the model predicts (compresses) the text.
+    The fewer bits per character, the better the model predicts (compresses) the text.
 
     Args:
         ckpt_path: a charlm checkpoint.

@@ -77,7 +77,8 @@ def serve(
         port: the port to listen on (0: a free one, printed).
         max_generations: samples being written at once, all browser tabs together; more are refused
             with a message until one ends.
-        device: {devices} (auto: a GPU if there is one).
+        device: {devices} (auto: a GPU if there is one). The default is cpu, unlike sample's and score's
+            auto: the page's requests share the models from several threads, and that is tested on CPUs only.
     """
     if max_generations < 1:
         raise ValueError(f"--max_generations must be a positive integer, got {max_generations}")

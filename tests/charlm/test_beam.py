@@ -87,10 +87,10 @@ def test_the_command_prints_the_beams_with_their_bits_per_character(charlm_main)
     one = charlm_main(*base, "--beam", "1")
     assert one.returncode == 0, one.stderr
     header, text = one.stdout.split("\n", 1)
-    assert re.fullmatch(r"===== beam 1/1: \d+\.\d{4} bits per character =====", header)
+    assert re.fullmatch(r"===== beam 1/1: \d+\.\d{4} bpc =====", header)
     assert text == greedy_text
     three = charlm_main(*base, "--beam", "4", "--num_samples", "3")
-    parts = re.split(r"^===== beam (\d)/3: (\d+\.\d{4}) bits per character =====\n", three.stdout, flags=re.M)
+    parts = re.split(r"^===== beam (\d)/3: (\d+\.\d{4}) bpc =====\n", three.stdout, flags=re.M)
     assert parts[0] == "" and parts[1::3] == ["1", "2", "3"]
     bpcs, texts = [float(b) for b in parts[2::3]], parts[3::3]
     assert bpcs == sorted(bpcs) and len(set(texts)) == 3 and all(t.startswith("ROMEO:") for t in texts)

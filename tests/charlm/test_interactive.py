@@ -49,7 +49,7 @@ def test_a_script_pipes_prompts_and_settings(charlm_main):
                          "--temperature", "0")
     assert got[1][0] == greedy.stdout
     assert got[2][0] == got[3][0] == ""
-    beams = re.split(r"^===== beam [12]/2: \d+\.\d{4} bits per character =====\n", got[4][0], flags=re.M)
+    beams = re.split(r"^===== beam [12]/2: \d+\.\d{4} bpc =====\n", got[4][0], flags=re.M)
     assert beams[0] == "" and len(beams) == 3 and all(b.startswith("AB\nC") for b in beams[1:])
     assert got[5][0].count("===== beam ") == 2 and got[5][0].split("\n")[1].startswith(":colon")
     assert got[6][0].startswith("\n") and "===== beam" not in got[6][0]  # beam off; empty line = prompt "\n"
@@ -71,7 +71,8 @@ def test_unknown_skip_and_settings_answers_over_a_pipe():
     ((text, how),) = records(out.stdout)
     assert how == "" and text.startswith("badline")
     assert "note: line 1: skipped 3 bytes" in out.stderr
-    assert "length 5, temperature 0.8, top_k none, top_p none, unknown skip, seed 2, beam none, num_samples 1" in out.stderr
+    assert ("length 5, temperature 0.8, top_k none, top_p none, unknown skip, seed 2, beam none, num_samples 1"
+            in out.stderr)
     assert ":set NAME=VALUE" in out.stderr  # :help
     assert "charlm: error: line 4: :num_samples above 1 needs :beam" in out.stderr
 
