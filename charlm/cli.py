@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import charlm.callbacks
 import charlm.wandb_logger  # noqa: F401
+from charlm.callbacks.run_summary import attach as attach_run_summary
 from charlm.checkpoint import check_ckpt_path, check_resume_batching, check_weights_to_evaluate
 from charlm.checkpoint_io import use_atomic_checkpoints
 from charlm.commands import DESCRIPTION, TRAINING
@@ -36,7 +37,7 @@ from charlm.model_size import check_training_size
 from charlm.parse_errors import OneLineErrors
 from charlm.quiet import quiet_library_noise
 from charlm.resume_folder import continue_run_folder
-from charlm.run_config import RunConfig, resume_wandb_run
+from charlm.run_config import RunConfig, name_wandb_runs, resume_wandb_run
 from charlm.run_folders import check_run_folders, follow_root_dir, loggers_of
 from charlm.wandb_logger import check_logger_config
 from datamodules import (  # noqa: F401  (imported so that --data accepts each corpus by class name)
@@ -116,6 +117,9 @@ class CharLMCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
         except MisconfigurationException as err:  # Trainer's own check of a --trainer.* value: one line
             raise ValueError(f"--trainer: {err}") from None
+        if self.subcommand == "fit":
+            attach_run_summary(trainer)  # fit ends by naming what it made; the bar shows the run folder's version
+            name_wandb_runs(trainer, self.model)  # shakespeare-lstm-2x256-v0, tagged shakespeare and lstm
         # every checkpoint this Trainer writes: temp file beside it, fsync, os.replace (charlm.checkpoint_io)
         return use_atomic_checkpoints(trainer)
 

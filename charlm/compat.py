@@ -5,12 +5,14 @@ runs each against the installed library and fails if the library stops behaving 
 pyproject.toml are the ones tested). The data modules' own reaches (Lightning's loop position,
 tarfile, datasets) are in ``datamodules.compat``: ``datamodules/`` imports nothing from ``charlm/``.
 
-Besides these functions, two charlm subclasses override private hooks by name, which no function
+Besides these functions, three charlm subclasses override private hooks by name, which no function
 can hold; their tests are in the same file:
 
 - ``charlm.csv_logger.ContinuingWriter`` overrides ``ExperimentWriter._check_log_dir_exists`` (where
   Lightning deletes an old metrics.csv) and ``_rewrite_with_new_header`` (where it rewrites the file
   for a new metric), and reads ``metrics_keys`` / ``metrics_file_path``.
+- ``charlm.callbacks.LearningRateMonitor`` overrides ``_extract_stats`` (where Lightning's monitor builds the
+  values it logs) to log the parameter groups that share a rate once.
 - ``charlm.checkpoint_io``'s replacement for ``ModelCheckpoint._link_checkpoint`` keeps its signature
   (:func:`replace_checkpoint_linker`).
 

@@ -14,7 +14,7 @@ import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
-from charlm.compat import callback_state, entry_is
+from charlm.compat import callback_state, entry_is, started_wandb_run
 from charlm.run_folders import loggers_of, run_log_dir
 from charlm.wandb_logger import wandb_loggers
 from datamodules.rank_zero import rank_zero_note
@@ -35,7 +35,9 @@ class RunConfig(SaveConfigCallback):
             (log_dir / self._filename(trainer, log_dir, text)).write_text(text)
         for logger in wandb_loggers(trainer):  # not a disabled one: it has no run folder
             run = logger.experiment
-            run.config.update(yaml.safe_load(text), allow_val_change=True)
+            if getattr(logger, "resolved_mode", "online") == "online" and getattr(run, "url", None):
+                rank_zero_note(f"W&B run: {run.url}")  # wandb's own lines are silenced (charlm.wandb_logger)
+            run.config.update(wandb_config(yaml.safe_load(text)), allow_val_change=True)
             # not config.yaml: W&B keeps its own run config under that name in the same folder
             (Path(run.dir) / "charlm-config.yaml").write_text(text)
             self.wandb_run_id = self.wandb_run_id or run.id
@@ -57,6 +59,39 @@ class RunConfig(SaveConfigCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # resumed with W&B off: later checkpoints still name the run to continue
         self.wandb_run_id = self.wandb_run_id or state_dict.get("wandb_run_id")
+
+
+def wandb_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """The resolved configuration as a W&B run's config: each setting once, nested as the file nests it
+    (W&B shows ``model.lr``, ``data.seq_len``, ``trainer.precision``), without what is internal to charlm:
+    the vocabulary (a list of byte values; the checkpoint has it) and keys starting with ``_``."""
+    def keep(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: keep(v) for k, v in value.items() if not str(k).startswith("_")}
+        return value
+
+    config = keep(settings)
+    if isinstance(config.get("model"), dict):
+        config["model"].pop("vocab", None)
+    return config
+
+
+def name_wandb_runs(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Name each W&B run of ``trainer`` (charlm's logger, not yet started: Lightning starts it in its setup,
+    before any callback's) after the corpus, the network and the run folder, and tag it (run_name_and_tags)."""
+    for logger in wandb_loggers(trainer):
+        if hasattr(logger, "name_and_tag") and started_wandb_run(logger) is None:
+            logger.name_and_tag(*run_name_and_tags(trainer, pl_module, run_log_dir(trainer)))
+
+
+def run_name_and_tags(trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path | None) -> tuple[str, list[str]]:
+    """``shakespeare-lstm-2x256-v0`` (corpus, cell, layers x units, run folder version) and the tags
+    ``[corpus, cell]``: the corpus and version from the run folder (runs/<corpus>/version_N)."""
+    corpus = log_dir.parent.name if log_dir is not None else "charlm"
+    version = log_dir.name.removeprefix("version_") if log_dir is not None else None
+    config = pl_module.model.config
+    name = f"{corpus}-{config.cell}-{config.num_layers}x{config.hidden_size}" + (f"-v{version}" if version else "")
+    return name, [corpus, config.cell]
 
 
 def recorded_wandb_run_id(ckpt_path: str | Path) -> str | None:

@@ -104,7 +104,8 @@ class WandbLogger(_LightningWandbLogger):
             project: the W&B project the run goes to.
             save_dir: folder that holds the local ``wandb/`` run folders ("" or null: the trainer's
                 default_root_dir, under the CLI).
-            name: display name of the run (W&B picks one if not given).
+            name: display name of the run (default, under ``charlm fit``: corpus, cell, shape and run folder
+                version, e.g. shakespeare-lstm-2x256-v0).
             mode: auto (online with credentials and network, else offline), online (checked first),
                 offline, or disabled (W&B off).
         """
@@ -122,13 +123,29 @@ class WandbLogger(_LightningWandbLogger):
         if "settings" not in kwargs:
             import wandb
 
+            # silent: no lines of wandb's own at start and end (its warnings still show); charlm's say where the run
+            # is (at start: offline, the note above; online, its link, from RunConfig; at the end of fit:
+            # charlm.callbacks.run_summary, with the link or the `wandb sync` command)
             if self.resolved_mode == "online" and "WANDB_INIT_TIMEOUT" not in os.environ:
-                kwargs["settings"] = wandb.Settings(init_timeout=INIT_TIMEOUT)
+                kwargs["settings"] = wandb.Settings(init_timeout=INIT_TIMEOUT, silent=True)
             elif self.resolved_mode == "disabled":  # records nothing: no look for a git repo in a save_dir not made
                 kwargs["settings"] = wandb.Settings(disable_git=True)
+            else:
+                kwargs["settings"] = wandb.Settings(silent=True)
         super().__init__(project=project, save_dir=save_dir, name=name, mode=self.resolved_mode, **kwargs)
         if wandb_init_args(self).get("anonymous") is None:
             wandb_init_args(self).pop("anonymous", None)  # wandb warns about the key even when unset
+
+    def log_hyperparams(self, params: Any) -> None:
+        """Nothing: the run's config is the resolved configuration, nested as the config file nests it, which
+        charlm.run_config.RunConfig records (Lightning's would add the model's settings again, flat, with its
+        internals: ``_instantiator`` and the vocabulary as a list of byte values)."""
+
+    def name_and_tag(self, name: str, tags: list[str]) -> None:
+        """Name the run ``name`` unless it has a name given, and add ``tags`` to any it has; before it starts."""
+        init = wandb_init_args(self)
+        init["name"] = init.get("name") or name
+        init["tags"] = list(dict.fromkeys([*(init.get("tags") or []), *tags]))
 
     @property
     def experiment(self) -> Any:
@@ -149,15 +166,26 @@ class WandbLogger(_LightningWandbLogger):
                 f"W&B could not start its {self.resolved_mode} run ({why}); check `wandb login` / WANDB_API_KEY and "
                 f"the network, or log offline with WANDB_MODE=offline (upload later with `wandb sync`).") from None
 
-    def finalize(self, status: str) -> None:
-        super().finalize(status)
+    def where(self) -> str | None:
+        """Where the run's records are, for the summary at the end of a fit: its page online; offline, its
+        folder and the command that uploads it (a resumed run has one folder per part, uploaded together into
+        one run). None before the run starts."""
         run = started_wandb_run(self)
-        if self.resolved_mode == "offline" and run is not None:
-            run_dir = Path(run.dir).parent
-            if len(offline_parts(run_dir.parent, run.id)) > 1:
-                # a resumed run: one folder per part, uploaded together into one run
-                run_dir = run_dir.parent / f"offline-run-*-{run.id}*"
-            rank_zero_note(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}")
+        if run is None:
+            return None
+        if self.resolved_mode != "offline":
+            return str(run.url) if getattr(run, "url", None) else None
+        folder = Path(run.dir).parent
+        if len(offline_parts(folder.parent, run.id)) > 1:
+            folder = folder.parent / f"offline-run-*-{run.id}*"
+        return f"saved offline; upload it with: wandb sync {_relative(folder)}"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.absolute().relative_to(Path.cwd().absolute()))
+    except ValueError:
+        return str(path)
 
 
 def offline_parts(wandb_dir: Path, run_id: str) -> list[Path]:

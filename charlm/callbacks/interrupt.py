@@ -23,6 +23,7 @@ class InterruptCheckpoint(L.Callback):
             filename: checkpoint file name, without ``.ckpt``.
         """
         self.filename = filename
+        self.saved: Path | None = None  # the file saved as fit stopped, for RunSummary's resume command
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.global_step == 0 or trainer.state.fn != "fit":
@@ -38,4 +39,5 @@ class InterruptCheckpoint(L.Callback):
         except OSError as err:  # e.g. the disk is full: report it, and let the exception that stopped training through
             rank_zero_warn(f"charlm: could not save {path}: {err.strerror or err}")
             return
+        self.saved = path
         rank_zero_info(f"Saved a checkpoint at step {trainer.global_step}; resume with --ckpt_path {path}")

@@ -396,3 +396,27 @@ def test_a_class_switch_drops_the_old_class_defaults_and_keeps_what_was_set(tmp_
     assert switched.init_args.size == 7  # set in the defaults: carried over, as jsonargparse intends
     given = parser.parse_args(["--source", f"{__name__}.SecondSource", "--source.url", "mine"]).source
     assert given.init_args.url == "mine"
+
+
+def test_the_lr_monitor_logs_what_its_extract_stats_returns(tmp_path):
+    from charlm.callbacks.lr_monitor import LearningRateMonitor
+
+    class TwoGroups(BoringModel):
+        def configure_optimizers(self):
+            weight, bias = self.layer.weight, self.layer.bias
+            return torch.optim.AdamW([{"params": [weight]}, {"params": [bias], "weight_decay": 0.0}], lr=0.1)
+
+    logged: list[dict] = []
+
+    class Keep(Logger):
+        name, version = "keep", 0
+
+        def log_metrics(self, metrics, step=None):
+            logged.append(dict(metrics))
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+    trainer(tmp_path, logger=Keep(), log_every_n_steps=1, callbacks=[LearningRateMonitor("step")]).fit(TwoGroups())
+    keys = {key for row in logged for key in row if key.startswith("lr-")}
+    assert keys == {"lr-AdamW"}, keys  # Lightning's: lr-AdamW/pg1 and lr-AdamW/pg2, the same values

@@ -211,7 +211,7 @@ def test_a_resumed_fit_logs_into_the_same_wandb_run(env, cli, tmp_path, shakespe
     parts = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     # offline: one folder per part, one id (and a "-1" suffix when both parts started within a second)
     assert len(parts) == 2 and offline_parts(tmp_path / "runs" / "wandb", run_id) == parts
-    assert f"wandb sync runs/wandb/offline-run-*-{run_id}*" in out.stderr  # uploads both into that one run
+    assert f"wandb sync runs/wandb/offline-run-*-{run_id}*" in out.stdout  # the summary: both into that one run
 
     steps = []  # the sample table continues: rows at each validation, none repeated, none missing
     for part in parts:

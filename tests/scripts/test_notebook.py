@@ -116,7 +116,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, shakespeare_path, monkeypatch):
     assert (tmp_path / "runs/notebook/version_0/bpc.png").is_file()
     for t in (0.2, 0.5, 0.8, 1.0, 1.5):
         assert f"===== temperature {t}: " in text
-    assert any("text/html" in kinds and 'class="ch"' in t for t, kinds in cells)  # the neuron page, inline
+    assert any("text/html" in kinds and '<a class="v' in t for t, kinds in cells)  # the neuron page, inline
     assert (tmp_path / "visualize.html").read_text().startswith("<!doctype html>")
     shakespeare, code = (float(v) for v in re.findall(r": ([\d.]+) bits per byte over", text))
     assert shakespeare < code  # held-out Shakespeare compresses better than Python under a Shakespeare model
