@@ -5,7 +5,7 @@ written last, ``meta.json``, which records the token count and a CRC-32 of each 
 The folder counts as prepared only when both files match what ``meta.json`` says and every token
 id lies inside the vocabulary, so a preparation killed half way (Ctrl-C, disk full, power loss)
 or a file damaged on disk later is never trained on: the next run prepares it again, saying why.
-The check reads the token file once per process (0.03 s per 100 MB; see the README). Two passes
+The check reads the token file once per process (0.06-0.09 s per 100 MB: docs/benchmarks.md). Two passes
 stream over the source in chunks (count bytes, then map them to ids), so a corpus larger than RAM
 is never loaded.
 """
