@@ -36,7 +36,7 @@ def fix_loop_state(checkpoint: dict[str, Any], accumulate_grad_batches: int = 1)
     """Every fix-up of this module, in the order they depend on each other, applied to ``checkpoint``
     in place (``CharLM.on_load_checkpoint``, before Lightning restores its loops from it)."""
     redo_interrupted_validation(checkpoint)
-    count_validated_step_once(checkpoint)  # before start_the_next_epoch, which makes a file look mid-epoch
+    count_validated_step_once(checkpoint, accumulate_grad_batches)  # before start_the_next_epoch (mid-epoch then)
     start_the_next_epoch(checkpoint)
     count_logged_steps_once(checkpoint, accumulate_grad_batches)
 
@@ -133,7 +133,7 @@ def start_the_next_epoch(checkpoint: dict[str, Any]) -> bool:
     return True
 
 
-def count_validated_step_once(checkpoint: dict[str, Any]) -> bool:
+def count_validated_step_once(checkpoint: dict[str, Any], accumulate_grad_batches: int = 1) -> bool:
     """Rewrite ``checkpoint["loops"]`` in place so that a run resumed from a checkpoint written after a
     training batch and the validation that followed it, once Lightning had counted that batch's logging
     step (SIGTERM stops there), logs its metrics at the steps an uninterrupted run would. Returns whether
@@ -150,6 +150,9 @@ def count_validated_step_once(checkpoint: dict[str, Any]) -> bool:
     if not progress or not steps or validated is None or between_epochs(checkpoint):
         return False
     if not (_all_equal(progress["total"]) and steps == step == validated):
+        return False
+    # Lightning's count after the skipped validation (TrainingEpochLoop.on_advance_end): when the batch stepped
+    if not (progress["current"]["completed"] % max(1, accumulate_grad_batches) == 0 or progress.get("is_last_batch")):
         return False
     set_logged_steps(checkpoint, steps - 1)
     return True
