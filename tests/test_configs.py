@@ -47,7 +47,8 @@ def own_defaults(name: str) -> dict:
     """The init_args a data module has when nobody sets any: its signature's (its base's for **kwargs)."""
     parser = ArgumentParser()
     parser.add_class_arguments(getattr(datamodules, name), "data")
-    return parser.get_defaults().data.as_dict()
+    defaults = parser.get_defaults().data.as_dict()
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in defaults.items()}  # as YAML
 
 
 def written_data_settings(*files: Path) -> dict:
