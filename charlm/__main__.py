@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from charlm.commands import run_command
-from charlm.exits import (
+from charlm.cli.exits import (
     BROKEN_PIPE_EXIT_STATUS,
     INTERRUPT_EXIT_STATUS,
     closed_standard_streams,
@@ -21,12 +20,18 @@ from charlm.exits import (
     quiet_broken_pipe,
     quiet_interrupt,
 )
-from datamodules.errors import CacheWriteError, ChecksumMismatchError, CorpusUnavailableError, CorruptArchiveError
+from charlm.cli.parser import run_command
+from datamodules.common.errors import (
+    CacheWriteError,
+    ChecksumMismatchError,
+    CorpusUnavailableError,
+    CorruptArchiveError,
+)
 
 # Exceptions whose message is written for the user: printed as one line, exit status 2. Add a
 # class here when its messages name the file or flag at fault and say what to do. (Most of
 # charlm's own errors subclass ValueError and are covered already.) OSErrors are described from
-# their errno and file name by charlm.exits.describe_os_error.
+# their errno and file name by charlm.cli.exits.describe_os_error.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     FileNotFoundError,
@@ -38,7 +43,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _dispatch() -> None:
-    from charlm.parse_errors import check_config_files
+    from charlm.cli.errors import check_config_files
 
     closed_standard_streams()  # `<&-`, `>&-`: one line, not an AttributeError on None
     check_config_files(sys.argv[1:])  # before jsonargparse, whose reports of a broken file do not name it

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from charlm.model import CharRNN, CharRNNConfig
-from datamodules.atomic_files import atomic_replace
-from datamodules.vocab import Vocabulary
+from datamodules.io.atomic_files import atomic_replace
+from datamodules.io.vocab import Vocabulary
 
 
 @dataclass
@@ -163,7 +163,7 @@ def save_model_checkpoint(path: str | Path, model: CharRNN, vocab: Vocabulary) -
     """Write ``model`` and ``vocab`` as a weights-only checkpoint in the layout ``charlm fit`` saves and
     :func:`load_checkpoint` reads (the vocabulary and the flat shape in ``hyper_parameters``, ``model_config``,
     the weights under ``model.``): for models built outside training (tests, benchmarks). Written whole or
-    not at all (datamodules.atomic_files); returns ``path``."""
+    not at all (datamodules.io.atomic_files); returns ``path``."""
     path = Path(path)
     ckpt = {"hyper_parameters": {"vocab": list(vocab.symbols), **model.config.to_hparams()},
             "model_config": model.config.to_dict(),

@@ -3,17 +3,17 @@
 Each function says in its first line why the public API is not enough; tests/charlm/test_compat.py
 runs each against the installed library and fails if the library stops behaving so (the ranges in
 pyproject.toml are the ones tested). The data modules' own reaches (Lightning's loop position,
-tarfile, datasets) are in ``datamodules.compat``: ``datamodules/`` imports nothing from ``charlm/``.
+tarfile, datasets) are in ``datamodules.common.compat``: ``datamodules/`` imports nothing from ``charlm/``.
 
 Besides these functions, three charlm subclasses override private hooks by name, which no function
 can hold; their tests are in the same file:
 
-- ``charlm.csv_logger.ContinuingWriter`` overrides ``ExperimentWriter._check_log_dir_exists`` (where
+- ``charlm.train.csv_logger.ContinuingWriter`` overrides ``ExperimentWriter._check_log_dir_exists`` (where
   Lightning deletes an old metrics.csv) and ``_rewrite_with_new_header`` (where it rewrites the file
   for a new metric), and reads ``metrics_keys`` / ``metrics_file_path``.
 - ``charlm.callbacks.LearningRateMonitor`` overrides ``_extract_stats`` (where Lightning's monitor builds the
   values it logs) to log the parameter groups that share a rate once.
-- ``charlm.checkpoint_io``'s replacement for ``ModelCheckpoint._link_checkpoint`` keeps its signature
+- ``charlm.train.checkpoint_io``'s replacement for ``ModelCheckpoint._link_checkpoint`` keeps its signature
   (:func:`replace_checkpoint_linker`).
 
 Nothing heavy is imported at module level: checkpoint-only commands start without Lightning.
@@ -51,7 +51,7 @@ def fit_interrupted(trainer: L.Trainer) -> bool:
 
 # --- Lightning: loop state inside a checkpoint ------------------------------------------------------
 # ``checkpoint["loops"]["fit_loop"]`` is Lightning's own record of where fit stood (its layout is
-# undocumented); charlm.resume rewrites it before Lightning restores its loops from it.
+# undocumented); charlm.train.resume rewrites it before Lightning restores its loops from it.
 _VAL_PROGRESS = "epoch_loop.val_loop.batch_progress"
 _TRAIN_PROGRESS = "epoch_loop.batch_progress"
 _TRAIN_STATE = "epoch_loop.state_dict"
@@ -104,7 +104,7 @@ def per_epoch_counters(checkpoint: dict[str, Any]) -> list[dict[str, int]]:
 
 def logged_steps(checkpoint: dict[str, Any]) -> int | None:
     """The step Lightning logs metrics at (``_batches_that_stepped``), or None: it is private, and a
-    resume from a batch start counts it once too often (charlm.resume)."""
+    resume from a batch start counts it once too often (charlm.train.resume)."""
     state = _fit_loop(checkpoint).get(_TRAIN_STATE) or {}
     return state.get(_LOGGED_STEPS) or None
 

@@ -1,6 +1,8 @@
 """Devices a user names (``--device`` of the checkpoint commands, ``--trainer.accelerator`` and
 ``--trainer.devices`` of fit/validate/test), checked before anything is loaded or started, with one
-line that says what this machine has and what to use instead. Torch only: no Lightning import.
+line that says what this machine has and what to use instead; and the memory free on them, so that work
+that cannot fit is refused with numbers (``check_fits``) rather than exhausting the machine. Torch only:
+no Lightning import.
 """
 
 from __future__ import annotations
@@ -117,6 +119,42 @@ def has_float64(device: torch.device) -> bool:
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
-    """The dtype of running sums kept on ``device`` (charlm.metrics): float64 where the device has
+    """The dtype of running sums kept on ``device`` (charlm.train.metrics): float64 where the device has
     it, else float32 (compensated summation keeps it close to float64: see BitsPerByte)."""
     return torch.float64 if has_float64(device) else torch.float32
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM free for a new allocation (Linux: MemAvailable; elsewhere all of the RAM;
+    None where the OS does not say)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def gib(n: float) -> str:
+    """Bytes as GiB for messages: "1.5 GiB"."""
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_fits(device: torch.device, on_device: int, in_ram: int, what: str, todo: str) -> None:
+    """Refuse work that needs ``on_device`` bytes on ``device`` and ``in_ram`` bytes of RAM (on a CPU both
+    in RAM), more than is free now: "``what`` needs about N GiB, more than the M GiB of memory available
+    here. ``todo``" (sampling's and beam search's checks)."""
+    if device.type == "cuda":
+        checks = [(on_device, torch.cuda.mem_get_info(device)[0], "free GPU memory"),
+                  (in_ram, available_memory(), "memory")]
+    else:
+        checks = [(on_device + in_ram, available_memory(), "memory")]
+    for need, have, name in checks:
+        if have is not None and need > have:
+            raise ValueError(f"{what} needs about {gib(need)}, more than the {gib(have)} of {name} available "
+                             f"here. {todo}")

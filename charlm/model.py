@@ -15,9 +15,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from charlm.model_size import check_model_size, parameter_count
+from charlm.devices import available_memory, gib
 
 Cell = Literal["rnn", "gru", "lstm"]
+MAX_PARAMETERS = 2**31  # torch's and cuDNN's kernels index some tensors with 32-bit integers
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer: tanh cell, GRU (r, z, n), LSTM (i, f, g, o)
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, B, H), or (h, c) for LSTM
 
 _RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -86,6 +88,35 @@ class CharRNNConfig:
         """The sizes, for messages: "hidden_size 256 x num_layers 2 (lstm, embedding_dim 64)"."""
         return (f"hidden_size {self.hidden_size} x num_layers {self.num_layers} "
                 f"({self.cell}, embedding_dim {self.embedding_dim})")
+
+
+def parameter_count(config: CharRNNConfig) -> int:
+    """Parameters of ``CharRNN(config)``.
+
+    embedding V x E; layer l: W_ih (gH x in_l), W_hh (gH x H), b_ih and b_hh (gH) with in_0 = E,
+    in_l = H; head H x V + V.
+    """
+    g, h, v = GATES[config.cell], config.hidden_size, config.vocab_size
+    first = g * h * (config.embedding_dim + h + 2)
+    others = (config.num_layers - 1) * g * h * (2 * h + 2)
+    return v * config.embedding_dim + first + others + h * v + v
+
+
+def check_model_size(count: int, what: str, bytes_per_parameter: int = 4, use: str = "for its float32 weights",
+                     memory: int | None = None, memory_name: str = "memory") -> None:
+    """Refuse a model of ``count`` parameters over MAX_PARAMETERS, or whose ``bytes_per_parameter``
+    do not fit in ``memory`` bytes (default: the RAM available now). ``what`` names the sizes asked for."""
+    memory = available_memory() if memory is None else memory
+    need = count * bytes_per_parameter
+    too_many = count > MAX_PARAMETERS
+    too_big = memory is not None and need > memory
+    if not (too_many or too_big):
+        return
+    why = (f"more parameters than charlm's limit of 2^31 = {MAX_PARAMETERS:,}" if too_many
+           else f"more than the {gib(memory)} of {memory_name} available here")
+    raise ValueError(f"{what} has {count:,} parameters, which need {gib(need)} {use}: {why}. "
+                     f"Choose a smaller model.")
+
 
 
 class CharRNN(nn.Module):

@@ -10,64 +10,19 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from datamodules.compat import batches_done_before_resume
-from datamodules.device_feed import DEFAULT_RESIDENT_FRACTION, DeviceFeed, free_memory, place_train_streams
-from datamodules.fetch import OWN_FILE, Download, cached_download, set_aside_if_bad
-from datamodules.prepare import ChunkSource, is_prepared, load_tokens, prepare
-from datamodules.sizes import BatchSettings, check_corpus_fits, split_sizes
-from datamodules.sources import prepare_tarball
-from datamodules.streams import EvalStreams, TrainStreams
-from datamodules.vocab import Vocabulary
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """A corpus ready to be prepared: how to stream it, and what names it."""
-
-    chunks: ChunkSource  # streams the raw bytes, again on every call
-    source: str  # a path or URL, for messages
-    size: int | None  # raw size in bytes, for progress bars
-    key: str  # the prepared folder's name; changes whenever the content does
-    sha256: str | None = None  # if set, the streamed bytes must hash to this
-    mismatch_hint: str = "Check where it came from."  # what to do when they do not
-    download: Download | None = None  # the cached download it is read from: set aside if it proves damaged or wrong
-
-    def prepare(self, folder: Path) -> None:
-        """Prepare ``folder`` from the streamed bytes (datamodules.prepare)."""
-        with set_aside_if_bad(self.download):
-            prepare(folder, self.chunks, self.source, self.size, self.sha256, self.mismatch_hint)
-
-
-@dataclass(frozen=True)
-class TarballCorpus:
-    """The members of a (compressed) tarball whose names end in ``extensions``, in path order.
-
-    A tarball streams its members in archive order, not path order, so it cannot be a ``Corpus``
-    as it is: preparing copies the members out in one pass into a spool file inside the prepared
-    folder, prepares that like a ``Corpus``, and deletes it (datamodules.sources.prepare_tarball).
-    """
-
-    tarball: Path
-    extensions: tuple[str, ...]
-    key: str  # the prepared folder's name; changes whenever the content does
-    download: Download | None = None  # set when ``tarball`` is a cached download: set aside if it proves damaged
-
-    @property
-    def source(self) -> str:
-        """The tarball's path, for messages."""
-        return str(self.tarball)
-
-    def prepare(self, folder: Path) -> None:
-        """Prepare ``folder`` from the tarball's matching members (as ``Corpus.prepare``, a damaged download is
-        moved aside so the next run fetches it again; the user's own tarball is never touched)."""
-        with set_aside_if_bad(self.download):
-            prepare_tarball(folder, self.tarball, self.extensions)
+from datamodules.batches.device_feed import DEFAULT_RESIDENT_FRACTION, DeviceFeed, free_memory, place_train_streams
+from datamodules.batches.sizes import BatchSettings, check_corpus_fits, split_sizes
+from datamodules.batches.streams import EvalStreams, TrainStreams
+from datamodules.common.compat import batches_done_before_resume
+from datamodules.io.fetch import OWN_FILE, Download, cached_download
+from datamodules.io.prepare import is_prepared, load_tokens
+from datamodules.io.vocab import Vocabulary
+from datamodules.sources.corpus import Corpus, TarballCorpus
 
 
 def default_cache_dir() -> Path:
@@ -204,7 +159,7 @@ class CharDataModule(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if device.type != "cuda":
             device = torch.device("cpu")  # other accelerators: Lightning copies each host batch (as before)
-        # on a GPU: only this rank's streams, and only if they fit (datamodules.device_feed)
+        # on a GPU: only this rank's streams, and only if they fit (datamodules.batches.device_feed)
         loader = place_train_streams(loader, device, self.device_resident_fraction, free_memory(device))
         done = batches_done_before_resume(self.trainer) if self.trainer is not None else None
         if done is not None:

@@ -7,10 +7,11 @@ the literature (test bpc: AWD-LSTM 1.232, Mogrifier LSTM 1.146, ...).
 
 from __future__ import annotations
 
-from datamodules.base import CharDataModule, Corpus
-from datamodules.fetch import set_aside_if_bad
-from datamodules.prepare import file_chunks
-from datamodules.sources import zip_member_chunks, zip_member_size
+from datamodules.base import CharDataModule
+from datamodules.io.fetch import set_aside_if_bad
+from datamodules.io.prepare import file_chunks
+from datamodules.sources.corpus import Corpus
+from datamodules.sources.files import zip_member_chunks, zip_member_size
 
 URL = "http://mattmahoney.net/dc/enwik8.zip"
 SHA256 = "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8"  # of the member, 100,000,000 bytes

@@ -13,12 +13,13 @@ import os
 import re
 from pathlib import Path
 
-from datamodules.atomic_files import fsync_dir, temp_name
-from datamodules.base import CharDataModule, Corpus, TarballCorpus
-from datamodules.errors import cache_write_error
-from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, cached_download, download
-from datamodules.rank_zero import rank_zero_note
-from datamodules.sources import SKIP_FOLDERS, expand_paths, files_chunks
+from datamodules.base import CharDataModule
+from datamodules.common.errors import cache_write_error
+from datamodules.common.rank_zero import rank_zero_note
+from datamodules.io.atomic_files import fsync_dir, temp_name
+from datamodules.io.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, cached_download, download
+from datamodules.sources.corpus import Corpus, TarballCorpus
+from datamodules.sources.files import SKIP_FOLDERS, expand_paths, files_chunks
 
 MIRROR = "https://cdn.kernel.org/pub/linux/kernel"
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")

@@ -7,9 +7,10 @@ test together, so its numbers are close to but not the same as ours.
 
 from __future__ import annotations
 
-from datamodules.base import CharDataModule, Corpus
-from datamodules.fetch import sha256_of
-from datamodules.prepare import file_chunks
+from datamodules.base import CharDataModule
+from datamodules.io.fetch import sha256_of
+from datamodules.io.prepare import file_chunks
+from datamodules.sources.corpus import Corpus
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"

@@ -6,9 +6,9 @@ warning that names them; ``binary: error`` refuses them instead, ``binary: inclu
 folder walk does not enter version control or caches (``skip_folders``: .git and every other hidden
 folder, __pycache__, node_modules), saying on stderr which held files.
 Inputs larger than memory are fine: they are streamed twice in chunks and memory-mapped. A
-dataset can be streamed instead of downloaded whole (datamodules.hf_dataset), and ``max_bytes``
-takes a slice from the start of any corpus (datamodules.byte_limit). A dataset that cannot be resolved
-now (offline, its data files moved) is read from the copy prepared before (datamodules.dataset_index).
+dataset can be streamed instead of downloaded whole (datamodules.sources.hf_dataset), and ``max_bytes``
+takes a slice from the start of any corpus (datamodules.sources.byte_limit). A dataset that cannot be resolved
+now (offline, its data files moved) is read from the copy prepared before (datamodules.sources.dataset_index).
 """
 
 from __future__ import annotations
@@ -19,20 +19,21 @@ import warnings
 from collections.abc import Iterator
 from typing import Literal
 
-from datamodules.base import CharDataModule, Corpus
-from datamodules.byte_limit import ByteLimit, parse_byte_size
-from datamodules.dataset_index import PreparedCopy, recall, record
-from datamodules.hf_dataset import (
+from datamodules.base import CharDataModule
+from datamodules.common.rank_zero import rank_zero_note
+from datamodules.io.prepare import ChunkSource
+from datamodules.sources.byte_limit import ByteLimit, parse_byte_size
+from datamodules.sources.corpus import Corpus
+from datamodules.sources.dataset_index import PreparedCopy, recall, record
+from datamodules.sources.files import SKIP_FOLDERS, coalesce, expand_paths, files_chunks, text_files
+from datamodules.sources.hf_dataset import (
     DEFAULT_TEXT_COLUMN,
     DatasetSpec,
     DatasetUnresolvedError,
     check_flag_types,
     dataset_corpus,
 )
-from datamodules.one_pass import StreamedCorpus
-from datamodules.prepare import ChunkSource
-from datamodules.rank_zero import rank_zero_note
-from datamodules.sources import SKIP_FOLDERS, coalesce, expand_paths, files_chunks, text_files
+from datamodules.sources.one_pass import StreamedCorpus
 
 
 class TextDataModule(CharDataModule):
@@ -92,7 +93,7 @@ class TextDataModule(CharDataModule):
                              "already. Drop --data.streaming, or use --data.max_bytes to take a slice of them.")
         self.streaming, self.max_bytes_shown = streaming, max_bytes
         self.max_bytes = parse_byte_size(max_bytes)
-        self._recorded = False  # the dataset index names this request's folder (datamodules.dataset_index)
+        self._recorded = False  # the dataset index names this request's folder (datamodules.sources.dataset_index)
 
     def _corpus(self) -> Corpus | StreamedCorpus | PreparedCopy:
         return self._files_corpus() if self.path is not None else self._dataset_corpus()
@@ -172,7 +173,7 @@ def _check_file_flag_types(path: object, extensions: object, binary: object, ski
 
 
 def _limited(chunks: ChunkSource, limit: ByteLimit) -> ChunkSource:
-    """``chunks`` cut at ``limit`` (datamodules.byte_limit), on every call."""
+    """``chunks`` cut at ``limit`` (datamodules.sources.byte_limit), on every call."""
     return lambda: limit.cut(chunks())
 
 

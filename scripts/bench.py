@@ -24,8 +24,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from charlm.lit import CharLM
 from charlm.model import CharRNN, CharRNNConfig, detach_hidden
+from charlm.train.lightning_module import CharLM
 from datamodules import TextDataModule
 
 REPO = Path(__file__).resolve().parents[1]

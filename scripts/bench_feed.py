@@ -26,10 +26,10 @@ import lightning as L
 import torch
 
 from bench import FitTimer, sync_device  # scripts/ is on the path of a script run from it
-from charlm.lit import CharLM
+from charlm.train.lightning_module import CharLM
 from datamodules import TextDataModule
-from datamodules.device_feed import DeviceFeed
-from datamodules.streams import TrainStreams
+from datamodules.batches.device_feed import DeviceFeed
+from datamodules.batches.streams import TrainStreams
 
 
 def loader_rate(loader, batches: int, device: torch.device) -> float:

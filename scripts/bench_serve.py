@@ -39,7 +39,7 @@ def untrained(path: Path, layers: int, hidden: int) -> Path:
     sys.path.insert(0, str(REPO))
     from charlm.checkpoint import save_model_checkpoint
     from charlm.model import CharRNN, CharRNNConfig
-    from datamodules.vocab import Vocabulary
+    from datamodules.io.vocab import Vocabulary
 
     vocab = Vocabulary.from_bytes(bytes(range(32, 127)) + b"\n\t")
     return save_model_checkpoint(path, CharRNN(CharRNNConfig(vocab_size=len(vocab), num_layers=layers,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jsonargparse import CLI
 
-from charlm.commands.output_path import check_output_path, write_output
+from charlm.cli.output_path import check_output_path, write_output
 
 
 @dataclass

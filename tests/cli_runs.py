@@ -31,7 +31,7 @@ def small_run(corpus: Path, *extra: str, cmd: str = "fit") -> list[str]:
 
 def run_in(folder: Path, args: list[str]):
     """Run the CLI in-process with ``folder`` as the working directory; returns the LightningCLI."""
-    from charlm.cli import main
+    from charlm.cli.commands.fit import main
 
     folder.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()

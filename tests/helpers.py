@@ -179,9 +179,9 @@ class SaveAtBatchStart(L.Callback):
 
 def assert_ranks_trained_their_own_streams(batches: Path, corpus: Path, world: int) -> None:
     """Each rank's first 3 batches (RecordBatches in ``batches``, B=16, T=32) are its own streams of
-    ``corpus``'s training split (datamodules.streams.TrainStreams), and no two ranks share a row."""
+    ``corpus``'s training split (datamodules.batches.streams.TrainStreams), and no two ranks share a row."""
     from datamodules import ShakespeareDataModule
-    from datamodules.streams import TrainStreams
+    from datamodules.batches.streams import TrainStreams
 
     dm = ShakespeareDataModule(path=str(corpus))
     dm.setup("fit")

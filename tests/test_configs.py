@@ -12,8 +12,8 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.callbacks import Timer
 
 import datamodules
-from charlm.cli import DEFAULTS
-from charlm.lit import CharLM
+from charlm.cli.commands.fit import DEFAULTS
+from charlm.train.lightning_module import CharLM
 from tests.cli_runs import run_in
 from tests.conftest import REPO
 

@@ -1,6 +1,7 @@
 """charlm's training callbacks, named in configs as ``charlm.callbacks.<Name>`` (see defaults.yaml).
 
 - InterruptCheckpoint: ``interrupted.ckpt`` when fit stops on Ctrl-C or a crash (interrupt.py)
+- FitGuard, RunSummary: attached by the CLI to every fit, not named in configs (fit_guard.py, run_summary.py)
 - LearningRateMonitor: Lightning's, working without loggers too (lr_monitor.py)
 - TokensPerSecond: training throughput (throughput.py)
 - SampleText: samples at chosen temperatures, printed and logged to a W&B table (sample_text.py)

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from charlm.faults import DivergedError, weights_finite
+from charlm.train.faults import DivergedError, weights_finite
 
 
 class InterruptCheckpoint(L.Callback):
@@ -33,7 +33,7 @@ class InterruptCheckpoint(L.Callback):
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
         path = Path(folder or trainer.default_root_dir) / f"{self.filename}.ckpt"
         try:
-            # atomic: charlm.checkpoint_io (temp file beside it, os.replace); weights_only=False said
+            # atomic: charlm.train.checkpoint_io (temp file beside it, os.replace); weights_only=False said
             # outright, or Lightning logs "`weights_only` was not set" under the resume line
             trainer.save_checkpoint(path, weights_only=False)
         except OSError as err:  # e.g. the disk is full: report it, and let the exception that stopped training through

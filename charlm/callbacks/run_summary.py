@@ -18,8 +18,8 @@ import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from charlm.run_folders import run_log_dir
-from charlm.wandb_logger import wandb_loggers
+from charlm.train.run_folder import run_log_dir
+from charlm.train.wandb_logger import wandb_loggers
 
 
 def shown(path: str | os.PathLike) -> str:

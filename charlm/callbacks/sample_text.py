@@ -13,13 +13,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from charlm.checkpoint_io import write_atomically
-from charlm.generate import Utf8Stream, check_sampling_args, generate
+from charlm.infer.generate import Utf8Stream, generate
+from charlm.infer.logits import check_sampling_args
 from charlm.model import eval_mode
-from charlm.run_folders import run_log_dir
-from charlm.wandb_logger import GrowingTable, wandb_loggers
-from datamodules.rank_zero import rank_zero_note
-from datamodules.vocab import Vocabulary
+from charlm.train.run_folder import run_log_dir
+from charlm.train.wandb_logger import GrowingTable, wandb_loggers
+from datamodules.common.rank_zero import rank_zero_note
+from datamodules.io.atomic_files import write_atomically
+from datamodules.io.vocab import Vocabulary
 
 COLUMNS = ["global_step", "epoch", "val_bpc", "temperature", "prompt", "sample"]
 SAMPLES_FILE = "samples.jsonl"  # in the run's log folder: one JSON object (COLUMNS) per line
@@ -107,7 +108,7 @@ class SampleText(L.Callback):
         return fallback
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # a fit resumed in its own run folder (charlm.resume_folder) appends to the samples.jsonl
+        # a fit resumed in its own run folder (charlm.train.run_folder) appends to the samples.jsonl
         # there: first drop the rows of steps after the checkpoint's, which it samples again
         log_dir = run_log_dir(trainer) if trainer.is_global_zero and trainer.global_step > 0 else None
         if log_dir is not None and (log_dir / SAMPLES_FILE).is_file():

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import lightning as L
 
-from charlm.commands.output_path import write_output
+from charlm.infer.neuron_page import build_page, read_passage
+from charlm.infer.neurons import State, check_view
 from charlm.model import eval_mode
-from charlm.neuron_page import build_page, read_passage
-from charlm.neurons import State, check_view
-from charlm.run_folders import run_log_dir
-from charlm.wandb_logger import GrowingTable, wandb_loggers
+from charlm.train.run_folder import run_log_dir
+from charlm.train.wandb_logger import GrowingTable, wandb_loggers
+from datamodules.io.atomic_files import write_file
 
 RANKING_COLUMNS = ["global_step", "feature", "state", "layer", "unit", "r"]
 
 
 class VisualizeNeurons(L.Callback):
-    """Write the neuron page (charlm.neuron_page) of the model being trained every N validations (rank 0 only)."""
+    """Write the neuron page (charlm.infer.neuron_page) of the model being trained every N validations (rank 0 only)."""
 
     def __init__(
         self,
@@ -102,7 +102,7 @@ class VisualizeNeurons(L.Callback):
                                           self.layer, self.neuron, self.find, self.guesses)
         log_dir = run_log_dir(trainer)
         if log_dir is not None:
-            write_output(log_dir / self.key / f"step-{step}.html", page.encode("utf-8"))
+            write_file(log_dir / self.key / f"step-{step}.html", page.encode("utf-8"))
         rows = [[step, f, s, layer, unit, round(r, 4)]
                 for f, best in (ranking or {}).items() for s, layer, unit, r in best]
         self._log_wandb(trainer, page, rows)

@@ -2,7 +2,7 @@
 
 The pieces, one concern each: ``limits`` (what one request may ask for), ``body`` (a request's JSON read
 and checked field by field: every refusal a 4xx naming the field), ``models`` (the checkpoints
-chosen on the command line, by index), ``writing`` (a sample streamed as charlm.generate writes it),
+chosen on the command line, by index), ``writing`` (a sample streamed as charlm.infer.generate writes it),
 ``looking`` (neuron activations, top-5 guesses, surprise and saliency of a text), ``comparing``
 (which model wrote this: classify's verdict with per-byte surprise), ``app`` (the Starlette routes;
 the only module that imports the web libraries), ``command`` (the ``charlm serve`` function) and

@@ -30,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from charlm import __version__
 from charlm.serve import limits, writing
 from charlm.serve.body import read_body
 from charlm.serve.comparing import compare
@@ -38,6 +37,7 @@ from charlm.serve.guard import Guard
 from charlm.serve.limits import ANALYSES_AT_ONCE, MAX_COMPARE, MAX_LOOK, MAX_PROMPT, LimitError
 from charlm.serve.looking import TraceCache, look, saliency
 from charlm.serve.models import Served, pick
+from charlm.version import __version__
 
 # The page's own script and styles only: nothing inline runs, nothing loads from elsewhere, no framing
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -165,7 +165,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         except LimitError:
             release()
             raise
-        except ValueError as err:  # the model's outputs are not finite (charlm.generate says what to do)
+        except ValueError as err:  # the model's outputs are not finite (charlm.infer.generate says what to do)
             release()
             raise LimitError(str(err), 500) from None
         except BaseException:
@@ -186,7 +186,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
                     text, done, ran = await anyio.to_thread.run_sync(writing.take, steps)
                     generations.count(ran)
                 yield sse("done", {"bytes": sent, "seed": asked.seed})
-            except ValueError as err:  # the model's outputs went inf / NaN midway (charlm.generate)
+            except ValueError as err:  # the model's outputs went inf / NaN midway (charlm.infer.generate)
                 yield sse("error", {"error": str(err)})
             finally:  # also when the client went away: Starlette cancels this at its next await
                 steps.close()

@@ -1,7 +1,7 @@
 """Who wrote this: a passage scored by every model, as ``charlm classify`` does, with per-byte surprise.
 
 The bytes some model never saw are left out for all (classify's ``--unknown skip``,
-datamodules.vocab.skip_unknown), so every model scores the same bytes; the verdict is the model
+datamodules.io.vocab.skip_unknown), so every model scores the same bytes; the verdict is the model
 with the fewest bits per byte, with its margin in bits per byte and in bytes more to encode, as
 classify prints it.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from charlm.commands.classify import ranking
-from charlm.neurons import display
+from charlm.infer.neurons import display
+from charlm.infer.score import ranking
 from charlm.serve.limits import MAX_COMPARE, LimitError, check_size
 from charlm.serve.looking import known_bytes, rounded, surprise_bits
 from charlm.serve.models import Served
-from datamodules.vocab import skip_unknown
+from datamodules.io.vocab import skip_unknown
 
 
 def compare(models: list[Served], text: str) -> dict[str, Any]:

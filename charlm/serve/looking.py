@@ -1,8 +1,8 @@
 """Look inside: what the model does at each byte of a text.
 
-Activations, top-5 guesses and surprise come from one pass of charlm.neurons.trace (the model
+Activations, top-5 guesses and surprise come from one pass of charlm.infer.neurons.trace (the model
 stepped byte by byte, as ``charlm visualize``), the ranked units from ``rank_neurons`` over
-``features`` (``visualize --find``), the colours from charlm.neuron_page's palette. Surprise is
+``features`` (``visualize --find``), the colours from charlm.infer.neuron_page's palette. Surprise is
 -log2 p(byte | bytes before it), whose mean is ``charlm score``'s bits per byte. Saliency: the
 gradient of one prediction's log-probability with respect to the input embeddings of the bytes
 before it (a window), its L2 norm per byte.
@@ -19,18 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from charlm.commands.score import nats_per_byte
-from charlm.generate import read_prompt
+from charlm.infer.generate import read_prompt
+from charlm.infer.neuron_page import _colour
+from charlm.infer.neurons import Trace, check_view, display, features, rank_neurons, trace
+from charlm.infer.score import nats_per_byte
 from charlm.model import Hidden
-from charlm.neuron_page import _colour
-from charlm.neurons import Trace, check_view, display, features, rank_neurons, trace
 from charlm.serve.limits import MAX_LOOK, SALIENCY_WINDOW, TRACE_CACHE_BYTES, LimitError, check_size, shown
 from charlm.serve.models import Served
-from datamodules.vocab import Vocabulary, skip_unknown
+from datamodules.io.vocab import Vocabulary, skip_unknown
 
 
 def known_bytes(data: bytes, vocab: Vocabulary) -> tuple[bytes, str | None]:
-    """``data`` without the bytes ``vocab`` lacks (datamodules.vocab.skip_unknown, as ``--unknown skip``),
+    """``data`` without the bytes ``vocab`` lacks (datamodules.io.vocab.skip_unknown, as ``--unknown skip``),
     and a note naming them for the page (None if there were none)."""
     kept, missing = skip_unknown(data, {"": vocab})
     if not missing:
@@ -41,7 +41,7 @@ def known_bytes(data: bytes, vocab: Vocabulary) -> tuple[bytes, str | None]:
 def surprise_bits(served: Served, data: bytes, window: int = 4096) -> np.ndarray:
     """-log2 p(byte t | bytes before it) for t = 1..N-1, shape (N-1,); byte 0 is context only.
 
-    charlm.commands.score.nats_per_byte in bits: its mean is ``charlm score``'s bpc.
+    charlm.cli.commands.score.nats_per_byte in bits: its mean is ``charlm score``'s bpc.
     """
     return (nats_per_byte(served.loaded, data, window).double() / math.log(2)).numpy()
 
@@ -107,7 +107,7 @@ def common_start(a: bytes, b: bytes) -> int:
 
 
 def see(served: Served, data: bytes, earlier: Seen | None = None, k: int = 0) -> Seen:
-    """Trace ``data`` (charlm.neurons.trace: states, guesses and surprise in one pass) and rank the units
+    """Trace ``data`` (charlm.infer.neurons.trace: states, guesses and surprise in one pass) and rank the units
     ``visualize --find`` ranks.
 
     With ``earlier`` (a text that starts like this one: typing at its end, or deleting) and ``k``, the

@@ -1,6 +1,6 @@
-"""Write: a sample streamed piece by piece as charlm.generate produces it.
+"""Write: a sample streamed piece by piece as charlm.infer.generate produces it.
 
-The same steps as ``charlm sample`` with one sample (charlm.commands.sample): the prompt as a
+The same steps as ``charlm sample`` with one sample (charlm.infer.engine): the prompt as a
 (1, P) batch, a ``torch.Generator`` seeded with the seed on the model's device, the model's own
 ``generate`` loop and ``Utf8Stream``; so a seed gives the same bytes here as on the command line.
 Each stream owns its generator and hidden state (inside ``generate``): two tabs never share one.
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from charlm.commands.sample import SEEDS
-from charlm.generate import Utf8Stream, check_sampling_args, generate
+from charlm.infer.engine import SEEDS
+from charlm.infer.generate import Utf8Stream, generate
+from charlm.infer.logits import check_sampling_args
 from charlm.serve.body import Body
 from charlm.serve.limits import MAX_LENGTH, LimitError
 from charlm.serve.models import Served

@@ -1,4 +1,4 @@
-"""Beam search (charlm.beam, ``charlm sample --beam N``): greedy at width 1, never worse than greedy,
+"""Beam search (charlm.infer.beam, ``charlm sample --beam N``): greedy at width 1, never worse than greedy,
 exact once the beam holds every sequence; its scores are the model's own log-probabilities."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from charlm.beam import MAX_BEAM, beam_memory, beam_search
-from charlm.generate import generate
+from charlm.infer.beam import MAX_BEAM, beam_memory, beam_search
+from charlm.infer.generate import generate
 from charlm.model import CharRNN, CharRNNConfig
 from tests.cli_runs import assert_one_line, run_python
 from tests.conftest import REPO
@@ -119,9 +119,9 @@ def test_bad_beams_are_one_line(charlm_main):
 MEASURE = """
 import dataclasses, io, re, sys, torch
 from pathlib import Path
-from charlm.beam import beam_memory
+from charlm.infer.beam import beam_memory
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.sample import Settings, write_beams
+from charlm.infer.engine import Settings, write_beams
 def peak():
     return int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
 torch.set_num_threads(1)

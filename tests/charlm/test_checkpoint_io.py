@@ -21,13 +21,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
-from charlm.checkpoint_io import (
-    AtomicCheckpointIO,
-    _atomic_link_checkpoint,
-    remove_stale_temp_files,
-    temp_path,
-    use_atomic_checkpoints,
-)
+from charlm.train.checkpoint_io import AtomicCheckpointIO, _atomic_link_checkpoint, use_atomic_checkpoints
+from datamodules.io.atomic_files import remove_stale_temp_files
+from datamodules.io.atomic_files import temp_name as temp_path
 from tests.cli_runs import checkpoint_dir, keeping_sigint, run_in, run_python, small_run, start_python, with_callback
 
 # Saves {"version": v, "state_dict": 4 tensors filled with v} over the same file, v = 0, 1, 2, ...,
@@ -46,7 +42,7 @@ SAVE_FOREVER = textwrap.dedent("""
 # Saves over an existing checkpoint (argv[1]), on a disk that is full past a file size (disk_full_at).
 SAVE_PAST_LIMIT = textwrap.dedent("""
     import sys, torch
-    from charlm.checkpoint_io import AtomicCheckpointIO
+    from charlm.train.checkpoint_io import AtomicCheckpointIO
     try:
         AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2**22)}}, sys.argv[1])  # 16 MB
     except OSError as err:
@@ -70,7 +66,7 @@ def other_filesystem_tmpdir(tmp_path) -> Iterator[Path]:
 def test_kill_9_mid_save_leaves_a_complete_checkpoint_and_the_next_save_removes_the_temp_file(
         tmp_path, other_filesystem_tmpdir):
     path = tmp_path / "ckpts" / "last.ckpt"
-    writer = start_python("-c", SAVE_FOREVER, str(path), "128", "charlm.checkpoint_io:AtomicCheckpointIO",
+    writer = start_python("-c", SAVE_FOREVER, str(path), "128", "charlm.train.checkpoint_io:AtomicCheckpointIO",
                           stdout=subprocess.PIPE, text=True, env={"TMPDIR": str(other_filesystem_tmpdir)})
     try:
         assert writer.stdout.readline().strip() == "0"  # a first good save

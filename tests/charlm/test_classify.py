@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.vocab import Vocabulary, drop_unknown
+from datamodules.io.vocab import Vocabulary, drop_unknown
 from tests.cli_runs import assert_one_line, charlm, checkpoint_dir, run_in, small_run
 from tests.conftest import REPO
 

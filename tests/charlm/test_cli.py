@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from charlm.cli import CharLMCLI
-from charlm.commands import NAMES, TRAINING, load, summary
+from charlm.cli.commands.fit import CharLMCLI
+from charlm.cli.parser import load, summary
+from charlm.cli.table import NAMES, TRAINING
 from tests.cli_runs import assert_one_line, charlm, run_in, run_python, small_run
 from tests.conftest import REPO
 
@@ -59,7 +60,7 @@ def test_checkpoint_commands_start_without_importing_lightning():
         out = run_python("-X", "importtime", "-m", "charlm", *args, timeout=120)
         assert out.returncode == 0 and output in out.stdout, out.stderr[-2000:]
         imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]
-        assert "charlm.commands" in imported  # -X importtime reports imports: the check can see them
+        assert "charlm.cli.parser" in imported  # -X importtime reports imports: the check can see them
         assert not [m for m in imported if m.split(".")[0] in ("lightning", "pytorch_lightning")], args
 
 

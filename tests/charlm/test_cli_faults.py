@@ -18,11 +18,10 @@ import tomllib
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from charlm.cli import DEFAULTS
-from charlm.exits import describe_os_error
-from charlm.model import CharRNN, CharRNNConfig
-from charlm.model_size import parameter_count
-from charlm.quiet import quiet_library_noise
+from charlm.cli.commands.fit import DEFAULTS
+from charlm.cli.exits import describe_os_error
+from charlm.cli.quiet import quiet_library_noise
+from charlm.model import CharRNN, CharRNNConfig, parameter_count
 from tests.cli_runs import assert_one_line, charlm, run_python
 from tests.conftest import REPO
 
@@ -170,7 +169,7 @@ def test_library_noise_is_silenced_and_nothing_else(caplog):
 def test_first_screen_of_a_fit_has_no_library_noise(tmp_path, shakespeare_path):
     """A real run: no LeafSpec, litlogger or jsonargparse deprecation (``skip_none`` would be an error)."""
     env = {"WANDB_MODE": "offline", "JSONARGPARSE_DEPRECATION_WARNINGS": "all"}  # not once per kind
-    out = run_python("-W", "error::DeprecationWarning:charlm.run_config", "-m", "charlm", "fit",
+    out = run_python("-W", "error::DeprecationWarning:charlm.train.run_record", "-m", "charlm", "fit",
                      "--data.path", str(shakespeare_path), *TINY, "--trainer.max_steps", "2",
                      "--trainer.limit_val_batches", "2", "--trainer.callbacks", "[]", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -203,7 +202,7 @@ def test_fit_without_a_config_reads_the_packaged_defaults(charlm_main, tmp_path)
     assert out.returncode == 0, out.stderr
     for line in ("class_path: datamodules.ShakespeareDataModule", "hidden_size: 256", "max_epochs: 10",
                  "class_path: lightning.pytorch.callbacks.ModelCheckpoint",
-                 "class_path: charlm.wandb_logger.WandbLogger"):
+                 "class_path: charlm.train.wandb_logger.WandbLogger"):
         assert line in out.stdout, line
     with_cli_yaml = charlm_main("fit", "--config", REPO / "cli.yaml", "--print_config")
     assert with_cli_yaml.stdout == out.stdout  # cli.yaml adds nothing: one source of truth

@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from charlm.generate import sample_next
+from charlm.infer.logits import sample_next
 from tests.cli_runs import assert_one_line
 from tests.conftest import REPO
 

@@ -44,8 +44,8 @@ from charlm.compat import (
     wandb_upstream_url,
     wrapped_checkpoint_io,
 )
-from charlm.csv_logger import ResumableCSVLogger
-from charlm.resume import between_epochs, count_logged_steps_once, start_the_next_epoch
+from charlm.train.csv_logger import ResumableCSVLogger
+from charlm.train.resume import between_epochs, count_logged_steps_once, start_the_next_epoch
 from tests.helpers import SaveAtBatchStart
 
 COUNTERS = {"ready", "started", "processed", "completed"}
@@ -151,7 +151,7 @@ class Steps(Logger):
 
 @pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
 def test_a_resume_from_a_batch_start_logs_one_step_late_unless_the_count_is_lowered(tmp_path):
-    # what charlm.resume.count_logged_steps_once corrects: Lightning adds 1 to the logged step on restart
+    # what charlm.train.resume.count_logged_steps_once corrects: Lightning adds 1 to the logged step on restart
     ckpt_path = tmp_path / "batch-start.ckpt"
     whole = Steps()
     trainer(tmp_path, max_steps=4, logger=whole, log_every_n_steps=1,
@@ -173,7 +173,7 @@ def test_a_resume_from_a_batch_start_logs_one_step_late_unless_the_count_is_lowe
 
 
 def test_a_resume_from_between_two_epochs_runs_an_empty_epoch_unless_the_next_one_is_started(tmp_path):
-    # what charlm.resume.start_the_next_epoch corrects: a file written after an epoch's end (SIGTERM stops
+    # what charlm.train.resume.start_the_next_epoch corrects: a file written after an epoch's end (SIGTERM stops
     # there) resumes, in a run bounded by max_steps, into an epoch whose batches are all done
     fitted = trainer(tmp_path, max_steps=3, limit_train_batches=3)
     fitted.fit(BoringModel())  # one epoch of 3 batches
@@ -230,7 +230,7 @@ def test_model_checkpoint_links_last_through_the_replaced_linker(tmp_path):
 
 # --- Lightning: loggers --------------------------------------------------------------------------------
 class Hooks(ExperimentWriter):
-    """Lightning's writer, noting when it calls the hooks charlm.csv_logger.ContinuingWriter overrides."""
+    """Lightning's writer, noting when it calls the hooks charlm.train.csv_logger.ContinuingWriter overrides."""
 
     calls: ClassVar[list[str]] = []
 
@@ -313,12 +313,12 @@ def test_entry_class_follows_the_class_not_its_spelling():
     def entry(path: str) -> Namespace:
         return Namespace(class_path=path, init_args=Namespace())
 
-    assert entry_class(entry("charlm.csv_logger.ResumableCSVLogger")) is ResumableCSVLogger
-    assert entry_is(entry("charlm.csv_logger.ResumableCSVLogger"), CSVLogger)
+    assert entry_class(entry("charlm.train.csv_logger.ResumableCSVLogger")) is ResumableCSVLogger
+    assert entry_is(entry("charlm.train.csv_logger.ResumableCSVLogger"), CSVLogger)
     assert entry_is(entry("lightning.pytorch.loggers.CSVLogger"), CSVLogger)
     assert not entry_is(entry("lightning.pytorch.loggers.CSVLogger"), ResumableCSVLogger)
     assert entry_is(entry("charlm.callbacks.InterruptCheckpoint"), L.Callback)  # a re-exported name
-    assert entry_is(entry("charlm.wandb_logger.WandbLogger"), LightningWandbLogger)
+    assert entry_is(entry("charlm.train.wandb_logger.WandbLogger"), LightningWandbLogger)
     assert not entry_is(entry("lightning.pytorch.loggers.TensorBoardLogger"), LightningWandbLogger)
     assert entry_class(entry("no.such.module.Thing")) is None and entry_class(entry("lightning.NoSuchThing")) is None
     assert entry_class(True) is None and entry_class(None) is None  # logger: true / null

@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint, save_model_checkpoint
-from charlm.commands.export import INSTALL, export
-from charlm.commands.score import bits_per_byte
+from charlm.cli.commands.export import export
+from charlm.infer.export import INSTALL
+from charlm.infer.score import bits_per_byte
 from charlm.model import CharRNN, CharRNNConfig, Hidden, hidden_tensors
-from datamodules.vocab import Vocabulary
+from datamodules.io.vocab import Vocabulary
 from tests.cli_runs import assert_one_line
 from tests.conftest import REPO
 

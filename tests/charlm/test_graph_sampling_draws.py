@@ -1,4 +1,4 @@
-"""charlm.graph_sampling on the CPU: the Gumbel-max draw and the chunked steps, run eagerly (no capture).
+"""charlm.infer.graph_sampling on the CPU: the Gumbel-max draw and the chunked steps, run eagerly (no capture).
 
 The capture itself needs CUDA (tests/gpu/test_graph_sampling.py); everything it replays is here.
 """
@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from charlm.generate import generate
-from charlm.graph_sampling import CHUNK, GraphSampler, chunk_steps, draw, fill_gumbel
+from charlm.infer.generate import generate
+from charlm.infer.graph_sampling import CHUNK, GraphSampler, chunk_steps, draw, fill_gumbel
 from charlm.model import CharRNN, CharRNNConfig
 
 EULER_GAMMA = 0.5772156649

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from charlm.commands import NAMES
+from charlm.cli.table import NAMES
 
 DEFINITION = "Scores are in bpc, bits per character"
 

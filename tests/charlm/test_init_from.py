@@ -13,8 +13,8 @@ import lightning as L
 import pytest
 import torch
 
-from charlm import init_from
-from charlm.lit import CharLM
+from charlm.train import init_from
+from charlm.train.lightning_module import CharLM
 from tests.cli_runs import assert_one_line, charlm, run_in, with_callback
 from tests.conftest import REPO, SHAKESPEARE
 from tests.helpers import read_metrics
@@ -143,7 +143,7 @@ def test_a_file_that_is_not_a_charlm_checkpoint_is_refused(corpora, charlm_main,
     assert not (tmp_path / "runs").exists()
 
 
-CSV_ONLY = ["--trainer.logger", "charlm.csv_logger.ResumableCSVLogger",  # a run folder with config.yaml, no W&B
+CSV_ONLY = ["--trainer.logger", "charlm.train.csv_logger.ResumableCSVLogger",  # a run folder with config.yaml, no W&B
             "--trainer.logger.save_dir", "runs", "--trainer.logger.name", "null"]
 
 

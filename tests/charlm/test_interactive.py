@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from charlm.interactive import parse_command
+from charlm.cli.commands.interactive import parse_command
 from tests.cli_runs import charlm, child_env, default_signals
 from tests.conftest import REPO
 
@@ -311,7 +311,7 @@ def test_unknown_can_be_set_within_a_session(charlm_main):
 
 
 def test_the_banner_fits_80_columns():
-    from charlm.interactive import banner
+    from charlm.cli.commands.interactive import banner
     from charlm.model import CharRNNConfig
 
     text = banner(CharRNNConfig(vocab_size=205, cell="lstm", num_layers=12, hidden_size=4096, embedding_dim=512))

@@ -3,8 +3,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from charlm.lit import lr_factor
-from charlm.metrics import BitsPerByte
+from charlm.train.lightning_module import lr_factor
+from charlm.train.metrics import BitsPerByte
 
 
 def test_bpc_is_mean_nats_over_ln2_across_uneven_batches():

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.lit import CharLM
 from charlm.model import CharRNN, CharRNNConfig, detach_hidden
+from charlm.train.lightning_module import CharLM
 from tests.cli_runs import run_in
 from tests.conftest import REPO
 

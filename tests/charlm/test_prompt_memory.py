@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charlm.generate import PROMPT_POSITIONS_PER_CALL, read_prompt
+from charlm.infer.generate import PROMPT_POSITIONS_PER_CALL, read_prompt
 from charlm.model import CharRNN, CharRNNConfig
 from tests.conftest import REPO
 

@@ -14,7 +14,7 @@ import torch
 
 from tests.cli_runs import keeping_sigint, run_in, small_run, with_callback
 
-CSV_ONLY = ["--trainer.logger", "charlm.csv_logger.ResumableCSVLogger",  # no W&B start-up
+CSV_ONLY = ["--trainer.logger", "charlm.train.csv_logger.ResumableCSVLogger",  # no W&B start-up
             "--trainer.logger.save_dir", "runs", "--trainer.logger.name", "null"]  # null: named after the corpus
 COMMON = ["--trainer.max_steps", "40", "--trainer.val_check_interval", "10", "--trainer.limit_val_batches", "2",
           "--trainer.log_every_n_steps", "5", "--model.lr", "0.01", "--model.warmup_steps", "2", *CSV_ONLY]

@@ -17,11 +17,11 @@ from tests.conftest import SHAKESPEARE
 # ends and five validations, in a few seconds
 COMMON = ["--trainer.max_steps", "30", "--trainer.limit_train_batches", "12", "--trainer.val_check_interval", "6",
           "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", "--model.dropout", "0.3",
-          "--model.warmup_steps", "5", "--trainer.logger", "charlm.csv_logger.ResumableCSVLogger",
+          "--model.warmup_steps", "5", "--trainer.logger", "charlm.train.csv_logger.ResumableCSVLogger",
           "--trainer.logger.save_dir", "runs", "--trainer.logger.name", "null"]
 # (boundary, the step after which the signal is sent): the validation after step 12 ends the epoch
 BOUNDARIES = [("batch_end", 4), ("validation_end", 18), ("validation_end", 12), ("epoch_end", 12)]
-EXIT_STATUS = {"SIGINT": 1, "SIGTERM": 143}  # Lightning's after a Ctrl-C; 128 + SIGTERM (charlm.faults)
+EXIT_STATUS = {"SIGINT": 1, "SIGTERM": 143}  # Lightning's after a Ctrl-C; 128 + SIGTERM (charlm.train.faults)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -59,7 +59,7 @@ def test_a_signal_at_a_boundary_resumes_to_the_uninterrupted_records(name, at, s
     assert stopped.value.code == EXIT_STATUS[name]
     saved = tmp_path / "runs" / "shakespeare" / "version_0" / "checkpoints" / "interrupted.ckpt"
     assert torch.load(saved, weights_only=True)["global_step"] == step
-    assert not (saved.parent.parent / "charlm.lock").exists()  # the run folder given back (charlm.run_lock)
+    assert not (saved.parent.parent / "charlm.lock").exists()  # the run folder given back (charlm.train.run_folder)
 
     resumed = fit(tmp_path, tmp_path / "cache", "--ckpt_path", str(saved))
     assert resumed.trainer.global_step == 30

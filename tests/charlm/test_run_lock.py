@@ -1,4 +1,4 @@
-"""One writer per run folder (charlm.run_lock): a second fit on a folder another process is writing is
+"""One writer per run folder (charlm.train.run_folder): a second fit on a folder another process is writing is
 refused in one line naming that process; a lock left by a process that is gone is taken over, with a
 note; the lock goes when the fit ends, however it ends (signals: tests/charlm/test_resume_signals.py)."""
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from charlm import run_lock
+from charlm.train import run_folder as run_lock
 from tests.cli_runs import assert_one_line, run_in, small_run, start_python, with_callback
 
 COMMON = ["--trainer.max_steps", "10", "--trainer.val_check_interval", "5", "--trainer.limit_val_batches", "2",
-          "--trainer.logger", "charlm.csv_logger.ResumableCSVLogger", "--trainer.logger.save_dir", "runs",
+          "--trainer.logger", "charlm.train.csv_logger.ResumableCSVLogger", "--trainer.logger.save_dir", "runs",
           "--trainer.logger.name", "null"]  # no W&B start-up
 RUN = Path("runs", "shakespeare", "version_0")
 

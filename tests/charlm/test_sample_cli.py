@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.sample import encode_prompt
-from datamodules.vocab import Vocabulary
+from charlm.infer.engine import encode_prompt
+from datamodules.io.vocab import Vocabulary
 from tests.cli_runs import assert_one_line, charlm
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from charlm.callbacks.sample_text import SampleText, fallback_prompt
-from datamodules.vocab import Vocabulary
+from datamodules.io.vocab import Vocabulary
 from tests.cli_runs import run_in, small_run
 
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from charlm.commands.sample import StopAt
-from charlm.generate import Utf8Stream, check_sampling_args, filter_logits, generate, sample_next
+from charlm.infer.engine import StopAt
+from charlm.infer.generate import Utf8Stream, generate
+from charlm.infer.logits import check_sampling_args, filter_logits, sample_next
 from charlm.model import CharRNN, CharRNNConfig
 
 

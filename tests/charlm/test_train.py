@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charlm.lit import CharLM
+from charlm.train.lightning_module import CharLM
 from tests.cli_runs import checkpoint_dir, keeping_sigint, run_in, small_run, with_callback
 from tests.helpers import read_metrics
 

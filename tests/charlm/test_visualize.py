@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.visualize import visualize
-from charlm.neurons import features, rank_neurons, trace
+from charlm.cli.commands.visualize import visualize
+from charlm.infer.neurons import features, rank_neurons, trace
 
-CHARACTER = re.compile(r'<a class="v\d+"')  # one per character of a panel (charlm.neuron_page)
+CHARACTER = re.compile(r'<a class="v\d+"')  # one per character of a panel (charlm.infer.neuron_page)
 
 
 def test_stepwise_activations_equal_the_fused_forward(tiny_checkpoint):

@@ -10,12 +10,12 @@ import pytest
 
 from tests.cli_runs import run_in, small_run, with_callback
 
-CHARACTER = re.compile(r'<a class="v\d+"')  # one per character of a panel (charlm.neuron_page)
+CHARACTER = re.compile(r'<a class="v\d+"')  # one per character of a panel (charlm.infer.neuron_page)
 
 
 @pytest.mark.slow
 def test_pages_in_the_run_folder_and_in_wandb(tmp_path, shakespeare_path):
-    from charlm.commands.visualize import visualize
+    from charlm.cli.commands.visualize import visualize
 
     passage = tmp_path / "passage.txt"
     passage.write_bytes(shakespeare_path.read_bytes()[-700:])
@@ -94,7 +94,7 @@ def test_without_a_charlm_data_module_it_asks_for_a_text_file(tmp_path):
     import lightning as L
 
     from charlm.callbacks.visualize_neurons import VisualizeNeurons
-    from charlm.lit import CharLM
+    from charlm.train.lightning_module import CharLM
 
     trainer = L.Trainer(default_root_dir=tmp_path, logger=False)  # e.g. fit(model, train_dataloaders=...)
     with pytest.raises(ValueError, match="give it text_file"):

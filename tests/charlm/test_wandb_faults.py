@@ -19,8 +19,8 @@ import pytest
 import torch
 import wandb
 
-from charlm.wandb_logger import offline_parts, resolve_mode
-from charlm.wandb_probe import probe_server
+from charlm.train.wandb_logger import offline_parts, resolve_mode
+from charlm.train.wandb_probe import probe_server
 from tests.cli_runs import keeping_sigint, small_run, with_callback
 
 # limit_val_batches 2, not 1: Lightning reads 1 as 100%
@@ -38,7 +38,7 @@ def env(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setattr("charlm.wandb_probe._RECENT", {})  # no probe answer from another test
+    monkeypatch.setattr("charlm.train.wandb_probe._RECENT", {})  # no probe answer from another test
     return monkeypatch
 
 

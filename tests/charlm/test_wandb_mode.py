@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from charlm import wandb_probe
-from charlm.wandb_logger import WandbUnavailableError, resolve_mode
+from charlm.train import wandb_probe
+from charlm.train.wandb_logger import WandbUnavailableError, resolve_mode
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datamodules import Enwik8DataModule, LinuxDataModule
-from datamodules.errors import CorruptArchiveError
+from datamodules.common.errors import CorruptArchiveError
 
 MEMBER = b"".join(b"<page><title>Article %d</title> [[link]] text %d\n" % (i, i * 7919 % 1000) for i in range(3000))
 SOURCES = {f"linux-6.1/drivers/d{i}.c": b"int f%d(void) { return %d; }\n" % (i, i) * 40 for i in range(6)}

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from datamodules import LinuxDataModule, TextDataModule
-from datamodules.prepare import META, TOKENS, VOCAB, is_prepared, load_tokens, prepared_problem
-from datamodules.vocab import Vocabulary
+from datamodules.io.atomic_files import temp_name
+from datamodules.io.prepare import META, TOKENS, VOCAB, is_prepared, load_tokens, prepared_problem
+from datamodules.io.vocab import Vocabulary
 from tests.cli_runs import run_python, start_python
 from tests.datamodules.workers import prepare_tarball_at_once
 
@@ -118,9 +119,9 @@ def test_broken_vocab_file_names_itself(tmp_path):
 DISK_FULL = """
 import sys
 from pathlib import Path
-from datamodules.errors import CacheWriteError
-from datamodules.prepare import file_chunks, prepare
-from datamodules.sources import prepare_tarball
+from datamodules.common.errors import CacheWriteError
+from datamodules.io.prepare import file_chunks, prepare
+from datamodules.sources.files import prepare_tarball
 text, text_folder, tarball, tar_folder = map(Path, sys.argv[1:])
 for run in (lambda: prepare(text_folder, file_chunks(text), str(text)),
             lambda: prepare_tarball(tar_folder, tarball, [".c", ".h"])):
@@ -158,8 +159,8 @@ KILLED = """
 import signal, sys
 from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; by default the kernel kills the process
-from datamodules.prepare import file_chunks, prepare
-from datamodules.sources import prepare_tarball
+from datamodules.io.prepare import file_chunks, prepare
+from datamodules.sources.files import prepare_tarball
 kind, path, folder = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 if kind == "text":
     prepare(folder, file_chunks(path), str(path))
@@ -180,15 +181,15 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path, kind):
                           stderr=subprocess.PIPE, text=True)
     _, stderr = killed.communicate(timeout=120)
     assert killed.returncode == -signal.SIGXFSZ, stderr
-    expected = f".spool-{killed.pid}-" if kind == "linux" else f".tokens.u8.{killed.pid}.tmp"
+    expected = f".spool-{killed.pid}-" if kind == "linux" else temp_name(folder / "tokens.u8", killed.pid).name
     left = leftovers(tmp_path / "cache")
     assert [p for p in left if p.name.startswith(expected)], left  # its pid is in the name
 
     live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
-        keep = [folder / f".tokens.u8.{live.pid}.tmp", folder / ".tokens.u8.tmp", folder / f"notes.{killed.pid}.tmp",
-                folder.parent / "other" / f".meta.json.{live.pid}.tmp"]
-        stale = [folder.parent / "other" / f".vocab.json.{killed.pid}.tmp"]
+        keep = [temp_name(folder / "tokens.u8", live.pid), folder / ".tokens.u8.tmp",
+                folder / f"notes.{killed.pid}.tmp", temp_name(folder.parent / "other" / "meta.json", live.pid)]
+        stale = [temp_name(folder.parent / "other" / "vocab.json", killed.pid)]
         for p in keep + stale:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(b"x")

@@ -1,4 +1,4 @@
-"""datamodules.compat against the installed Lightning, tarfile and datasets: each test fails if the
+"""datamodules.common.compat against the installed Lightning, tarfile and datasets: each test fails if the
 library stops behaving as the function relies on."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
 from torch.utils.data import DataLoader
 
-from datamodules.compat import (
+from datamodules.common.compat import (
     batches_done_before_resume,
     block_after_end_marker,
     dataset_fingerprint,

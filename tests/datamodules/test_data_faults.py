@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from datamodules import Enwik8DataModule, LinuxDataModule, ShakespeareDataModule, TextDataModule
-from datamodules.fetch import ChecksumMismatchError
-from datamodules.sources import expand_paths
-from datamodules.streams import EvalStreams
+from datamodules.batches.streams import EvalStreams
+from datamodules.io.fetch import ChecksumMismatchError
+from datamodules.sources.files import expand_paths
 
 SMALL = {"batch_size": 2, "seq_len": 16, "eval_batch_size": 2}
 
@@ -213,7 +213,7 @@ def test_a_cache_dir_that_is_a_file_says_so(tmp_path: Path):
 
 # --- a binary file given as text: the message names a few bytes, not all 200 -----------------------
 def test_unknown_bytes_are_named_briefly():
-    from datamodules.vocab import Vocabulary
+    from datamodules.io.vocab import Vocabulary
 
     vocab = Vocabulary(tuple(sorted(b"abc \n")))
     for data in (bytes(range(256)), "".join(map(chr, range(0x400, 0x500))).encode()):  # bytes / characters

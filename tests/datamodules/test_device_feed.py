@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from datamodules import TextDataModule
-from datamodules.device_feed import DeviceFeed, free_memory, keep_on_device, place_train_streams
-from datamodules.streams import TrainStreams
+from datamodules.batches.device_feed import DeviceFeed, free_memory, keep_on_device, place_train_streams
+from datamodules.batches.streams import TrainStreams
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device")])]

@@ -6,8 +6,8 @@ import zipfile
 import pytest
 
 from datamodules import Enwik8DataModule
-from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError
-from datamodules.sources import CorruptArchiveError
+from datamodules.io.fetch import ChecksumMismatchError, CorpusUnavailableError
+from datamodules.sources.files import CorruptArchiveError
 
 SIZE = 400_000
 
@@ -36,7 +36,7 @@ def test_download_verify_and_standard_split(http_root, tmp_path, member):
 
 
 def test_real_split_sizes_for_the_real_length():
-    from datamodules.base import split_sizes
+    from datamodules.batches.sizes import split_sizes
 
     assert split_sizes(100_000_000, 0.05, 0.05) == (90_000_000, 5_000_000, 5_000_000)
 

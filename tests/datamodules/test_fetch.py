@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError, download
+from datamodules.io.fetch import ChecksumMismatchError, CorpusUnavailableError, download
 
 DATA = b"First Citizen:\nBefore we proceed any further, hear me speak.\n" * 200
 SHA = hashlib.sha256(DATA).hexdigest()

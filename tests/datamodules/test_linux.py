@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from datamodules import LinuxDataModule
-from datamodules.fetch import ChecksumMismatchError, CorpusUnavailableError
-from datamodules.sources import CorruptArchiveError
+from datamodules.io.fetch import ChecksumMismatchError, CorpusUnavailableError
+from datamodules.sources.files import CorruptArchiveError
 from tests.conftest import _QuietHandler, _serve
 
 FILES = {  # deliberately not in sorted order

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from datamodules.prepare import META, TOKENS, file_chunks, is_prepared, load_tokens, prepare
-from datamodules.vocab import Vocabulary
+from datamodules.io.prepare import META, TOKENS, file_chunks, is_prepared, load_tokens, prepare
+from datamodules.io.vocab import Vocabulary
 
 
 def test_prepares_tokens_vocab_and_meta(tmp_path):

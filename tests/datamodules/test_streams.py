@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from datamodules.streams import IGNORE, EvalStreams, TrainStreams
+from datamodules.batches.streams import IGNORE, EvalStreams, TrainStreams
 
 
 def corpus(n: int) -> torch.Tensor:

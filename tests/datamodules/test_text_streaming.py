@@ -9,8 +9,8 @@ import time
 import pytest
 
 from datamodules import TextDataModule
-from datamodules.byte_limit import ByteLimit, parse_byte_size
-from datamodules.errors import CacheWriteError, CorpusUnavailableError
+from datamodules.common.errors import CacheWriteError, CorpusUnavailableError
+from datamodules.sources.byte_limit import ByteLimit, parse_byte_size
 from tests.cli_runs import assert_one_line, charlm, run_python
 
 pa = pytest.importorskip("pyarrow")
@@ -63,7 +63,7 @@ def tokens_and_vocab(folder):
 
 
 def corpus_of(folder) -> bytes:
-    from datamodules.prepare import load_tokens
+    from datamodules.io.prepare import load_tokens
 
     tokens, vocab = load_tokens(folder)
     return vocab.decode(tokens.tolist())
@@ -283,7 +283,8 @@ FIRST = {"RANK": "0", "LOCAL_RANK": "0", "NODE_RANK": "0", "SLURM_PROCID": "0"} 
 def test_only_the_first_process_of_a_run_notes_the_copy(env, first):
     # rank 1 under torchrun (RANK), of Lightning's DDP launcher (LOCAL_RANK) or under srun (SLURM_PROCID), or the
     # first process of node 1 of a multi-node run (NODE_RANK)
-    code = "from datamodules.rank_zero import is_rank_zero, rank_zero_note; print(is_rank_zero()); rank_zero_note('n')"
+    code = ("from datamodules.common.rank_zero import is_rank_zero, rank_zero_note; print(is_rank_zero()); "
+            "rank_zero_note('n')")
     out = run_python("-c", code, env=env)
     assert out.stdout.strip() == str(first), out.stderr[-2000:]
     assert out.stderr.splitlines().count("n") == first, out.stderr[-2000:]  # the note, from the first process only

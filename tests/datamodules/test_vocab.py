@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from datamodules.vocab import Vocabulary
+from datamodules.io.vocab import Vocabulary
 
 
 def test_round_trip_of_utf8_text(tmp_path):

@@ -12,7 +12,7 @@ def prepare_tarball_at_once(folder: Path, tarball: Path, barrier, results) -> No
     """Wait for the other process at ``barrier``, then prepare ``folder`` from ``tarball`` as
     LinuxDataModule.prepare_data does; put on ``results`` whether this process read the tarball
     (its progress bar, "Reading <name>", was shown), or the error it ended in."""
-    from datamodules.sources import prepare_tarball
+    from datamodules.sources.files import prepare_tarball
 
     progress = io.StringIO()
     barrier.wait()

@@ -15,7 +15,7 @@ import torch
 
 from tests.cli_runs import run_in, small_run
 
-CSV_ONLY = json.dumps([{"class_path": "charlm.csv_logger.ResumableCSVLogger", "init_args": {"save_dir": ""}}])
+CSV_ONLY = json.dumps([{"class_path": "charlm.train.csv_logger.ResumableCSVLogger", "init_args": {"save_dir": ""}}])
 
 
 def accelerator(device: str) -> list[str]:

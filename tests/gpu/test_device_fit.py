@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from charlm.lit import CharLM
+from charlm.train.lightning_module import CharLM
 from tests.cli_runs import charlm, with_callback
 from tests.conftest import CPU_AND_CUDA
 from tests.gpu.runs import device_run, fit_in

@@ -1,4 +1,4 @@
-"""CUDA-graph sampling (charlm.graph_sampling) against the cells and fused paths.
+"""CUDA-graph sampling (charlm.infer.graph_sampling) against the cells and fused paths.
 
 Tolerance: every path computes in full fp32 here (TF32 off, see ``full_fp32``), so they differ
 only in summation order (cuDNN's fused kernels against torch's cell functions and cuBLAS): ~1e-6 per
@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-import charlm.graph_sampling
+import charlm.infer.graph_sampling
 from charlm.checkpoint import load_checkpoint
-from charlm.generate import generate, make_step
-from charlm.graph_sampling import GraphSampler
+from charlm.infer.generate import generate, make_step
+from charlm.infer.graph_sampling import GraphSampler
 from charlm.model import CharRNN, CharRNNConfig
 from tests.conftest import CPU_AND_CUDA
 from tests.gpu.runs import device_run, fit_in
@@ -123,12 +123,12 @@ def test_sample_text_during_a_fit_uses_the_graph_on_a_gpu(tmp_path, shakespeare_
     """SampleText's greedy sample at step 20 equals the fused path's from the checkpoint of that step."""
     graphs = []
 
-    class CountedGraphSampler(charlm.graph_sampling.GraphSampler):
+    class CountedGraphSampler(charlm.infer.graph_sampling.GraphSampler):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             graphs.append(self.graph)
 
-    monkeypatch.setattr(charlm.graph_sampling, "GraphSampler", CountedGraphSampler)  # a spy: the real class runs
+    monkeypatch.setattr(charlm.infer.graph_sampling, "GraphSampler", CountedGraphSampler)  # a spy: the real class runs
     cli = fit_in(tmp_path, device_run(shakespeare_path, device, "--trainer.max_steps", "20",
                                       "--trainer.val_check_interval", "20", "--trainer.limit_val_batches", "2",
                                       "--model.lr", "0.01", f"--trainer.callbacks={GREEDY_SAMPLES}"))

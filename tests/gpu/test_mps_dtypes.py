@@ -1,7 +1,7 @@
 """Apple's MPS has no float64: what charlm keeps on the accelerator must be a dtype it holds.
 
 MPS cannot run here, so the per-device choice is tested with torch.device("mps") objects, and the
-float32 path it selects runs on the CPU (charlm.metrics.accumulator_dtype pretending the CPU is MPS).
+float32 path it selects runs on the CPU (charlm.train.metrics.accumulator_dtype pretending the CPU is MPS).
 """
 
 import math
@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-import charlm.metrics
+import charlm.train.metrics
 from charlm.devices import accumulator_dtype, has_float64
-from charlm.metrics import BitsPerByte
+from charlm.train.metrics import BitsPerByte
 
 # 20,000 batches of 2,048 bytes (B=32 x T=64, the default run) is 41M predicted bytes: 2 epochs of
 # enwik8's 90M-byte training split at B=128 x T=256, or 40 of Tiny Shakespeare's
@@ -28,7 +28,8 @@ def realistic_batch_sums(seed: int = 0) -> torch.Tensor:
 
 def pretend_no_float64(monkeypatch) -> None:
     """Let the CPU stand in for MPS: the metric picks the dtype MPS would get."""
-    monkeypatch.setattr(charlm.metrics, "accumulator_dtype", lambda device: accumulator_dtype(torch.device("mps")))
+    monkeypatch.setattr(charlm.train.metrics, "accumulator_dtype",
+                        lambda device: accumulator_dtype(torch.device("mps")))
 
 
 def test_float64_only_where_the_device_has_it():

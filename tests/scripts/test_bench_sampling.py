@@ -26,7 +26,7 @@ def test_auto_step_mode_follows_the_measured_crossover():
     otherwise, graph on CUDA; and make_step hands back the eager path named."""
     import torch
 
-    from charlm.generate import CPU_FUSED_BATCHES, auto_step_mode, make_step
+    from charlm.infer.generate import CPU_FUSED_BATCHES, auto_step_mode, make_step
     from charlm.model import CharRNN, CharRNNConfig
 
     cpu = torch.device("cpu")

@@ -25,7 +25,7 @@ def write_checkpoint(path: Path, symbols: bytes, seed: int, **shape) -> Path:
     """A charlm checkpoint of an untrained CharRNN of ``shape`` over the bytes in ``symbols``."""
     from charlm.checkpoint import save_model_checkpoint
     from charlm.model import CharRNN, CharRNNConfig
-    from datamodules.vocab import Vocabulary
+    from datamodules.io.vocab import Vocabulary
 
     torch.manual_seed(seed)
     vocab = Vocabulary.from_bytes(symbols)
@@ -87,8 +87,8 @@ def in_process(*paths: Path) -> Iterator[str]:
     """The app on uvicorn in a thread of this process (a test can watch what the process does)."""
     import uvicorn
 
+    from charlm.cli.commands.serve import bind, url_of
     from charlm.serve.app import build_app
-    from charlm.serve.command import bind, url_of
     from charlm.serve.models import load_all
 
     app = build_app(load_all([str(p) for p in paths], torch.device("cpu")))

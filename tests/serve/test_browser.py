@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from charlm.commands.sample import sample
+from charlm.cli.commands.sample import sample
 from tests.serve.conftest import SHAKESPEARE_CKPT, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

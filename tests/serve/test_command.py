@@ -43,7 +43,7 @@ def test_max_generations_must_be_positive():
 
 
 def test_the_command_table_does_not_import_the_web_libraries():
-    out = run_python("-c", "import sys; from charlm.commands import build_parser; build_parser(); "
+    out = run_python("-c", "import sys; from charlm.cli.parser import build_parser; build_parser(); "
                      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn')))")
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
     help_text = charlm("serve", "--help", timeout=120).stdout

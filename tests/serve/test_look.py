@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.commands.classify import classify, ranking
-from charlm.commands.score import bits_per_byte
-from charlm.neurons import display, features, rank_neurons, trace
+from charlm.cli.commands.classify import classify
+from charlm.infer.neurons import display, features, rank_neurons, trace
+from charlm.infer.score import bits_per_byte, ranking
 from charlm.serve.comparing import compare
 from charlm.serve.limits import LimitError
 from charlm.serve.looking import Seen, TraceCache, look, saliency, see, surprise_bits

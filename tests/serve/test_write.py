@@ -3,7 +3,7 @@ import time
 import httpx
 import pytest
 
-from charlm.commands.sample import sample
+from charlm.cli.commands.sample import sample
 from tests.serve.conftest import SHAKESPEARE_CKPT
 from tests.serve.sse import events, written
 

@@ -1,0 +1,1 @@
+"""Cutting the prepared tokens into contiguous streams for truncated BPTT, on the host or the device."""
