@@ -1,7 +1,7 @@
 """charlm: character-level (byte-level) RNN / GRU / LSTM language models on PyTorch Lightning.
 
 From Python (charlm.api): ``m = charlm.load("best.ckpt"); m.sample("ROMEO:", seed=1)``, and
-``charlm.train(trainer={"max_steps": 200})``. From a shell: ``charlm --help`` (charlm.cli).
+``charlm.fit(trainer={"max_steps": 200})`` (``charlm fit``). From a shell: ``charlm --help`` (charlm.cli).
 
 The house, floor by floor (imports run down): ``datamodules`` (corpora, imports nothing from charlm);
 the network and its checkpoint (model.py, checkpoint.py, devices.py, compat.py); ``infer/`` (using a
@@ -20,7 +20,7 @@ from typing import Any
 
 from charlm.version import __version__
 
-__all__ = ["Model", "__version__", "load", "train"]
+__all__ = ["Model", "__version__", "fit", "load"]
 
 # Modules that moved when the package was split into rooms (0.2): a class path a user's config file (or a
 # run's saved config.yaml) still names, such as charlm.wandb_logger.WandbLogger, imports the module it now is.
@@ -51,6 +51,6 @@ if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
 
 def __getattr__(name: str) -> Any:
     # the front door, imported on first use: `import charlm` alone loads no torch
-    if name in ("Model", "load", "train"):
+    if name in ("Model", "fit", "load"):
         return getattr(importlib.import_module("charlm.api"), name)
     raise AttributeError(f"module 'charlm' has no attribute {name!r}")

@@ -10,7 +10,7 @@
     m.trace("To be, or not to be")                           # per-byte states, top-5 guesses, surprise
     m.export("model.onnx")                                   # as `charlm export`
 
-    m = charlm.train(trainer={"max_steps": 200}, model={"hidden_size": 128})  # `charlm fit`, then load its best
+    m = charlm.fit(trainer={"max_steps": 200}, model={"hidden_size": 128})  # `charlm fit`, then load its best
 
 Each method is a thin user of the functions the commands use (charlm.infer), so it gives the same bytes
 for the same seed and the same one-line errors, raised as exceptions (ValueError, FileNotFoundError).
@@ -159,12 +159,12 @@ def load(ckpt_path: str | os.PathLike, device: str = "auto") -> Model:
 
 
 def fit_arguments(config: str | os.PathLike | None = None, **sections: dict[str, Any]) -> list[str]:
-    """``charlm fit``'s command line for ``train``: ``--config`` and one flag per setting of each section
+    """``charlm fit``'s command line for ``fit``: ``--config`` and one flag per setting of each section
     (``trainer={"max_steps": 200}`` -> ``--trainer.max_steps=200``; lists and mappings as JSON)."""
     args = ["fit", *(["--config", str(config)] if config is not None else [])]
     for section, settings in sections.items():
         if section not in ("trainer", "model", "data", "seed_everything", "ckpt_path"):
-            raise ValueError(f"charlm.train: no section {section!r}; use trainer, model, data, seed_everything "
+            raise ValueError(f"charlm.fit: no section {section!r}; use trainer, model, data, seed_everything "
                              f"or ckpt_path (as in a config file).")
         if not isinstance(settings, dict):
             args.append(f"--{section}={settings}")
@@ -175,11 +175,11 @@ def fit_arguments(config: str | os.PathLike | None = None, **sections: dict[str,
     return args
 
 
-def train(config: str | os.PathLike | None = None, **sections: Any) -> Model:
+def fit(config: str | os.PathLike | None = None, **sections: Any) -> Model:
     """Run ``charlm fit`` from Python and load the best checkpoint it wrote (``Model.path`` names it).
 
     The default run, then ``config`` (a YAML file, as ``--config``), then the settings given per section, as
-    a config file nests them: ``charlm.train(trainer={"max_steps": 200}, model={"cell": "gru"},
+    a config file nests them: ``charlm.fit(trainer={"max_steps": 200}, model={"cell": "gru"},
     data={"path": "input.txt"})``. A bad setting raises ValueError with the line the command prints.
     """
     from charlm.cli.commands.fit import main  # Lightning: imported only to train
@@ -190,5 +190,5 @@ def train(config: str | os.PathLike | None = None, **sections: Any) -> Model:
     callback = cli.trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
     if not best:
-        raise ValueError("charlm.train: the fit wrote no checkpoint (no ModelCheckpoint, or no step trained).")
+        raise ValueError("charlm.fit: the fit wrote no checkpoint (no ModelCheckpoint, or no step trained).")
     return load(best, str(next(cli.model.parameters()).device.type))

@@ -1,6 +1,6 @@
 """Every place charlm relies on Lightning, W&B or jsonargparse beyond their public API, one function each.
 
-Each function says in its first line why the public API is not enough; tests/charlm/test_compat.py
+Each function says in its first line why the public API is not enough; tests/core/test_compat.py
 runs each against the installed library and fails if the library stops behaving so (the ranges in
 pyproject.toml are the ones tested). The data modules' own reaches (Lightning's loop position,
 tarfile, datasets) are in ``datamodules.common.compat``: ``datamodules/`` imports nothing from ``charlm/``.

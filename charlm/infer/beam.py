@@ -61,7 +61,7 @@ def check_beam(beam: int, num_samples: int) -> None:
 def beam_memory(beam: int, length: int, model: CharRNN, prompt_len: int = 1, keep: int = 1) -> int:
     """Bytes a beam search of width ``beam`` over ``length`` bytes after a ``prompt_len``-byte prompt,
     ``keep`` of its continuations printed, takes at its peak (float32; on a CPU within 1.5x of the
-    measured growth of the peak RSS, which tests/charlm/test_beam.py checks):
+    measured growth of the peak RSS, which tests/infer/test_beam.py checks):
 
     - the history: per step and beam, the row it extends (int32) and the token it adds (uint8);
     - one step's scores: beam x V totals, their log-softmax, and topk's work over all of them;

@@ -53,7 +53,7 @@ def write_rows_atomically(path: Path, fieldnames: list[str], rows: list[dict[str
 class ContinuingWriter(ExperimentWriter):
     """Lightning's metrics writer; with ``continue_from_step`` it continues an existing ``metrics.csv``.
 
-    It overrides two private hooks of Lightning's writer by name (tested in tests/charlm/test_compat.py)."""
+    It overrides two private hooks of Lightning's writer by name (tested in tests/core/test_compat.py)."""
 
     def __init__(self, log_dir: str, continue_from_step: int | None = None) -> None:
         self.continue_from_step = continue_from_step

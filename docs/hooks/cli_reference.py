@@ -6,7 +6,7 @@ every data module ``fit --help`` names. Nothing is typed by hand, so the page ca
 command whose help fails fails the build.
 
 A page holding ``<!-- readme-export-sampler -->`` gets the python block of README.md's section "Export"
-(the sampler that tests/charlm/test_export.py runs), so the two cannot differ.
+(the sampler that tests/infer/test_export.py runs), so the two cannot differ.
 
 The commands run with this interpreter (``sys.executable``) from the repository root, one thread each
 (OMP_NUM_THREADS=1), as many at once as there are CPUs. Their text is kept for the life of the process:

@@ -1,6 +1,6 @@
 """DDP through Lightning on the devices present: one process with --trainer.strategy ddp still takes
 the DDP code path (process group, DistributedDataParallel wrapper); with 2+ GPUs, the checks of
-tests/charlm/test_distributed.py (which runs them with CPU processes): each rank its own streams,
+tests/train/test_distributed.py (which runs them with CPU processes): each rank its own streams,
 and the N-process val bpc equals a 1-process validation of the same weights."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Resume on the device equals an uninterrupted run (tests/charlm/test_train.py: the CPU original,
+"""Resume on the device equals an uninterrupted run (tests/train/test_train.py: the CPU original,
 2 layers, dropout 0.3).
 
 Bit-exact with ``--trainer.deterministic true`` for one layer: the dropout before the head draws from

@@ -90,7 +90,7 @@ def test_graph_replays_give_the_bytes_of_the_same_steps_run_eagerly(batch, cell,
     """40 sampled bytes from the graph (chunks of 16: the state crosses replays, and the last chunk runs
     past the end) equal, bit for bit, those of the same steps run without a graph, from the same seed:
     the same kernels on the same inputs. That those steps are the right draws is checked on the CPU
-    (tests/charlm/test_graph_sampling_draws.py); the greedy test below ties them to the other paths."""
+    (tests/infer/test_graph_sampling_draws.py); the greedy test below ties them to the other paths."""
     model = lively_model(cell, "cuda")
     prompt = torch.randint(0, VOCAB, (batch, 5), generator=torch.Generator().manual_seed(3)).cuda()
     texts = []

@@ -1,5 +1,5 @@
 """Every precision charlm trains in ends where 32-true does, and under 16-mixed clipping sees
-unscaled gradients (tests/charlm/test_precision.py: the CPU bf16-mixed version, 300 steps).
+unscaled gradients (tests/train/test_precision.py: the CPU bf16-mixed version, 300 steps).
 
 Tolerances on the val bpc after 200 steps, relative to 32-true's: 1% for the mixed precisions (fp32
 weights and recurrence; only the embedding and head run in 16 bits, as test_precision found), 3%

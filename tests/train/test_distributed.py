@@ -1,6 +1,6 @@
 """Real multi-process runs: DDP with 2 CPU processes (gloo), and torchrun.
 
-(Real Ctrl-C and SIGTERM to a real process: tests/charlm/test_train_faults.py.)
+(Real Ctrl-C and SIGTERM to a real process: tests/train/test_train_faults.py.)
 """
 
 from __future__ import annotations

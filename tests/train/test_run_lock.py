@@ -1,6 +1,6 @@
 """One writer per run folder (charlm.train.run_folder): a second fit on a folder another process is writing is
 refused in one line naming that process; a lock left by a process that is gone is taken over, with a
-note; the lock goes when the fit ends, however it ends (signals: tests/charlm/test_resume_signals.py)."""
+note; the lock goes when the fit ends, however it ends (signals: tests/train/test_resume_signals.py)."""
 
 from __future__ import annotations
 
