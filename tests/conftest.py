@@ -18,6 +18,12 @@ import torch
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 
+# Under pytest-xdist (`-n 2`, README), one thread per worker and per process it starts: two workers with two
+# threads each on 2 cores run many times slower than one alone (oversubscribed OpenMP threads spin)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE",
                                   REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))

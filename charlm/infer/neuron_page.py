@@ -4,9 +4,9 @@ Each character is coloured by one neuron's activation (blue negative, red positi
 or, for LSTMs, cell state, of any layer), with the model's top-5 guesses for the next character
 under it, shaded by probability; with ``find``, a table of the neurons that track a feature and a
 panel for the best of each. The numbers come from charlm.infer.neurons (``trace``, ``rank_neurons``);
-this module reads the passage (``read_passage``) and lays the numbers out as HTML (``build_page``);
-charlm.cli.output_path.write_output writes the file. ``charlm visualize`` and the VisualizeNeurons
-callback both use it, so the page a run logs is the page the command writes.
+this module reads the passage (``read_passage``) and lays the numbers out as HTML (``build_page``).
+``charlm visualize`` and the VisualizeNeurons callback both use it and write the file, so the page a run
+logs is the page the command writes.
 """
 
 from __future__ import annotations
