@@ -1,8 +1,8 @@
 """The web app: one page, its script, and a JSON/SSE route per view. Starlette only here.
 
-Routes (anything else is 404; the page's two files are read from the package when the app is
-built and served from memory, so a request's path is never a file name):
-    GET  /             the page              GET  /app.js       its script
+Routes (anything else is 404; the page's files are read from the package when the app is built and
+served from memory, so a request's path is never a file name):
+    GET  /             the page              GET  /app.js, /style.css, /favicon.svg (and .ico)  its files
     GET  /api/models   the models and limits POST /api/write    a sample as server-sent events
     POST /api/look     Look inside           POST /api/saliency one prediction's saliency
     POST /api/compare  Who wrote this        GET  /api/status   generations and analyses: running, done
@@ -11,10 +11,17 @@ charlm.serve.body (size, UTF-8, JSON, each field read by its kind): a bad one is
 The analyses (Look inside, saliency, Who wrote this) take one of ANALYSES_AT_ONCE places each, so a burst
 of them (a page sends one per pause in typing) queues instead of filling the worker threads and the memory;
 one whose client went away while it waited is not computed.
+
+Ctrl-C (``stopping`` set, by charlm.cli.commands.serve): every stream ends at its next step with a
+``shutdown`` event and every analysis answers 503 at once (its daemon thread is left to finish on its own;
+``computing`` tells the command to exit without waiting for it), so uvicorn's graceful shutdown finds nothing
+to wait for or to cancel: the server exits within a second, without a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import weakref
@@ -33,6 +40,7 @@ from starlette.routing import Route
 from charlm.serve import limits, writing
 from charlm.serve.body import read_body
 from charlm.serve.comparing import compare
+from charlm.serve.examples import examples
 from charlm.serve.guard import Guard
 from charlm.serve.limits import ANALYSES_AT_ONCE, MAX_COMPARE, MAX_LOOK, MAX_PROMPT, LimitError
 from charlm.serve.looking import TraceCache, look, saliency
@@ -43,7 +51,11 @@ from charlm.version import __version__
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
                                            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
-PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
+PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+              "/style.css": ("style.css", "text/css; charset=utf-8"), "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+              "/favicon.ico": ("favicon.svg", "image/svg+xml")}  # .ico: for browsers that ask for it anyway
+ANALYSIS_THREAD = "charlm analysis"
+SERVER_STOPPED = "charlm serve stopped \u2014 restart it and reload this page."
 
 
 class Analyses:
@@ -120,14 +132,55 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERATIONS, host: str = "127.0.0.1"
-              ) -> Starlette:
+def computing() -> bool:
+    """Whether work of in_daemon_thread (an analysis, a prompt pass) is still being computed, perhaps for a client
+    long gone."""
+    return any(thread.name == ANALYSIS_THREAD and thread.is_alive() for thread in threading.enumerate())
+
+
+def _settle(future: asyncio.Future, outcome: tuple[bool, Any]) -> None:
+    ok, value = outcome
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+async def in_daemon_thread(work: Callable[[], Any], stopping: threading.Event) -> tuple[bool, Any]:
+    """(True, ``work()``) computed in a daemon thread, or (False, None) as soon as ``stopping`` is set: the thread
+    is then left to finish alone, and being a daemon it does not hold up the exit. (anyio's worker threads are
+    joined at exit: a 5,000-byte look of a large model would keep Ctrl-C waiting for seconds.)"""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def run() -> None:
+        try:
+            outcome = (True, work())
+        except BaseException as err:  # noqa: BLE001 (raised again in the request's task)
+            outcome = (False, err)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for it
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+    threading.Thread(target=run, name=ANALYSIS_THREAD, daemon=True).start()
+    while not stopping.is_set():
+        done, _ = await asyncio.wait({future}, timeout=0.1)
+        if done:
+            return True, future.result()
+    return False, None
+
+
+def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERATIONS, host: str = "127.0.0.1",
+              stopping: threading.Event | None = None) -> Starlette:
     """The app serving ``models`` (chosen on the command line; requests name them by index), reached as
-    ``host`` (the --host it listens on) or a loopback name."""
+    ``host`` (the --host it listens on) or a loopback name; ``stopping``, once set, ends its streams and
+    analyses (the server is going: Ctrl-C)."""
     page = {path: (files("charlm.serve").joinpath("page", name).read_bytes(), kind)
             for path, (name, kind) in PAGE_FILES.items()}
     generations, cache = Generations(max_generations), TraceCache()
-    analyses = Analyses(ANALYSES_AT_ONCE)
+    analyses, stopping = Analyses(ANALYSES_AT_ONCE), stopping or threading.Event()
+    described = [served.describe() | {"examples": examples(served)} for served in models]  # once: they stay
 
     async def page_file(request: Request) -> Response:
         body, kind = page[request.url.path]
@@ -140,12 +193,15 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
                 analyses.skipped += 1
                 return Response(status_code=499)
             try:
-                return JSONResponse(await anyio.to_thread.run_sync(work))
+                answered, answer = await in_daemon_thread(work, stopping)
             finally:
                 analyses.done += 1
+            if not answered:
+                return JSONResponse({"error": SERVER_STOPPED}, status_code=503)
+            return JSONResponse(answer)
 
     async def models_route(request: Request) -> Response:
-        return JSONResponse({"models": [m.describe() for m in models], "version": __version__,
+        return JSONResponse({"models": described, "version": __version__,
                              "limits": limits.as_dict() | {"max_generations": generations.most}})
 
     async def status(request: Request) -> Response:
@@ -160,7 +216,11 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         release = once(generations.leave)
         try:
             steps = writing.pieces(served, asked)
-            first, done, ran = await anyio.to_thread.run_sync(writing.take, steps, 0.0)  # the prompt pass, a byte
+            # the prompt pass and a byte: seconds for 10,000 bytes of a large model, so as an analysis is computed
+            answered, taken = await in_daemon_thread(lambda: writing.take(steps, 0.0), stopping)
+            if not answered:
+                raise LimitError(SERVER_STOPPED, 503)
+            first, done, ran = taken
             generations.count(ran)
         except LimitError:
             release()
@@ -183,13 +243,17 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
                         yield sse("text", {"text": text})
                     if done:
                         break
+                    if stopping.is_set():  # Ctrl-C: end now, saying why, rather than be cancelled mid-step
+                        yield sse("shutdown", {"error": SERVER_STOPPED, "bytes": sent})
+                        return
                     text, done, ran = await anyio.to_thread.run_sync(writing.take, steps)
                     generations.count(ran)
                 yield sse("done", {"bytes": sent, "seed": asked.seed})
             except ValueError as err:  # the model's outputs went inf / NaN midway (charlm.infer.generate)
                 yield sse("error", {"error": str(err)})
             finally:  # also when the client went away: Starlette cancels this at its next await
-                steps.close()
+                with contextlib.suppress(ValueError):  # "already executing": a forced exit cancelled the wait for
+                    steps.close()  # a step whose thread still runs (a second Ctrl-C); the generator is dropped
                 release()
 
         stream = events()

@@ -24,7 +24,7 @@ class Served:
         model = self.loaded.model
         return {"name": self.name, "cell": model.cell, "layers": model.num_layers, "hidden_size": model.hidden_size,
                 "states": ["hidden", "cell"] if model.cell == "lstm" else ["hidden"],
-                "vocab": self.loaded.vocab.printable()}
+                "vocab": self.loaded.vocab.printable(), "symbols": len(self.loaded.vocab)}
 
 
 def names(paths: list[str]) -> list[str]:

@@ -1,9 +1,12 @@
 """The page in a real browser: Debian's chromium, driven headless by Playwright (its driver only: no browser
-download). Screenshots go to the test's folder, or to $CHARLM_SCREENSHOTS when set."""
+download), at desktop (1280 x 800) and phone (390 x 844, touch) sizes, light and dark, by mouse, by keyboard alone
+and by touch, and with the server stopped mid-stream. Screenshots go to the test's folder, or to
+$CHARLM_SCREENSHOTS when set."""
 
 import contextlib
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -14,25 +17,55 @@ from tests.serve.conftest import SHAKESPEARE_CKPT, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium)")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
+STOPPED = "charlm serve stopped \u2014 restart it and reload this page."
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def url(code_ckpt):
+    """One server for the module's pages: model 0 the Shakespeare fixture, 1 the code model."""
+    with serving("--ckpt_path", str(SHAKESPEARE_CKPT), str(code_ckpt)) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def opened(browser, url: str, viewport: dict = DESKTOP, scheme: str = "light"):
+    """The page in a fresh tab of ``viewport`` and colour scheme (a phone: touch), ready; afterwards, no console
+    error (the page's Content-Security-Policy blocked nothing, no file was missing: the favicon included)."""
+    phone = viewport["width"] < 600
+    context = browser.new_context(viewport=viewport, color_scheme=scheme, is_mobile=phone, has_touch=phone)
+    try:
+        tab = context.new_page()
+        errors, missing = [], []
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.on("response", lambda r: missing.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        tab.goto(url)
+        tab.wait_for_selector("body[data-ready='1']")
+        yield tab
+        assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e or "404" in e], errors
+        assert not [m for m in missing if not m.endswith("/api/models")], missing  # routed to fail on purpose
+    finally:
+        context.close()
 
 
 @pytest.fixture
-def page(code_ckpt, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-    with serving("--ckpt_path", str(SHAKESPEARE_CKPT), str(code_ckpt)) as (url, _), sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors = []
-            tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            tab.on("pageerror", lambda e: errors.append(str(e)))
-            tab.goto(url)
-            tab.wait_for_selector("body[data-ready='1']")
-            yield tab
-            # the page's Content-Security-Policy blocks nothing it needs (a blocked style or script is logged)
-            assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
-        finally:
-            browser.close()
+def page(browser, url):
+    with opened(browser, url) as tab:
+        yield tab
 
 
 def shots(tmp_path: Path) -> Path:
@@ -178,3 +211,190 @@ def test_the_page_says_so_when_the_models_cannot_be_had(page, tmp_path):
     page.reload()
     page.wait_for_selector("body[data-ready='1']")
     assert text_of(page, "#start-error") == "" and not page.is_disabled("#generate")
+
+
+def luminance(css: str) -> float:
+    """The relative luminance (WCAG) of a computed CSS colour, 'rgb(r, g, b)' or 'rgba(...)'."""
+    channels = [float(v) / 255 for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def style(tab, selector: str, prop: str) -> str:
+    return tab.eval_on_selector(selector, f"e => getComputedStyle(e).{prop}")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_the_page_at_desktop_and_phone_sizes_in_light_and_dark(browser, url, size, scheme, tmp_path):
+    with opened(browser, url, DESKTOP if size == "desktop" else PHONE, scheme) as tab:
+        background = style(tab, "body", "backgroundColor")
+        assert (luminance(background) < 0.05) == (scheme == "dark"), background  # prefers-color-scheme is followed
+        for selector in ("body", "#description", ".card", "#prompt"):
+            assert contrast(style(tab, selector, "color"), style(tab, ".card", "backgroundColor")) >= 7, selector
+        assert contrast(style(tab, "#generate", "color"), style(tab, "#generate", "backgroundColor")) >= 4.5
+        assert "bpc" in text_of(tab, "#description") and "bits per character" in text_of(tab, "#description")
+        # the limits live in the footer, not the header: the top bar is one row, at a phone's width too
+        assert tab.eval_on_selector("header.top", "e => e.getBoundingClientRect().height") <= 64
+        assert "limit" not in text_of(tab, "header.top").lower()
+        assert tab.evaluate("document.documentElement.scrollWidth <= innerWidth")  # nothing wider than the screen
+        chips = tab.eval_on_selector_all("#write-examples .chip", "es => es.map(e => e.textContent)")
+        assert "ROMEO:" in chips and not any(c in chip for chip in chips for c in "{#_(")  # a play's examples
+        assert tab.evaluate("fetch('/favicon.svg').then(r => r.ok && r.headers.get('content-type'))") == "image/svg+xml"
+        tab.click("#write-examples .chip >> text=ROMEO:")  # an example writes at once
+        tab.wait_for_selector(".sample[data-state='over']")
+        assert text_of(tab, ".sample pre .p") == "ROMEO:\n" and "\u00b7 done" in tab.inner_text(".sample h3")
+        assert "bytes/s" not in text_of(tab, ".sample h3") and "bytes/s" in text_of(tab, ".sample .stats")
+        tab.screenshot(path=str(shots(tmp_path) / f"serve-{size}-{scheme}.png"))
+
+
+def test_the_temperature_box_is_disabled_and_explained_while_side_by_side_has_values(page):
+    assert page.is_enabled("#temperature") and not page.is_visible("#temperature-rule")
+    page.fill("#temperatures", "0.5, 1.2")
+    assert page.is_disabled("#temperature") and "0.5, 1.2" in text_of(page, "#temperature-rule")
+    assert page.is_visible("#temperature-rule") and "not used" in text_of(page, "#temperature-rule")
+    page.fill("#temperatures", "")
+    assert page.is_enabled("#temperature") and not page.is_visible("#temperature-rule")
+
+
+def test_the_saliency_note_goes_when_saliency_is_switched_off(page):
+    page.click("nav button[data-view='look']")
+    page.wait_for_selector("#look-out span.ch")
+    note = "document.querySelector('#look-note').textContent"
+    page.click("#look-out span.ch >> nth=20")
+    wait_until(page, f"{note}.includes('Saliency')")
+    page.click("#look-out span.ch >> nth=20")  # again: off, and its note with it
+    assert "Saliency" not in page.evaluate(note) and page.locator("#look-out .sel").count() == 0
+    page.click("#look-out span.ch >> nth=20")
+    wait_until(page, f"{note}.includes('Saliency')")
+    page.select_option("#colour-by", "surprise")  # another colouring: saliency off
+    assert "Saliency" not in page.evaluate(note) and page.locator("#look-out .sel").count() == 0
+    assert "bits of surprise" in text_of(page, "#look-legend")
+
+
+def press_until(tab, key: str, expression: str, most: int = 40) -> None:
+    """Press ``key`` until the JavaScript ``expression`` (about document.activeElement) is true."""
+    for _ in range(most):
+        if tab.evaluate(f"(a => {expression})(document.activeElement)"):
+            return
+        tab.keyboard.press(key)
+    raise AssertionError(f"{most} x {key} and still not: {expression}")
+
+
+def test_every_view_works_by_keyboard_alone(page, tmp_path):
+    press_until(page, "Tab", "a.id === 'prompt'")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("ROMEO:\n")
+    press_until(page, "Tab", "a.id === 'length'")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("60")
+    page.keyboard.press("Control+Enter")  # generates, from any field of the view
+    page.wait_for_selector(".sample[data-state='over']")
+    assert "done" in text_of(page, ".sample h3") and len(text_of(page, ".sample pre span:not(.p)")) == 60
+
+    press_until(page, "Shift+Tab", "a.dataset.view === 'write'")
+    page.keyboard.press("Tab")  # the next tab
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#look-out span.ch")
+    press_until(page, "Tab", "a.classList.contains('ch')")  # one tab stop in the text, at its first character
+    assert page.evaluate("document.activeElement.dataset.t") == "0"
+    assert page.is_visible("#tip") and "next:" in text_of(page, "#tip") and "Enter" in text_of(page, "#tip")
+    for _ in range(6):
+        page.keyboard.press("ArrowRight")
+    t = page.evaluate("document.activeElement.dataset.t")
+    assert t == "6" and text_of(page, "#tip").startswith('"C"')  # 'First C': the tooltip follows the focus
+    page.keyboard.press("Enter")  # saliency of the focused character
+    wait_until(page, "document.querySelector('#look-note').textContent.includes('Saliency')")
+    assert page.evaluate("document.activeElement.classList.contains('sel')")  # focus kept across the redraw
+    page.screenshot(path=str(shots(tmp_path) / "look_keyboard.png"))
+    page.keyboard.press("Enter")  # and off
+    assert "Saliency" not in text_of(page, "#look-note")
+    page.keyboard.press("Tab")  # out of the text: the units' table, a row a stop
+    assert page.evaluate("document.activeElement.matches('#ranking tr.pick')")
+    row = page.evaluate("Array.from(document.activeElement.cells).map(c => c.textContent)")
+    page.keyboard.press("Enter")
+    wait_until(page, f"document.querySelector('#look-legend').textContent.includes('unit {row[3]}')")
+    assert page.input_value("#look-unit") == row[3] and page.input_value("#look-state") == row[1]
+    assert page.evaluate("document.activeElement.matches('#ranking tr.pick')")  # still there for the next one
+
+    press_until(page, "Shift+Tab", "a.dataset.view === 'look'")
+    page.keyboard.press("ArrowRight")  # tabs: arrows move between them
+    assert page.is_visible("#who-text")
+    press_until(page, "Tab", "a.id === 'who-text'")
+    page.keyboard.type("First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    page.keyboard.press("Control+Enter")
+    wait_until(page, "document.querySelector('#verdict').textContent.includes('Most likely')")
+
+
+def test_a_tap_on_a_phone_shows_the_guesses_only_and_saliency_has_its_own_button(browser, url, tmp_path):
+    with opened(browser, url, PHONE) as tab:
+        asked = []
+        tab.on("request", lambda r: asked.append(r) if r.url.endswith("/api/saliency") else None)
+        tab.tap("nav button[data-view='look']")
+        tab.wait_for_selector("#look-out span.ch")
+        tab.tap("#look-out span.ch >> nth=60")
+        assert tab.is_visible("#tip") and "next:" in text_of(tab, "#tip")
+        tab.wait_for_timeout(300)
+        assert asked == [] and tab.locator("#look-out .sel").count() == 0  # a tap is not a saliency
+        tip = tab.eval_on_selector("#tip", "e => e.getBoundingClientRect().toJSON()")
+        char = tab.eval_on_selector("#look-out span.ch >> nth=60", "e => e.getBoundingClientRect().toJSON()")
+        assert char["bottom"] <= tip["top"] or char["top"] >= tip["bottom"], (char, tip)  # it covers no character
+        assert tip["top"] >= 0 and tip["bottom"] <= PHONE["height"]
+        tab.screenshot(path=str(shots(tmp_path) / "look_phone_tap.png"))
+        tab.tap("#tip button[data-act='saliency']")
+        wait_until(tab, "document.querySelector('#look-note').textContent.includes('Saliency')")
+        assert len(asked) == 1 and asked[0].post_data_json["position"] == 60
+        assert "Hide saliency" in text_of(tab, "#tip")
+        tab.tap("#tip button[data-act='close']")
+        assert not tab.is_visible("#tip")
+
+
+def test_who_wrote_this_marks_the_bytes_left_out_in_the_text_as_pasted_and_shows_both_heatmaps(page, tmp_path):
+    page.click("nav button[data-view='who']")
+    passage = "First Citizen:\nBefore we proceed any further, hear me speak.\nos.add_dll_directory(path)\n\nAll:\n" * 3
+    page.fill("#who-text", passage)
+    page.click("#who-run")
+    wait_until(page, "document.querySelector('#verdict').textContent.includes('Most likely')")
+    shown = page.eval_on_selector_all("#who-out .text", "es => es.map(e => e.textContent)")
+    assert shown == [passage.replace("\n", "\u23ce\n")] * 2  # as pasted: nothing deleted
+    skipped = page.eval_on_selector_all("#who-out .text", "es => es.map(e => "
+                                        "Array.from(e.querySelectorAll('.skip')).map(s => s.textContent).join(''))")
+    assert skipped == ["__()" * 3] * 2  # what the Shakespeare model never saw, marked in place for both
+    assert "Struck through" in text_of(page, "#who-note") and "bpc" in text_of(page, "#verdict")
+    boxes = page.eval_on_selector_all("#who-out .text", "es => es.map(e => e.getBoundingClientRect().toJSON())")
+    assert all(b["top"] >= 0 and b["bottom"] <= DESKTOP["height"] for b in boxes), boxes  # both, without scrolling
+    page.screenshot(path=str(shots(tmp_path) / "who_skipped.png"))
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_the_page_says_in_words_when_the_server_stops_mid_stream(browser, slow_ckpt, how, tmp_path):
+    log = tmp_path / "stderr.txt"
+    with serving("--ckpt_path", str(slow_ckpt), log=log) as (url, proc), opened(browser, url) as tab:
+        tab.fill("#prompt", "a")
+        tab.fill("#length", "10000")
+        tab.click("#generate")
+        wait_until(tab, "(document.querySelector('.sample pre span:not(.p)')?.textContent.length ?? 0) > 20")
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
+        tab.wait_for_selector(".sample[data-state='over']")
+        assert tab.get_attribute(".sample", "data-end") == "interrupted"
+        assert "interrupted" in text_of(tab, ".sample h3") and STOPPED in text_of(tab, ".sample .why")
+        assert tab.is_visible("#server-gone") and STOPPED in text_of(tab, "#server-gone")
+        assert tab.is_disabled("#generate") and tab.is_disabled("#stop")
+        tab.click("nav button[data-view='look']")  # every view says so, in the same words
+        wait_until(tab, "document.querySelector('#look-error').textContent !== ''")
+        assert text_of(tab, "#look-error") == STOPPED
+        body = tab.evaluate("document.body.innerText")
+        assert "Failed to fetch" not in body and "network error" not in body.lower()
+        assert tab.evaluate("getComputedStyle(document.querySelector('#samples')).opacity") != "1"  # stale: dimmed
+        tab.screenshot(path=str(shots(tmp_path) / f"server_stopped_{how}.png"))
+        proc.wait(timeout=30)
+        took = time.monotonic() - start
+    if how == "ctrl-c":
+        assert proc.returncode == 130 and took < 5, (proc.returncode, took)  # 5: the page's checks come first
+        assert log.read_text() == ""  # no traceback

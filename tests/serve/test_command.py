@@ -1,9 +1,13 @@
+import signal
 import subprocess
+import threading
+import time
 
 import httpx
 
 from tests.cli_runs import assert_one_line, charlm, run_python
 from tests.serve.conftest import SHAKESPEARE_CKPT, serving
+from tests.serve.sse import events
 
 
 def test_serve_listens_on_127_0_0_1_by_default_and_prints_its_url(code_ckpt):
@@ -11,6 +15,7 @@ def test_serve_listens_on_127_0_0_1_by_default_and_prints_its_url(code_ckpt):
         assert url.startswith("http://127.0.0.1:")
         models = httpx.get(url + "api/models").json()
         assert [m["name"] for m in models["models"]] == ["lstm_1x16_v0.ckpt", "code.ckpt"]
+        assert all(m["examples"] for m in models["models"])  # the page's example prompts, per model
         assert models["limits"]["max_generations"] == 8
     assert "warning" not in proc.stderr.read()
 
@@ -58,3 +63,36 @@ def test_ctrl_c_stops_the_server():
         except subprocess.TimeoutExpired:
             raise AssertionError("the server did not stop on Ctrl-C") from None
     assert proc.returncode in (0, 130), proc.stderr.read()
+
+
+def test_ctrl_c_while_a_tab_streams_and_a_look_computes_exits_130_within_2_s_without_a_traceback(slow_ckpt, tmp_path):
+    log = tmp_path / "stderr.txt"
+    with serving("--ckpt_path", str(slow_ckpt), log=log) as (url, proc):
+        seen, answers = [], {}
+
+        def stream() -> None:  # a tab writing 10,000 bytes: seconds of work left when Ctrl-C comes
+            with httpx.stream("POST", url + "api/write", json={"prompt": "a", "length": 10_000}, timeout=60) as got:
+                seen.extend(events(got))
+
+        def look() -> None:  # 5,000 bytes stepped one by one through a 2 x 512 LSTM: seconds of work
+            answers["look"] = httpx.post(url + "api/look", json={"text": "ab" * 2500}, timeout=60)
+
+        threads = [threading.Thread(target=stream), threading.Thread(target=look)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while sum(event == "text" for event, _ in seen) < 3 or httpx.get(url + "api/status").json()["analyses"][
+                "running"] < 1:
+            assert time.monotonic() < deadline, "the stream and the look did not both start"
+            time.sleep(0.02)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        took = time.monotonic() - start
+        for thread in threads:
+            thread.join(30)
+    assert proc.returncode == 130 and took < 2, (proc.returncode, took)
+    assert log.read_text() == ""  # no traceback, no uvicorn complaint
+    event, said = seen[-1]  # the stream ended saying why, rather than being cut
+    assert event == "shutdown" and said["error"].startswith("charlm serve stopped"), seen[-1]
+    assert answers["look"].status_code == 503 and "restart it" in answers["look"].json()["error"]

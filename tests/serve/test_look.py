@@ -104,13 +104,18 @@ def test_who_wrote_this_is_classifys_verdict(served, code_ckpt, capsys):
     assert got["verdict"]["bpc"] == pytest.approx(verdict[0][1], abs=1e-4)
     assert got["verdict"]["others"][0]["margin"] == pytest.approx(verdict[1][1] - verdict[0][1], abs=2e-4)
     for score in got["scores"]:
-        assert np.mean(score["surprise"][1:]) == pytest.approx(score["bpc"], abs=1e-3)
+        assert np.mean([s for s in score["surprise"] if s is not None]) == pytest.approx(score["bpc"], abs=1e-3)
 
 
-def test_who_wrote_this_leaves_out_for_all_what_one_model_never_saw(served, code_ckpt):
+def test_who_wrote_this_leaves_out_for_all_what_one_model_never_saw_and_says_where(served, code_ckpt):
     got = compare([served, Served("code", load_checkpoint(code_ckpt))], "Speak {now}, speak")
-    assert "".join(got["chars"]) == "Speak now, speak" and got["notes"][0].startswith("shakespeare: left out 2")
+    assert "".join(got["chars"]) == "Speak {now}, speak"  # the passage as pasted: the page marks what was left out
+    assert got["skipped"] == [6, 10] and got["notes"][0].startswith("shakespeare: left out 2")
     assert got["scores"][0]["count"] == got["scores"][1]["count"] == len("Speak now, speak") - 1
+    alone = compare([served], "Speak now, speak")  # the same bytes scored: the same surprise, in place
+    for score in got["scores"][:1]:
+        assert [s for i, s in enumerate(score["surprise"]) if i not in (6, 10)] == alone["scores"][0]["surprise"]
+        assert score["surprise"][6] is None and score["surprise"][10] is None
 
 
 def test_models_are_named_by_file_with_folders_only_to_tell_them_apart():

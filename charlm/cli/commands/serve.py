@@ -7,9 +7,13 @@ libraries (the ``serve`` extra) and the app are imported only when the server st
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
+import threading
+from types import FrameType
 
+from charlm.cli.exits import INTERRUPT_EXIT_STATUS
 from charlm.devices import KNOWN as KNOWN_DEVICES
 from charlm.devices import resolve_device
 from charlm.serve.limits import DEFAULT_GENERATIONS
@@ -89,7 +93,7 @@ def serve(
         import uvicorn
     except ModuleNotFoundError as err:
         raise ValueError(MISSING_EXTRA.format(missing=err.name)) from None
-    from charlm.serve.app import build_app
+    from charlm.serve.app import build_app, computing
     from charlm.serve.models import load_all
 
     models = load_all(ckpt_path, resolve_device(device))  # every file checked before anything listens
@@ -98,12 +102,26 @@ def serve(
         print(f"charlm serve: warning: listening on {host}: every machine that can reach this one can use these "
               f"models, with no password. Use the default --host 127.0.0.1 to keep them to this machine.",
               file=sys.stderr)
-    app = build_app(models, max_generations, host)
+    stopping = threading.Event()  # set by Ctrl-C (or SIGTERM): the app ends its streams and analyses at once
+    app = build_app(models, max_generations, host, stopping)
     for i, m in enumerate(models):
         print(f"  model {i}: {m.name} ({m.loaded.model.config.describe()})")
     print(f"charlm serve: open {url_of(sock)} (Ctrl-C to stop)", flush=True)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping.set()  # first: by uvicorn's next tick every response has ended, so none is cancelled
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        Server(config).run(sockets=[sock])  # after a signal uvicorn raises it again: Ctrl-C ends with 130 (__main__)
+    except KeyboardInterrupt:
+        if computing():  # an analysis whose answer nobody awaits: the interpreter cannot end under a thread inside
+            sys.stdout.flush()  # torch (C++ aborts: "terminate called without an active exception"), so the
+            sys.stderr.flush()  # process ends here, as __main__ would end it
+            os._exit(INTERRUPT_EXIT_STATUS)
+        raise
 
 
 serve.__doc__ = serve.__doc__.replace("{devices}", KNOWN_DEVICES)  # --help lists the devices charlm knows
