@@ -139,12 +139,17 @@ class CharRNN(nn.Module):
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         """tokens (B, T) int64 -> logits (B, T, V) and the hidden state after the last step."""
         x = self.embed(tokens)  # (B, T, E)
-        # The recurrence runs in its weights' dtype, never under autocast: autocast would hand
-        # cuDNN's LSTM fp16 inputs even under bf16 (and without a loss scaler). So with
-        # bf16-mixed / 16-mixed only the embedding and the output head are mixed-precision;
-        # with bf16-true the weights, and so the recurrence, are bf16.
         dtype = self.rnn.weight_hh_l0.dtype
-        with torch.autocast(x.device.type, enabled=False):
+        device = x.device.type
+        if recurrence_dtype(device, dtype, _autocast_dtype(device)) != dtype:
+            # 16-mixed on CUDA: autocast hands cuDNN fp16 inputs and weights, and Lightning's GradScaler
+            # guards the gradients. The state comes back fp16; the carried one stays in the weights' dtype
+            out, hidden = self._recurrence(x, hidden)  # (B, T, H) fp16
+            return self.head(self.drop(out)), _cast(hidden, dtype)
+        # Everywhere else the recurrence runs in its weights' dtype, outside autocast: under bf16 autocast
+        # cuDNN's RNN would run in fp16 with no loss scaler. So with bf16-mixed only the embedding and the
+        # head are mixed-precision; with bf16-true the weights, and so the recurrence, are bf16.
+        with torch.autocast(device, enabled=False):
             out, hidden = self._recurrence(x.to(dtype), _cast(hidden, dtype))  # (B, T, H)
         return self.head(self.drop(out)), hidden
 
@@ -217,6 +222,25 @@ def hidden_batch_size(hidden: Hidden) -> int:
 def hidden_device(hidden: Hidden) -> torch.device:
     """Where the state's tensors are."""
     return hidden_tensors(hidden)[0].device
+
+
+def recurrence_dtype(device_type: str, weight_dtype: torch.dtype, autocast_dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype the fused RNN runs in on ``device_type``, given its weights' dtype and the autocast dtype in
+    force there (None: autocast off).
+
+    fp16 only under CUDA's fp16 autocast (Lightning's 16-mixed), where cuDNN's fp16 RNN runs with fp32
+    master weights and Lightning's GradScaler: the standard AMP recipe, in which a step whose scaled
+    gradients overflow is skipped and the scale lowered. Else the weights' dtype: under bf16 autocast cuDNN
+    would run the RNN in fp16 anyway, with no scaler (bf16-mixed keeps it in fp32); a CPU (oneDNN) has no
+    fp16 RNN, and Lightning turns 16-mixed into bf16-mixed there.
+    """
+    if device_type == "cuda" and autocast_dtype == torch.float16 and weight_dtype == torch.float32:
+        return torch.float16
+    return weight_dtype
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 def _cast(hidden: Hidden | None, dtype: torch.dtype) -> Hidden | None:

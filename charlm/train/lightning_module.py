@@ -9,6 +9,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_warn
 
 from charlm.checkpoint import BATCHING
@@ -25,6 +26,7 @@ from charlm.train.faults import (
 )
 from charlm.train.init_from import pretrained_shape, read_pretrained, transplant
 from charlm.train.metrics import BitsPerByte
+from charlm.train.precision import describe_fp32_math, use_tf32
 from charlm.train.resume import fix_loop_state
 from datamodules.batches.streams import IGNORE
 from datamodules.common.rank_zero import rank_zero_note
@@ -46,6 +48,7 @@ class CharLM(L.LightningModule):
         lr_schedule: Literal["cosine", "constant"] = "cosine",
         min_lr_ratio: float = 0.1,
         grad_clip: float = 1.0,
+        tf32: bool | None = None,
         init_from: str | None = None,
         **shape: Any,
     ) -> None:
@@ -59,6 +62,10 @@ class CharLM(L.LightningModule):
             lr_schedule: after warmup, cosine decay to ``min_lr_ratio * lr`` by the last step, or constant.
             min_lr_ratio: the final learning rate as a fraction of ``lr`` (cosine schedule).
             grad_clip: clip the global gradient norm to this value before each step; 0 disables.
+            tf32: on a CUDA GPU, let float32 work (cuDNN's RNN and the output head's matmuls) round its inputs
+                to TF32, 10-bit mantissas: true allows it, false forbids it (IEEE float32), null leaves torch's
+                settings (torch 2.13: TF32 for cuDNN's RNNs, IEEE for matmuls). Set for the fit, validate or test
+                and put back after; one line says what it runs in. Ignored on a CPU.
             init_from: fine-tune: a checkpoint (.ckpt) whose weights this new model starts from, with a fresh
                 optimizer, schedule, step count and hidden state (``--ckpt_path`` resumes a run instead, and
                 this is then ignored: a fine-tuned run resumes with its own command plus --ckpt_path). The
@@ -107,13 +114,28 @@ class CharLM(L.LightningModule):
         self.loss_watch = LossWatch()  # first non-finite training loss, kept on the device
         self._validation_open = False  # a validation (not the sanity check) is under way in fit
         self._validated_at_step: int | None = None  # the global step of the last validation fit finished
+        self._restore_fp32_math: Callable[[], None] | None = None  # undoes --model.tf32 after the run
 
     def configure_callbacks(self) -> list[L.Callback]:
         # Lightning asks for these on every process before any logger starts: the earliest point
         # that sees the trainer, so a precision that cannot train is refused before anything runs
         refuse_untrainable_precision(self.trainer)
         refuse_untrainable_settings(self.trainer)
+        self._set_fp32_math()
         return []  # FitGuard (Ctrl-C, SIGTERM, a non-finite loss) is attached by the CLI
+
+    def _set_fp32_math(self) -> None:
+        # here, before Lightning's CUDA set-up reads torch's matmul precision (its Tensor Cores hint)
+        if not on_cuda(self.trainer):
+            return
+        if self.hparams.tf32 is not None and self._restore_fp32_math is None:
+            self._restore_fp32_math = use_tf32(self.hparams.tf32)
+        rank_zero_note(describe_fp32_math(self.hparams.tf32))
+
+    def teardown(self, stage: str) -> None:
+        if self._restore_fp32_math is not None:  # the process's torch settings, as they were before the run
+            self._restore_fp32_math()
+            self._restore_fp32_math = None
 
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         return self.model(tokens, hidden)
@@ -191,9 +213,9 @@ class CharLM(L.LightningModule):
         matrices = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
         others = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and not n.startswith("embed"))]
         groups = [{"params": matrices, "weight_decay": hp.weight_decay}, {"params": others, "weight_decay": 0.0}]
-        # fused AdamW on GPUs (one kernel for all parameters), except with fp16's loss scaler: a
-        # fused optimizer unscales inside its step, after our clipping, which would clip scaled grads
-        fused = self.device.type == "cuda" and str(self.trainer.precision) not in ("16-mixed", "16", "16-true")
+        # fused AdamW on GPUs: one kernel for all parameters, and under 16-mixed's GradScaler no host sync per
+        # step (a plain optimizer's scaler.step reads found_inf on the host; a fused one skips on the device)
+        fused = self.device.type == "cuda"
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), fused=fused or None)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, hp.warmup_steps, self._total_steps, hp.lr_schedule, hp.min_lr_ratio)
@@ -210,9 +232,15 @@ class CharLM(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None,
                                     gradient_clip_algorithm=None) -> None:
-        # Lightning calls this after unscaling AMP gradients; --trainer.gradient_clip_val still wins if set
+        # --trainer.gradient_clip_val still wins if set
         clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
         algorithm = str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower()
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if clip and scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
+            # 16-mixed with a fused AdamW: Lightning unscales only optimizers that do not unscale in their
+            # step, so clipping would see gradients times the loss scale. Unscaled here, the scaler's step
+            # hands the fused AdamW no scale, only the device flag that skips a step that overflowed
+            scaler.unscale_(optimizer)
         if clip and algorithm == "value":
             torch.nn.utils.clip_grad_value_(self.parameters(), clip)  # --trainer.gradient_clip_algorithm value
         elif clip:
@@ -293,6 +321,11 @@ class CharLM(L.LightningModule):
         self._restored_rng = state.get("rng")
         self._validated_at_step = state.get("validated_at_step")
         self._restore_train_bpc(state.get("train_bpc"), rank)
+
+
+def on_cuda(trainer: L.Trainer) -> bool:
+    """Whether ``trainer`` runs on CUDA GPUs (asked before its devices are set up)."""
+    return isinstance(trainer.accelerator, CUDAAccelerator)
 
 
 def lr_factor(step: int, warmup: int, total_steps: Callable[[], int], schedule: str, min_ratio: float) -> float:

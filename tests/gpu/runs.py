@@ -80,19 +80,51 @@ class RecordStrategy(L.Callback):
 
 
 class RecordClipNorms(L.Callback):
-    """Write to ``path`` (JSON) the gradient norm of the first ``count`` optimizer steps as gradient
-    clipping gets it: after Lightning's precision plugin has unscaled fp16 gradients (amp.py:
-    unscale_, then on_before_optimizer_step, then configure_gradient_clipping), and the loss scale."""
+    """Write to ``path`` (JSON) the gradient norm of the first ``count`` optimizer steps as clipping leaves it
+    (right after CharLM.configure_gradient_clipping: under 16-mixed unscaled by Lightning, or with a fused AdamW
+    by CharLM itself; clipped, which the default clip of 1.0 leaves alone at these norms), and the loss scale.
+    A hook before it (on_before_optimizer_step) would see a fused AdamW's gradients still scaled."""
 
     def __init__(self, path: str, count: int = 3) -> None:
         self.path, self.count, self.norms = Path(path), count, []
 
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if len(self.norms) < self.count:
-            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-            self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads]))))
-        if len(self.norms) == self.count:
-            scaler = getattr(trainer.precision_plugin, "scaler", None)
-            scale = float(scaler.get_scale()) if scaler is not None else None
-            self.path.write_text(json.dumps({"norms": self.norms, "scale": scale}))
-            self.count = -1
+    def on_train_start(self, trainer, pl_module) -> None:
+        clip = pl_module.configure_gradient_clipping
+
+        def recording(optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+            clip(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            if len(self.norms) < self.count:
+                grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+                self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads]))))
+                if len(self.norms) == self.count:
+                    scaler = getattr(trainer.precision_plugin, "scaler", None)
+                    scale = float(scaler.get_scale()) if scaler is not None else None
+                    self.path.write_text(json.dumps({"norms": self.norms, "scale": scale}))
+
+        pl_module.configure_gradient_clipping = recording  # Lightning looks the hook up on the instance
+
+
+class RecordPrecision(L.Callback):
+    """Write to ``path`` (JSON) what the first training batch ran in: the dtype of the fused RNN's output
+    ("rnn"), the dtypes of the hidden state carried to the next batch ("carried"), and the float32 math of
+    the run ("fp32_math", charlm.train.precision.fp32_math)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.seen = Path(path), {}
+        self._hook = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        def record(module, args, out) -> None:  # returns None: the output goes on unchanged
+            self.seen.setdefault("rnn", str(out[0].dtype))
+
+        self._hook = pl_module.model.rnn.register_forward_hook(record)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from charlm.model import hidden_tensors
+        from charlm.train.precision import fp32_math
+
+        if "carried" not in self.seen:
+            self._hook.remove()
+            self.seen["carried"] = sorted({str(h.dtype) for h in hidden_tensors(pl_module._train_hidden)})
+            self.seen["fp32_math"] = fp32_math()
+            self.path.write_text(json.dumps(self.seen))
