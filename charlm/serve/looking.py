@@ -3,7 +3,7 @@
 Activations, top-5 guesses and surprise come from one pass of charlm.infer.neurons.trace (the model
 stepped byte by byte, as ``charlm visualize``), the ranked units from ``rank_neurons`` over
 ``features`` (``visualize --find``), the colours from charlm.infer.neuron_page's palette. Surprise is
--log2 p(byte | bytes before it), whose mean is ``charlm score``'s bits per byte. Saliency: the
+-log2 p(byte | bytes before it), whose mean is ``charlm score``'s bpc. Saliency: the
 gradient of one prediction's log-probability with respect to the input embeddings of the bytes
 before it (a window), its L2 norm per byte.
 """
