@@ -62,6 +62,19 @@ def shakespeare_path() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def restored_environment() -> Iterator[None]:
+    """Each test leaves os.environ as it found it: an in-process DDP fit (tests/gpu/test_device_ddp.py on the
+    CPU) sets LOCAL_RANK, MASTER_PORT and friends for its own processes, and a later DDP fit started from this
+    process would take them for a launcher's and wait forever for ranks nobody starts (under pytest-xdist,
+    where the order of tests differs, it did)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own CHARLM_CACHE, so nothing touches ~/.cache/charlm."""
     cache = tmp_path / "cache"
