@@ -61,17 +61,25 @@ def shakespeare_path() -> Path:
     return SHAKESPEARE
 
 
+# what a process launcher tells its processes; Lightning's DDP sets these in its own process too
+LAUNCH_VARIABLES = ("LOCAL_RANK", "RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                    "MASTER_PORT")
+
+
 @pytest.fixture(autouse=True)
-def restored_environment() -> Iterator[None]:
-    """Each test leaves os.environ as it found it: an in-process DDP fit (tests/gpu/test_device_ddp.py on the
-    CPU) sets LOCAL_RANK, MASTER_PORT and friends for its own processes, and a later DDP fit started from this
-    process would take them for a launcher's and wait forever for ranks nobody starts (under pytest-xdist,
-    where the order of tests differs, it did)."""
-    saved = dict(os.environ)
+def no_launcher_left_behind() -> Iterator[None]:
+    """Each test leaves the launch variables as it found them: an in-process DDP fit (tests/gpu/test_device_ddp.py
+    on the CPU) sets LOCAL_RANK, MASTER_PORT and NODE_RANK for its own processes, and a later DDP fit started
+    from this process would take them for a launcher's and wait forever for ranks nobody starts (under
+    pytest-xdist, where the order of tests differs, it did). Only these: W&B keeps its service's address in
+    the environment, and that must stay."""
+    saved = {name: os.environ.get(name) for name in LAUNCH_VARIABLES}
     yield
-    if os.environ != saved:
-        os.environ.clear()
-        os.environ.update(saved)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)
