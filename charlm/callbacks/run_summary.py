@@ -58,6 +58,8 @@ class RunSummary(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not trainer.is_global_zero or trainer.state.fn != "fit":
             return
+        if trainer.global_step == 0 and not isinstance(exception, (KeyboardInterrupt, SystemExit)):
+            return  # a mistake found before anything trained: its one line says what to do, nothing was made
         resume = interrupted_checkpoint(trainer) or last_checkpoint(trainer)
         lines = [_line("resume", resume_command(resume))] if resume else []
         self._say(trainer, f"charlm: fit stopped at step {trainer.global_step} ({describe(exception)}).", lines)

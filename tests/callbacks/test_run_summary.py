@@ -113,3 +113,11 @@ def test_checkpoints_still_carry_the_wandb_run_id(tmp_path, shakespeare_path, fi
     (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
     last = tmp_path / "runs/shakespeare/version_0/checkpoints/last.ckpt"
     assert torch.load(last, weights_only=True)["callbacks"]["RunConfig"]["wandb_run_id"] == run_dir.name[-8:]
+
+
+def test_a_mistake_before_any_step_is_its_one_line_alone(tmp_path, shakespeare_path, fit):
+    # Lightning finds this one as fit starts, after the data module is set up
+    out = fit(*small_run(shakespeare_path, *SMALL, "--trainer.logger.mode", "disabled"),
+              "--trainer.val_check_interval", "100000")
+    assert out.returncode == 2 and "val_check_interval" in out.stderr
+    assert "charlm: fit" not in out.stdout, out.stdout[-500:]
