@@ -31,8 +31,8 @@ _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "E
 _KEY = re.compile(r'(?:- )?Parser key "([^"]+)":\s*(.*)')
 _CLASS_PATH = re.compile(r"(?:- )?Problem with given class_path '[^']*':\s*(.*)")
 
-# charlm builds its optimizer and schedule itself (charlm.train.lightning_module); LightningCLI's --optimizer / --lr_scheduler
-# would silently replace AdamW and drop warmup and cosine decay, so they are not offered
+# charlm builds its optimizer and schedule itself (charlm.train.lightning_module); LightningCLI's --optimizer /
+# --lr_scheduler would silently replace AdamW and drop warmup and cosine decay, so they are not offered
 OPTIMIZER_FLAGS = ("--optimizer", "--lr_scheduler")
 OPTIMIZER_HINT = ("charlm trains with AdamW, linear warmup and cosine decay, set by --model.lr, --model.weight_decay, "
                   "--model.betas, --model.warmup_steps, --model.lr_schedule (cosine or constant), "

@@ -19,15 +19,15 @@ default run's 2 x 256 LSTM must not clash with a 1 x 64 checkpoint nobody asked 
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.utilities import rank_zero_warn
 
 from charlm.devices import available_memory, gib
 from charlm.model import CharRNNConfig, check_model_size, parameter_count
 from charlm.train.init_from import FLAG, pretrained_shape, read_shape
-from datamodules.common.rank_zero import rank_zero_note
+from datamodules.common.rank_zero import is_rank_zero, rank_zero_note
 
 
 def given_model_settings(parser: Any, args: Any, config: Namespace, subcommand: str) -> dict[str, Any]:
@@ -71,6 +71,12 @@ def take_shape_from_init_from(config: Namespace, given: dict[str, Any]) -> None:
         config.model[name] = value
 
 
+def warn_once(message: str) -> None:
+    """A UserWarning from the first process of the run only (Lightning's rank_zero_warn, without Lightning)."""
+    if is_rank_zero():
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def warn_overridden_model_flags(given: dict[str, Any], model: Namespace, ckpt_path: str, subcommand: str) -> None:
     """Warn (rank 0, once) naming each ``given`` ``--model.*`` flag whose value differs from ``model``'s, the
     settings ``--ckpt_path``'s hyperparameters replaced them with, with both values."""
@@ -79,7 +85,7 @@ def warn_overridden_model_flags(given: dict[str, Any], model: Namespace, ckpt_pa
     if lost:
         advice = (f" To train with other settings from these weights, start a new run with --model.init_from "
                   f"{ckpt_path}." if subcommand == "fit" else "")
-        rank_zero_warn(f"charlm: --ckpt_path {ckpt_path} runs with the model settings it was saved with, so "
+        warn_once(f"charlm: --ckpt_path {ckpt_path} runs with the model settings it was saved with, so "
                        f"{', '.join(lost)} {'is' if len(lost) == 1 else 'are'} ignored.{advice}")
 
 
