@@ -89,3 +89,17 @@ def test_no_room_holds_more_than_a_dozen_modules():
 def test_every_module_says_what_it_holds():
     missing = [name for name, path in modules().items() if not ast.get_docstring(ast.parse(path.read_text()))]
     assert not missing, missing
+
+
+def test_inference_and_the_command_line_import_no_lightning():
+    # start-up time: `charlm sample` and friends, the page and the Python API load no Lightning; fit / validate /
+    # test (cli/commands/fit.py) are the only commands that train, and the one module of cli/ that imports it
+    lightning_users = []
+    for module, path in modules().items():
+        if module.startswith(("charlm.infer", "charlm.cli")) and module != "charlm.cli.commands.fit":
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                if any(name.split(".")[0] in ("lightning", "pytorch_lightning") for name in names):
+                    lightning_users.append(module)
+    assert not lightning_users, lightning_users
