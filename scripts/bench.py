@@ -21,6 +21,7 @@ ratios: a neighbour that slows one run moves one ratio, not the median.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ from charlm.train.precision import fp32_math, use_tf32
 from datamodules import TextDataModule
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE",  # as the tests read it, else beside the repository
+                                  REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))
 
 
 def sync_device(device: torch.device) -> None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,8 @@ import numpy as np
 from jsonargparse import CLI
 
 REPO = Path(__file__).resolve().parents[1]
+# the real Tiny Shakespeare: $CHARLM_SHAKESPEARE, as the tests read it, else beside the repository
+SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE", REPO.parent / "shared/corpora/tinyshakespeare/input.txt"))
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -56,7 +59,7 @@ def measure(kind: str, path: Path, cache: Path, batches: int = 0, **kwargs) -> d
 
 def make_enwik8_standin(folder: Path, size: int, seed: int = 0) -> Path:
     """A zip with member ``enwik8`` of exactly ``size`` bytes of markup-laden text."""
-    lines = (REPO.parent / "shared/corpora/tinyshakespeare/input.txt").read_bytes().splitlines(keepends=True)
+    lines = SHAKESPEARE.read_bytes().splitlines(keepends=True)
     if not lines:
         lines = [b"To be, or not to be: that is the question.\n"]
     rng = np.random.default_rng(seed)
@@ -91,7 +94,7 @@ def main(size: int = 100_000_000, enwik8: str | None = None,
         archive = Path(enwik8) if enwik8 else make_enwik8_standin(tmp, size)
         results["enwik8 (stand-in)" if not enwik8 else "enwik8"] = measure(
             "Enwik8DataModule", archive, tmp / "cache", train_batches, sha256=None)
-        shakespeare = REPO.parent / "shared/corpora/tinyshakespeare/input.txt"
+        shakespeare = SHAKESPEARE
         if shakespeare.is_file():
             results["tinyshakespeare"] = measure("ShakespeareDataModule", shakespeare, tmp / "cache", train_batches)
         if Path(linux).is_file():
