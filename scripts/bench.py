@@ -40,6 +40,18 @@ SHAKESPEARE = Path(os.environ.get("CHARLM_SHAKESPEARE",  # as the tests read it,
                                   REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"))
 
 
+def prepared(corpus: str | None, tmp: str, batch_size: int, seq_len: int) -> TextDataModule:
+    """The data module a benchmark trains on, set up: ``corpus``, else Tiny Shakespeare, else 2 MB of random
+    printable bytes (a machine without either); its cache in ``tmp``."""
+    path = Path(corpus) if corpus else SHAKESPEARE
+    if not path.is_file():
+        path = Path(tmp) / "random.txt"
+        path.write_bytes(bytes(torch.randint(32, 127, (2_000_000,), dtype=torch.uint8).tolist()))
+    data = TextDataModule(path=str(path), batch_size=batch_size, seq_len=seq_len, cache_dir=f"{tmp}/cache")
+    data.setup("fit")
+    return data
+
+
 def sync_device(device: torch.device) -> None:
     """Wait for ``device``'s queued work (CUDA runs asynchronously): timings then end where the work does."""
     if device.type == "cuda":
@@ -175,12 +187,7 @@ def main(
     device = torch.device("cuda" if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(corpus) if corpus else SHAKESPEARE
-        if not path.is_file():
-            path = Path(tmp) / "random.txt"
-            path.write_bytes(bytes(torch.randint(32, 127, (2_000_000,), dtype=torch.uint8).tolist()))
-        data = TextDataModule(path=str(path), batch_size=batch_size, seq_len=seq_len, cache_dir=f"{tmp}/cache")
-        data.setup("fit")
+        data = prepared(corpus, tmp, batch_size, seq_len)
         tokens = data.splits["train"]
         for cell in cells:
             raws, ours = [], []
@@ -190,8 +197,8 @@ def main(
                                              hidden_size=hidden_size))
                 raws.append(raw_loop(model, tokens, batch_size, seq_len, steps, warmup, device, precision, 2e-3, 1.0))
                 torch.manual_seed(0)
-                ours.append(charlm_fit(cell, num_layers, hidden_size, path, batch_size, seq_len, steps, warmup,
-                                       device.type, precision, 2e-3, 1.0, Path(tmp) / "cache")[0])
+                ours.append(charlm_fit(cell, num_layers, hidden_size, Path(data.path), batch_size, seq_len, steps,
+                                       warmup, device.type, precision, 2e-3, 1.0, Path(tmp) / "cache")[0])
             ratios = [ours_i / raw_i for ours_i, raw_i in zip(ours, raws, strict=True)]
             rows.append({"cell": cell, "raw": statistics.median(raws), "charlm": statistics.median(ours),
                          "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
@@ -281,12 +288,7 @@ def precisions(
             Path(json_out).write_text(json.dumps({**result, "complete": complete}, indent=1))
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(corpus) if corpus else SHAKESPEARE
-        if not path.is_file():
-            path = Path(tmp) / "random.txt"
-            path.write_bytes(bytes(torch.randint(32, 127, (2_000_000,), dtype=torch.uint8).tolist()))
-        data = TextDataModule(path=str(path), batch_size=batch_size, seq_len=seq_len, cache_dir=f"{tmp}/cache")
-        data.setup("fit")
+        data = prepared(corpus, tmp, batch_size, seq_len)
         tokens = data.splits["train"]
 
         def fresh() -> CharRNN:  # the same initial weights for every run (CharLM draws them the same way)
@@ -309,8 +311,8 @@ def precisions(
             for repeat in range(repeats):
                 raws.append(raw(precision, tf32))
                 torch.manual_seed(0)
-                speed, seen_bpc, seen_math = charlm_fit(cell, num_layers, hidden_size, path, batch_size, seq_len,
-                                                        steps, warmup, device.type, precision, 2e-3, 1.0,
+                speed, seen_bpc, seen_math = charlm_fit(cell, num_layers, hidden_size, Path(data.path), batch_size,
+                                                        seq_len, steps, warmup, device.type, precision, 2e-3, 1.0,
                                                         Path(tmp) / "cache", tf32=tf32, validate=repeat == 0)
                 ours.append(speed)
                 bpc, math = (seen_bpc, seen_math) if repeat == 0 else (bpc, math)
