@@ -114,8 +114,6 @@ class Model:
     def score(self, text: str | bytes, unknown: Unknown = "error") -> float:
         """The bpc of ``text`` under the model, as ``charlm score`` prints it (the first byte is context)."""
         data = drop_unknown(_bytes(text), {str(self.path): self.vocab}, unknown)
-        if len(data) < 2:
-            raise ValueError("The text is empty (or one byte): there is nothing to score.")
         return bits_per_byte(self._loaded, data)[0]
 
     def trace(self, text: str | bytes, unknown: Unknown = "error") -> Trace:
@@ -141,10 +139,7 @@ class Model:
         return write_file(target, data)
 
     def _prompt(self, prompt: str | bytes, unknown: Unknown) -> tuple[bytes, Any]:
-        data = _bytes(prompt)
-        if not data:
-            raise ValueError("The prompt is empty; give at least one character (the default is a newline).")
-        return encode_prompt(self.vocab, data, unknown, "--prompt")
+        return encode_prompt(self.vocab, _bytes(prompt), unknown, "--prompt")
 
 
 def load(ckpt_path: str | os.PathLike, device: str = "auto") -> Model:

@@ -18,6 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from charlm.train.faults import HangupStop
 from charlm.train.run_folder import run_log_dir
 from charlm.train.wandb_logger import wandb_loggers
 
@@ -35,7 +36,7 @@ def resume_command(ckpt_path: str | os.PathLike, argv: list[str] | None = None) 
     sys.argv) with its ``--ckpt_path`` replaced; ``charlm fit ... --ckpt_path FILE`` when it was not started
     from the command line."""
     argv = sys.argv if argv is None else argv
-    args = list(argv[2:]) if argv[1:2] == ["fit"] else ["..."]
+    args = list(argv[2:]) if argv[1:2] == ["fit"] else ["..."]  # "..." shlex leaves unquoted
     kept, skip = [], False
     for arg in args:
         if skip:
@@ -44,7 +45,7 @@ def resume_command(ckpt_path: str | os.PathLike, argv: list[str] | None = None) 
             skip = True
         elif not arg.startswith("--ckpt_path="):
             kept.append(arg)
-    return shlex.join(["charlm", "fit", *kept]).replace("'...'", "...") + f" --ckpt_path {shown(ckpt_path)}"
+    return shlex.join(["charlm", "fit", *kept]) + f" --ckpt_path {shown(ckpt_path)}"
 
 
 class RunSummary(L.Callback):
@@ -96,8 +97,8 @@ def describe(exception: BaseException) -> str:
     """Why fit stopped, in a few words."""
     if isinstance(exception, KeyboardInterrupt):
         return "Ctrl-C"
-    if isinstance(exception, SystemExit):  # Lightning's SIGTERMException, charlm's HangupStop
-        return "SIGHUP" if type(exception).__name__ == "HangupStop" else "SIGTERM"
+    if isinstance(exception, SystemExit):  # Lightning's SIGTERMException, charlm's HangupStop (a subclass)
+        return "SIGHUP" if isinstance(exception, HangupStop) else "SIGTERM"
     return type(exception).__name__
 
 

@@ -106,7 +106,9 @@ def encode_prompt(vocab: Vocabulary, data: bytes, unknown: Literal["error", "ski
     """The prompt the model reads and its token ids (P,): bytes outside the vocabulary are refused
     naming them (``error``), or left out with a note on stderr (``skip``). ``name`` is what the user
     gave the prompt with. The ``--unknown`` policy of datamodules.io.vocab.drop_unknown, worded for a
-    prompt (which may be one byte long)."""
+    prompt (which may be one byte long). An empty prompt is refused: the model needs a byte to start from."""
+    if not data:
+        raise ValueError("The prompt is empty; give at least one character (the default is a newline).")
     kept, missing = skip_unknown(data, {name: vocab})
     if missing and unknown == "error":
         raise ValueError(f"{name}: the prompt contains {vocab.describe_missing(data)}, which the model's vocabulary "

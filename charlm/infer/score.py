@@ -36,7 +36,10 @@ def nats_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096) -> torch
 
 def bits_per_byte(loaded: LoadedModel, data: bytes, window: int = 4096) -> tuple[float, int]:
     """bpc of ``data`` under the model (the mean of ``nats_per_byte``, in bits), and how many bytes
-    were predicted (each from all bytes before it; the first byte is context only)."""
+    were predicted (each from all bytes before it; the first byte is context only). A text of fewer than
+    two bytes has nothing to predict, and is refused."""
+    if len(data) < 2:
+        raise ValueError("The text is empty (or one byte): there is nothing to score.")
     nats = nats_per_byte(loaded, data, window)
     return nats.double().sum().item() / len(nats) / math.log(2), len(nats)
 

@@ -105,8 +105,6 @@ def sample(
         prompt_bytes = file.read_bytes()
     else:
         prompt_bytes = prompt.encode()
-    if not prompt_bytes:
-        raise ValueError("The prompt is empty; give at least one character (the default is a newline).")
     name = "--prompt_file" if prompt_file is not None else "--prompt"
     prompt_bytes, ids = encode_prompt(loaded.vocab, prompt_bytes, unknown, name)  # what the model reads and echoes
     if beam is not None:
