@@ -9,15 +9,20 @@ package puts one in /usr/src), or a local source tree.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 from datamodules.base import CharDataModule
-from datamodules.common.errors import cache_write_error
+from datamodules.common.errors import check_string_list
 from datamodules.common.rank_zero import rank_zero_note
-from datamodules.io.atomic_files import fsync_dir, temp_name
-from datamodules.io.fetch import ChecksumMismatchError, CorpusUnavailableError, Download, cached_download, download
+from datamodules.io.fetch import (
+    ChecksumMismatchError,
+    CorpusUnavailableError,
+    Download,
+    cached_download,
+    download,
+    download_over,
+)
 from datamodules.sources.corpus import Corpus, TarballCorpus
 from datamodules.sources.files import SKIP_FOLDERS, expand_paths, files_chunks
 
@@ -35,19 +40,10 @@ def release_sha256(sums_file: Path, tarball: str) -> str:
 
 
 def refetch_list(url: str, sums: Path) -> None:
-    """Replace the cached checksum list ``sums`` by the mirror's current one at ``url``: downloaded beside it,
-    then renamed over it, so a reader (another rank) sees the old list or the new one, never none; when the
-    download fails, the cached list stays as it was."""
-    tmp = temp_name(sums)
-    try:
-        tmp.unlink(missing_ok=True)  # download() reuses an existing file: a leftover must not pass for the new list
-        download(url, tmp, None)
-        os.replace(tmp, sums)
-    except OSError as err:
-        raise cache_write_error(sums, err) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(sums.parent)
+    """Replace the cached checksum list ``sums`` by the mirror's current one at ``url`` (fetch.download_over: a
+    reader, another rank, sees the old list or the new one, never none; when the download fails, the cached list
+    stays as it was)."""
+    download_over(url, sums, None)
 
 
 class LinuxDataModule(CharDataModule):
@@ -74,6 +70,8 @@ class LinuxDataModule(CharDataModule):
         super().__init__(**kwargs)
         if (path is None) == (version is None):
             raise ValueError("Give exactly one of --data.path (a kernel tarball or source tree) and --data.version.")
+        check_string_list("--data.extensions", extensions, ".c")
+        check_string_list("--data.skip_folders", skip_folders, ".git")
         self.path, self.version, self.mirror = path, version, mirror.rstrip("/")
         self.extensions = list(extensions) if extensions else [".c", ".h"]
         self.skip_folders = tuple(skip_folders)

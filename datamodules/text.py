@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 from datamodules.base import CharDataModule
+from datamodules.common.errors import check_string_list
 from datamodules.common.rank_zero import rank_zero_note
 from datamodules.io.prepare import ChunkSource
 from datamodules.sources.byte_limit import ByteLimit, parse_byte_size
@@ -165,9 +166,8 @@ def _check_file_flag_types(path: object, extensions: object, binary: object, ski
     for a list would be taken letter by letter (extensions="py" keeps names ending in p or y)."""
     if not isinstance(path, str) or not path:
         raise ValueError(f"--data.path: expected a file, folder or glob (a string), got {path!r}.")
-    for flag, value, example in (("extensions", extensions, ".py"), ("skip_folders", skip_folders, ".git")):
-        if value is not None and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
-            raise ValueError(f"--data.{flag}: expected a list of strings, e.g. [{example}], got {value!r}.")
+    check_string_list("--data.extensions", extensions, ".py")
+    check_string_list("--data.skip_folders", skip_folders, ".git")
     if binary not in ("skip", "error", "include"):
         raise ValueError(f"--data.binary: expected skip, error or include, got {binary!r}.")
 

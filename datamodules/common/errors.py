@@ -60,3 +60,10 @@ def cache_write_error(path: Path | str, err: OSError) -> CacheWriteError:
         f"Could not write {path} ({type(err).__name__}: {err.strerror or err}). "
         f"Make that folder writable, or point the cache elsewhere with {where}."
     )
+
+
+def check_string_list(flag: str, value: object, example: str) -> None:
+    """Refuse a list flag that is not a list of strings, naming ``flag`` (``--data.extensions``): from Python a
+    plain string would be taken letter by letter (``skip_folders=".git"`` is the folders ".", "g", "i", "t")."""
+    if value is not None and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        raise ValueError(f"{flag}: expected a list of strings, e.g. [{example}], got {value!r}.")

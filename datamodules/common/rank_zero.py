@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
-from lightning.pytorch.utilities import rank_zero_only
-
 
 def is_rank_zero() -> bool:
     """Whether this process is the first of its (DDP) run: global rank 0, on node 0."""
+    from lightning.pytorch.utilities import rank_zero_only  # here: a download note must not load Lightning
+
     return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
 
 

@@ -1,8 +1,9 @@
 """The one way charlm replaces a file: whole or not at all, even across a kill or a power cut.
 
 Every file charlm writes over goes through here: the cache's token, vocabulary and meta files
-(datamodules.io.prepare, cache_files), downloads (fetch), checkpoints, the CSV metrics and samples files
-(charlm.train), neuron pages, plots and exported models (``write_file``). One temporary name for all of
+(datamodules.io.prepare, cache_files), checkpoints and the CSV metrics (charlm.train), the samples file
+(charlm.callbacks.sample_text), neuron pages, plots and exported models (``write_file``); downloads land
+beside their name and are renamed over it (datamodules.io.fetch.download_over). One temporary name for all of
 them (``temp_name``): beside the file, hidden, carrying the writer's pid and host, so that a later run can
 tell the leftovers of a killed writer from the work of a live one, on a disk several machines share too
 (``remove_stale_temp_files``). It lives in ``datamodules`` because ``charlm`` may import from here, and

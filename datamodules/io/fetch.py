@@ -14,9 +14,9 @@ unpacking would extract members to disk, which charlm never does).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +30,8 @@ from datamodules.common.errors import (
     cache_write_error,
     corrupt_archive,
 )
-from datamodules.io.atomic_files import temp_name
+from datamodules.common.rank_zero import rank_zero_note
+from datamodules.io.atomic_files import fsync_dir, temp_name
 
 __all__ = ["ChecksumMismatchError", "CorpusUnavailableError", "Download", "cached_download", "download",
            "set_aside_if_bad", "sha256_of"]
@@ -97,32 +98,47 @@ def _fetch(url: str, dest: Path, sha256: str | None, timeout: float) -> None:
         ) from None
 
 
-def _replace_failing(url: str, dest: Path, expected: str, got: str, timeout: float, own_file: str) -> Path:
-    """``dest`` is in the cache but fails its checksum, so this run did not download it: it was put there by hand
-    (where an offline error said, say) or left by a run with another --data.url or --data.sha256. Never train on
-    it, never delete it: download the right file beside it, and only then move it aside (saying so); if that
-    download fails, leave it where it is and say why it was not used."""
-    failed = f"{dest} failed its checksum (sha256 {got}, expected {expected})"
+def download_over(url: str, dest: Path, sha256: str | None, timeout: float = 30.0, aside: Path | None = None) -> None:
+    """Download ``url`` beside ``dest`` (verified against ``sha256`` unless None), then rename it over ``dest``,
+    first moving ``dest`` to ``aside`` if given: a reader (another rank) sees the old file or the new one, never
+    none or half of one. When the download fails, ``dest`` stays as it was."""
     fresh = temp_name(dest)
     try:
-        _fetch(url, fresh, expected, timeout)
-    except (CorpusUnavailableError, ChecksumMismatchError) as err:
-        raise ChecksumMismatchError(
-            f"{failed}: it is not the file {url} serves, so it was not used, and was left as it is; downloading "
-            f"that file failed: {str(err).splitlines()[0]} {own_file.format(file=dest)} Or put the file {url} "
-            f"serves in its place, then run again."
-        ) from None
-    bad = _aside_name(dest)
-    try:
-        os.replace(dest, bad)
+        fresh.unlink(missing_ok=True)  # pooch reuses an existing file: a leftover must not pass for the new one
+        _fetch(url, fresh, sha256, timeout)
+        if aside is not None:
+            os.replace(dest, aside)
         os.replace(fresh, dest)
     except OSError as err:
         raise cache_write_error(dest, err) from None
     finally:
         fresh.unlink(missing_ok=True)  # gone after the rename; left only by a failure
-    print(f"charlm: {failed}: it is not the file {url} serves, so it was moved aside to {bad} and that file "
-          f"downloaded in its place. To train on the file moved aside, move it out of the cache and pass "
-          f"--data.path with it.", file=sys.stderr)
+    fsync_dir(dest.parent)
+
+
+def _replace_failing(url: str, dest: Path, expected: str, got: str, timeout: float, own_file: str) -> Path:
+    """``dest`` is in the cache but fails its checksum, so this run did not download it: it was put there by hand
+    (where an offline error said, say) or left by a run with another --data.url or --data.sha256. Never train on
+    it, never delete it: download the right file beside it, and only then move it aside (saying so); if that
+    download fails, leave it where it is and say why it was not used. Holding a lock on the failing file: every
+    process of a DDP run gets here, and only the first replaces it (the others then find the right one)."""
+    failed = f"{dest} failed its checksum (sha256 {got}, expected {expected})"
+    with open(dest, "rb") as failing:
+        fcntl.flock(failing, fcntl.LOCK_EX)  # released when closed; a waiter wakes on the file moved aside
+        if sha256_of(dest) == expected:
+            return dest  # another process replaced it while this one waited
+        bad = _aside_name(dest)
+        try:
+            download_over(url, dest, expected, timeout, aside=bad)
+        except (CorpusUnavailableError, ChecksumMismatchError) as err:
+            raise ChecksumMismatchError(
+                f"{failed}: it is not the file {url} serves, so it was not used, and was left as it is; "
+                f"downloading that file failed: {str(err).splitlines()[0]} {own_file.format(file=dest)} Or put "
+                f"the file {url} serves in its place, then run again."
+            ) from None
+    rank_zero_note(f"charlm: {failed}: it is not the file {url} serves, so it was moved aside to {bad} and that "
+                   f"file downloaded in its place. To train on the file moved aside, move it out of the cache and "
+                   f"pass --data.path with it.")
     return dest
 
 
@@ -181,11 +197,11 @@ def set_aside_if_bad(download: Download | None) -> Iterator[None]:
         download.file.replace(bad)
         again = f"run again to download it {'anew' if download.fetched else 'from ' + download.url}"
         own = "" if download.fetched else ", or, to train on that file, move it out of the cache and pass --data.path"
-        if isinstance(err, CorruptArchiveError):
+        if isinstance(err, CorruptArchiveError):  # damaged: nothing to train on, so no --data.path advice
             raise corrupt_archive(download.origin(), err.detail or str(err),
-                                  f"It was moved aside to {bad.name}; {again}{own}.") from None
+                                  f"It was moved aside to {bad.name}; {again}.") from None
         if download.fetched:
             raise ChecksumMismatchError(f"{err} {download.file} was moved aside to {bad.name}; {again}, or pass "
                                         f"--data.sha256 null to accept what {download.url} serves.") from None
-        raise ChecksumMismatchError(f"{str(err).rstrip()} {download.origin()} was moved aside to {bad.name}; "
+        raise ChecksumMismatchError(f"{err} {download.origin()} was moved aside to {bad.name}; "
                                     f"{again}{own} with --data.sha256 null.") from None

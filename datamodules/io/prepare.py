@@ -132,7 +132,7 @@ def prepare(
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ChecksumMismatchError(
                 f"The corpus {source} has sha256 {digest.hexdigest()}, but {sha256} was expected; "
-                f"it was not used. {mismatch_hint}"
+                f"it was not used." + (f" {mismatch_hint}" if mismatch_hint else "")
             )
         num_tokens = int(counts.sum())
         if num_tokens == 0:
