@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,20 @@ class LoadedModel:
     hparams: dict[str, Any]
 
 
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The contents of a checkpoint file, memory-mapped (only what is used is read), with ``weights_only=True``.
+
+    ``fit --ckpt_path`` looks into its file several times before Lightning restores it (its checks, its batch
+    settings, its step, its W&B run): the same file, unchanged, is read once (keyed by path, size and mtime)."""
+    stat = os.stat(path)
+    return _read(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
 def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[str, Any]:
     """Load a checkpoint file (onto the CPU) and check that charlm wrote it; returns its contents.
 
@@ -37,7 +53,7 @@ def check_checkpoint_file(path: str | Path, arg: str = "--ckpt_path") -> dict[st
         raise ValueError(f"{arg}: {path} is not a checkpoint (torch.save writes a zip archive; this file starts with "
                          f"{head!r}). Pass a .ckpt file written by `charlm fit`.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: read only what is used
+        ckpt = read_checkpoint(path)
     except Exception as err:  # torch.load raises many kinds for a damaged file  # noqa: BLE001
         why = str(err).split(". ")[0]  # torch's first sentence; the rest is advice about saving
         raise ValueError(f"{arg}: {path} is not a readable checkpoint (truncated or corrupted?): {type(err).__name__}: "
@@ -124,8 +140,7 @@ def check_resume_batching(ckpt_path: str | Path, data_args: Any) -> None:
     state would restart and its place in the epoch would mean another stretch of the corpus."""
     if not Path(ckpt_path).is_file():
         return  # "hpc", a URL: Lightning's
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    saved = (ckpt.get("charlm") or {}).get("batching") or {}
+    saved = (read_checkpoint(ckpt_path).get("charlm") or {}).get("batching") or {}
     given = {name: data_args.get(name) for name in BATCHING}
     differ = [name for name in BATCHING if name in saved and given[name] is not None and given[name] != saved[name]]
     if not differ:

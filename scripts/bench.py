@@ -30,6 +30,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from charlm.callbacks.fit_guard import FitGuard
 from charlm.model import CharRNN, CharRNNConfig, detach_hidden
 from charlm.train.lightning_module import CharLM
 from charlm.train.precision import fp32_math, use_tf32
@@ -133,7 +134,7 @@ class FitTimer(L.Callback):
 def charlm_fit(cell: str, layers: int, hidden: int, corpus: Path, batch: int, seq_len: int, steps: int,
                warmup: int, accelerator: str, precision: str, lr: float, clip: float, cache: Path,
                tf32: bool | None = None, validate: bool = False) -> tuple[float, float | None, dict[str, str]]:
-    """Tokens/s of ``Trainer.fit`` on CharLM, as the CLI runs it (no logger, no checkpoints); with
+    """Tokens/s of ``Trainer.fit`` on CharLM, as the CLI runs it (its FitGuard too; no logger, no checkpoints); with
     ``validate``, the val bpc of the model it trained, in the same precision (else None); and the float32
     math it ran with (charlm.train.precision.fp32_math)."""
     data = TextDataModule(path=str(corpus), batch_size=batch, seq_len=seq_len, cache_dir=str(cache))
@@ -142,7 +143,7 @@ def charlm_fit(cell: str, layers: int, hidden: int, corpus: Path, batch: int, se
     timer = FitTimer(warmup)
     quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
     trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=steps,
-                        enable_checkpointing=False, limit_val_batches=0, callbacks=[timer], **quiet)
+                        enable_checkpointing=False, limit_val_batches=0, callbacks=[timer, FitGuard()], **quiet)
     trainer.fit(model, datamodule=data)
     bpc = None
     if validate:  # the whole validation split, with the same precision

@@ -27,6 +27,7 @@ class FitGuard(L.Callback):
         self.sigint_pending = False
         self.hangup_pending = False
         self._previous: dict[int, Any] = {}  # signal -> the handler it had before fit
+        self._checked_step: int | None = None  # the last step whose loss was checked
 
     # --- Ctrl-C ---------------------------------------------------------------------------------
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -88,7 +89,9 @@ class FitGuard(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:  # the steps that read the device anyway
+        step = trainer.global_step  # the same over the batches of one step with accumulate_grad_batches
+        if step % max(1, trainer.log_every_n_steps) == 0 and step != self._checked_step:  # logging steps read anyway
+            self._checked_step = step
             check_finite(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

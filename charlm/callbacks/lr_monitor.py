@@ -8,7 +8,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor as _LightningLearningRateMonitor
 
-_GROUP = re.compile(r"(.*)/pg\d+")  # Lightning's key of a parameter group's value: lr-AdamW/pg1, lr-AdamW-momentum/pg2
+# Lightning's key of a parameter group's value: lr-AdamW/pg1, lr-AdamW/pg2-momentum, lr-AdamW/pg1-weight_decay
+_GROUP = re.compile(r"(?P<base>.*)/pg\d+(?P<what>-momentum|-weight_decay)?")
 
 
 def merge_equal_groups(stats: dict[str, float]) -> dict[str, float]:
@@ -19,7 +20,7 @@ def merge_equal_groups(stats: dict[str, float]) -> dict[str, float]:
     for key, value in stats.items():
         match = _GROUP.fullmatch(key)
         if match:
-            groups.setdefault(match[1], {})[key] = value
+            groups.setdefault(match["base"] + (match["what"] or ""), {})[key] = value
         else:
             merged[key] = value
     for base, members in groups.items():

@@ -122,7 +122,9 @@ class CharLM(L.LightningModule):
         refuse_untrainable_precision(self.trainer)
         refuse_untrainable_settings(self.trainer)
         self._set_fp32_math()
-        return []  # FitGuard (Ctrl-C, SIGTERM, a non-finite loss) is attached by the CLI
+        # FitGuard (Ctrl-C, SIGTERM, a non-finite loss) is attached by the CLI (it lives in charlm.callbacks, a
+        # floor above this module); a Trainer built by hand adds charlm.callbacks.fit_guard.FitGuard() itself
+        return []
 
     def _set_fp32_math(self) -> None:
         # here, before Lightning's CUDA set-up reads torch's matmul precision (its Tensor Cores hint)

@@ -3,7 +3,7 @@ writer at a time; and a resumed fit continuing the folder it was saved in.
 
 **Where.** A folder that cannot be written would otherwise end the run at its first checkpoint with a
 traceback, or send the W&B run quietly to the system's temp folder. Loggers whose ``save_dir`` is
-empty (``""`` or null, as in cli.yaml) write under ``--trainer.default_root_dir``, so that one flag
+empty (``""`` or null, as in charlm/defaults.yaml) write under ``--trainer.default_root_dir``, so that one flag
 moves a whole run.
 
 **One writer.** ``<run folder>/charlm.lock`` names the process writing it. Two fits in one folder
@@ -43,10 +43,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from charlm.checkpoint import read_checkpoint
 from charlm.compat import entry_class, entry_is
 from datamodules.common.rank_zero import is_rank_zero, rank_zero_note
+from datamodules.io.atomic_files import process_is_gone
 
 if TYPE_CHECKING:
     import lightning as L
@@ -160,7 +160,8 @@ def _read(lock: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError):
         return {}
-    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else {}
+    valid = isinstance(holder, dict) and isinstance(holder.get("pid"), int) and holder["pid"] > 0
+    return holder if valid else {}
 
 
 def _is_mine(holder: dict[str, Any]) -> bool:
@@ -173,12 +174,8 @@ def _alive(holder: dict[str, Any]) -> bool:
         return False  # not a lock charlm wrote
     if holder.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
+    if process_is_gone(holder["pid"]):
         return False
-    except PermissionError:
-        pass  # another user's process
     started = _start_time(holder["pid"])
     return not (holder.get("start") and started and started != holder["start"])  # else: its pid, reused
 
@@ -281,9 +278,8 @@ def run_version(ckpt_path: str | Path, save_dir: str | Path, name: str | None) -
 
 
 def checkpoint_step(ckpt_path: str | Path) -> int:
-    """The checkpoint's global step (memory-mapped: the weights are not read)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    return int(ckpt.get("global_step", 0))
+    """The checkpoint's global step (charlm.checkpoint.read_checkpoint: the file's one read)."""
+    return int(read_checkpoint(ckpt_path).get("global_step", 0))
 
 
 def _continues_its_folder(entry: Any) -> bool:

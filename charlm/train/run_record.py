@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
+from charlm.checkpoint import read_checkpoint
 from charlm.compat import callback_state, entry_is, started_wandb_run
 from charlm.train.run_folder import loggers_of, run_log_dir
 from charlm.train.wandb_logger import wandb_loggers
@@ -81,10 +81,10 @@ def name_wandb_runs(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
     before any callback's) after the corpus, the network and the run folder, and tag it (run_name_and_tags)."""
     for logger in wandb_loggers(trainer):
         if hasattr(logger, "name_and_tag") and started_wandb_run(logger) is None:
-            logger.name_and_tag(*run_name_and_tags(trainer, pl_module, run_log_dir(trainer)))
+            logger.name_and_tag(*run_name_and_tags(pl_module, run_log_dir(trainer)))
 
 
-def run_name_and_tags(trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path | None) -> tuple[str, list[str]]:
+def run_name_and_tags(pl_module: L.LightningModule, log_dir: Path | None) -> tuple[str, list[str]]:
     """``shakespeare-lstm-2x256-v0`` (corpus, cell, layers x units, run folder version) and the tags
     ``[corpus, cell]``: the corpus and version from the run folder (runs/<corpus>/version_N)."""
     corpus = log_dir.parent.name if log_dir is not None else "charlm"
@@ -95,10 +95,9 @@ def run_name_and_tags(trainer: L.Trainer, pl_module: L.LightningModule, log_dir:
 
 
 def recorded_wandb_run_id(ckpt_path: str | Path) -> str | None:
-    """The W&B run id a checkpoint was saved from, if it has one (memory-mapped: weights are not read)."""
+    """The W&B run id a checkpoint was saved from, if it has one (charlm.checkpoint.read_checkpoint)."""
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        run_id = callback_state(ckpt, RunConfig).get("wandb_run_id")
+        run_id = callback_state(read_checkpoint(ckpt_path), RunConfig).get("wandb_run_id")
     except Exception:  # noqa: BLE001  (no id to resume: an unreadable file is refused by the fit itself)
         return None
     return run_id if isinstance(run_id, str) and run_id else None

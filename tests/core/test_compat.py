@@ -420,3 +420,12 @@ def test_the_lr_monitor_logs_what_its_extract_stats_returns(tmp_path):
     trainer(tmp_path, logger=Keep(), log_every_n_steps=1, callbacks=[LearningRateMonitor("step")]).fit(TwoGroups())
     keys = {key for row in logged for key in row if key.startswith("lr-")}
     assert keys == {"lr-AdamW"}, keys  # Lightning's: lr-AdamW/pg1 and lr-AdamW/pg2, the same values
+
+
+def test_the_lr_monitor_merges_every_value_its_groups_share():
+    from charlm.callbacks.lr_monitor import merge_equal_groups
+
+    stats = {"lr-AdamW/pg1": 0.1, "lr-AdamW/pg2": 0.1, "lr-AdamW/pg1-momentum": 0.9, "lr-AdamW/pg2-momentum": 0.9,
+             "lr-AdamW/pg1-weight_decay": 0.01, "lr-AdamW/pg2-weight_decay": 0.0}
+    assert merge_equal_groups(stats) == {"lr-AdamW": 0.1, "lr-AdamW-momentum": 0.9, "lr-AdamW/pg1-weight_decay": 0.01,
+                                         "lr-AdamW/pg2-weight_decay": 0.0}

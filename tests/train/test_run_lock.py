@@ -110,3 +110,12 @@ def test_a_live_pid_holds_the_lock_unless_it_was_reused_by_a_later_process(tmp_p
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 2**70], ids=["minus one", "zero", "beyond any pid"])
+def test_a_lock_naming_no_possible_process_is_taken_over(tmp_path, pid):
+    # os.kill(-1, 0) succeeds (it signals every process), and a pid past the C int overflows os.kill
+    (tmp_path / run_lock.LOCK_NAME).write_text(json.dumps({**run_lock._me(), "pid": pid, "start": None}))
+    run_lock.hold(tmp_path)
+    assert json.loads((tmp_path / run_lock.LOCK_NAME).read_text())["pid"] == run_lock.os.getpid()
+    run_lock.release(tmp_path)
