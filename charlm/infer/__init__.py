@@ -1,2 +1,3 @@
-"""Using a trained network, without Lightning: generation, the sampling engine (shared by ``charlm sample``,
-``--interactive``, the page and the callbacks), beam search, scoring, neurons and their page, the export step."""
+"""Using a trained network, without Lightning: generation (used by the commands, the page, the callbacks and
+the Python API), the sampling engine (``charlm sample``, ``--interactive``, the API), beam search, scoring,
+neurons and their page, the export step."""

@@ -1,4 +1,5 @@
-"""The sampling engine that ``charlm sample``, ``--interactive``, the page and the Python API share.
+"""The sampling engine that ``charlm sample``, ``--interactive`` and the Python API share (the page checks its
+settings with it too).
 
 ``Settings`` shape a sample; ``encode_prompt`` turns a prompt into token ids under the ``--unknown``
 policy; ``write_samples`` streams N samples of a prompt to a text stream (``StopAt`` ends a sample at a

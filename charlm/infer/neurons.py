@@ -37,8 +37,8 @@ class Trace:
 
     @property
     def surprise(self) -> np.ndarray:
-        """(N-1,) bits: -log2 p(byte t | bytes before it), t = 1..N-1; its mean is the text's bpc."""
-        return -self.logp / np.log(2)
+        """(N-1,) float64 bits: -log2 p(byte t | bytes before it), t = 1..N-1; its mean is the text's bpc."""
+        return -self.logp.astype(np.float64) / np.log(2)
 
 
 @torch.inference_mode()

@@ -211,7 +211,8 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
     @refusing
     async def write(request: Request) -> Response:
         body = await read_body(request, "prompt", MAX_PROMPT)
-        served, asked = pick(models, body.get("model", 0)), writing.parse(body)
+        served = pick(models, body.get("model", 0))
+        asked = writing.parse(body, served)  # the prompt against the model's vocabulary too: before a slot is taken
         generations.enter()  # before the response starts: a refusal is a plain 429 with its message
         release = once(generations.leave)
         try:
@@ -225,7 +226,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
         except LimitError:
             release()
             raise
-        except ValueError as err:  # the model's outputs are not finite (charlm.infer.generate says what to do)
+        except ValueError as err:  # the model's outputs are not finite (charlm.infer.logits.NOT_FINITE says what to do)
             release()
             raise LimitError(str(err), 500) from None
         except BaseException:
@@ -249,7 +250,7 @@ def build_app(models: list[Served], max_generations: int = limits.DEFAULT_GENERA
                     text, done, ran = await anyio.to_thread.run_sync(writing.take, steps)
                     generations.count(ran)
                 yield sse("done", {"bytes": sent, "seed": asked.seed})
-            except ValueError as err:  # the model's outputs went inf / NaN midway (charlm.infer.generate)
+            except ValueError as err:  # the model's outputs went inf / NaN midway (charlm.infer.logits.NOT_FINITE)
                 yield sse("error", {"error": str(err)})
             finally:  # also when the client went away: Starlette cancels this at its next await
                 with contextlib.suppress(ValueError):  # "already executing": a forced exit cancelled the wait for

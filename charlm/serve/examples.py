@@ -10,9 +10,7 @@ none of the candidates gets a few of its letters.
 
 from __future__ import annotations
 
-import torch
-
-from charlm.infer.score import nats_per_byte
+from charlm.infer.score import bits_per_byte
 from charlm.serve.models import Served
 
 # A few per kind of corpus charlm trains on, in no order (the model's surprise orders them); each holds a byte
@@ -35,6 +33,5 @@ def examples(served: Served, shown: int = SHOWN) -> list[str]:
         letters = "".join(chr(s) for s in vocab.symbols if chr(s).isascii() and chr(s).isalpha())
         return [letters[:8]] if letters else []
     lead = b"" if vocab.missing_bytes(b"\n") else b"\n"  # read as the start of a line (then every byte is scored)
-    with torch.inference_mode():
-        cost = {c: float(nats_per_byte(served.loaded, lead + c.encode()).mean()) for c in known}
+    cost = {c: bits_per_byte(served.loaded, lead + c.encode())[0] for c in known}
     return sorted(known, key=cost.__getitem__)[:shown]

@@ -41,14 +41,9 @@ def known_bytes(data: bytes, vocab: Vocabulary) -> tuple[bytes, str | None]:
 def surprise_bits(served: Served, data: bytes, window: int = 4096) -> np.ndarray:
     """-log2 p(byte t | bytes before it) for t = 1..N-1, shape (N-1,); byte 0 is context only.
 
-    charlm.cli.commands.score.nats_per_byte in bits: its mean is ``charlm score``'s bpc.
+    charlm.infer.score.nats_per_byte in bits: its mean is ``charlm score``'s bpc.
     """
     return (nats_per_byte(served.loaded, data, window).double() / math.log(2)).numpy()
-
-
-def bits_of(tr: Trace) -> np.ndarray:
-    """A trace's surprise in bits, (N-1,) float64 (as surprise_bits: its mean is ``charlm score``'s bpc)."""
-    return -tr.logp.astype(np.float64) / math.log(2)
 
 
 def rounded(bits: np.ndarray) -> list[float]:
@@ -79,7 +74,7 @@ class Seen:
     @property
     def bits(self) -> np.ndarray:
         """The surprise in bits, (N-1,) float64: from the trace's logp, not stored twice."""
-        return bits_of(self.trace)
+        return self.trace.surprise
 
     @property
     def nbytes(self) -> int:
@@ -118,7 +113,7 @@ def see(served: Served, data: bytes, earlier: Seen | None = None, k: int = 0) ->
     model, vocab = served.loaded.model, served.loaded.vocab
     if earlier is None or k == 0:
         tr = trace(model, vocab, data)
-        top, surprise = guesses(tr), [None, *rounded(bits_of(tr))]
+        top, surprise = guesses(tr), [None, *rounded(tr.surprise)]
     elif k == len(data):  # deleted at the end: every state, guess and surprise is in the earlier trace
         old = earlier.trace
         # copies, not views: a view would keep the earlier arrays whole once that trace leaves the cache,
@@ -136,7 +131,7 @@ def see(served: Served, data: bytes, earlier: Seen | None = None, k: int = 0) ->
                    np.concatenate([old.top_ids[:k], new.top_ids[1:]]),
                    np.concatenate([old.top_probs[:k], new.top_probs[1:]]), vocab.symbols,
                    np.concatenate([old.logp[: k - 1], new.logp]))
-        top, surprise = earlier.top[:k] + guesses(new, 1), earlier.surprise[:k] + rounded(bits_of(new))  # + k..N-1
+        top, surprise = earlier.top[:k] + guesses(new, 1), earlier.surprise[:k] + rounded(new.surprise)  # + k..N-1
     ranking = []
     if len(data) > 1:
         states = {"hidden": tr.hidden} | ({"cell": tr.cell} if tr.cell is not None else {})

@@ -13,11 +13,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from charlm.infer.engine import SEEDS
+from charlm.infer.engine import Settings, check_settings
 from charlm.infer.generate import Utf8Stream, generate
-from charlm.infer.logits import check_sampling_args
 from charlm.serve.body import Body
 from charlm.serve.limits import MAX_LENGTH, LimitError
 from charlm.serve.models import Served
@@ -27,7 +27,7 @@ from charlm.serve.models import Served
 class WriteRequest:
     """What the page asks for (the flags of ``charlm sample``)."""
 
-    prompt: bytes
+    ids: np.ndarray  # (P,) the prompt's token ids, checked against the model's vocabulary
     length: int
     temperature: float
     top_k: int | None
@@ -35,9 +35,11 @@ class WriteRequest:
     seed: int
 
 
-def parse(body: Body) -> WriteRequest:
-    """Check a Write request against the sampling rules and the server's limits (one message each, naming the
-    field); null in a number field means its default, as the page sends an empty box."""
+def parse(body: Body, served: Served) -> WriteRequest:
+    """Check a Write request against the sampling rules (charlm.infer.engine.check_settings, worded for the page:
+    ``seed``, not ``--seed``), the server's limits and ``served``'s vocabulary, before a generation slot is
+    taken (one message each, naming the field); null in a number field means its default, as the page sends
+    an empty box."""
     prompt = body.text(default="\n")  # at most MAX_PROMPT bytes: read_body was told so
     if not prompt:
         raise LimitError("prompt is empty; give at least one character (a newline will do).")
@@ -46,16 +48,18 @@ def parse(body: Body) -> WriteRequest:
         raise LimitError(f"length must lie in [0, {MAX_LENGTH:,}] bytes (this server's limit), got {length:,}")
     temperature = body.number("temperature", 0.8)
     top_k, top_p = body.integer("top_k", None), body.number("top_p", None)
-    try:
-        check_sampling_args(temperature, top_k, top_p)
-    except ValueError as err:
-        raise LimitError(str(err).replace("--", "")) from None
     seed = body.integer("seed", None)
     if seed is None:
         seed = random.randrange(2**31)  # told to the page, so the sample can be had again
-    if not 0 <= seed < SEEDS:
-        raise LimitError(f"seed must lie in [0, 2^64), got {seed}")
-    return WriteRequest(prompt.encode(), length, temperature, top_k, top_p, seed)
+    try:
+        check_settings(Settings(length, temperature, top_k, top_p, 1, seed))
+    except ValueError as err:
+        raise LimitError(str(err).replace("--", "")) from None
+    try:
+        ids = served.loaded.vocab.encode(prompt.encode())
+    except ValueError as err:
+        raise LimitError(f"prompt: {err} Leave them out, or choose a model that knows them.") from None
+    return WriteRequest(ids, length, temperature, top_k, top_p, seed)
 
 
 def pieces(served: Served, request: WriteRequest) -> Iterator[str]:
@@ -65,20 +69,17 @@ def pieces(served: Served, request: WriteRequest) -> Iterator[str]:
     (a closed tab) stops the work; ``close()`` ends it at once.
     """
     loaded = served.loaded
-    try:
-        ids = loaded.vocab.encode(request.prompt)
-    except ValueError as err:
-        raise LimitError(f"prompt: {err}") from None
     device = next(loaded.model.parameters()).device
-    prompt_ids = torch.as_tensor(ids, dtype=torch.long, device=device)[None]  # (1, P), as sample's batch of one
+    prompt_ids = torch.as_tensor(request.ids, dtype=torch.long, device=device)[None]  # (1, P), as sample's batch
     generator = torch.Generator(device=device)
     generator.manual_seed(request.seed)
-    stream, symbols = Utf8Stream(), loaded.vocab.symbols
+    stream = Utf8Stream()
+    byte_of = [bytes((symbol,)) for symbol in loaded.vocab.symbols]  # token id -> its byte, built once
     steps = generate(loaded.model, prompt_ids, request.length, request.temperature, request.top_k, request.top_p,
                      generator)
     try:
         for tokens in steps:  # (1,) on the CPU
-            yield stream.feed(bytes((symbols[int(tokens[0])],)))
+            yield stream.feed(byte_of[int(tokens[0])])
         yield stream.finish()
     finally:
         steps.close()
